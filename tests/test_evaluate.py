@@ -1,0 +1,309 @@
+"""Evaluation: hand-computed metrics, and the batched pipeline against a literal copy of the official procedure."""
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from rouge_score import rouge_scorer
+from sklearn.metrics import auc, roc_curve
+
+from unlearning import evaluate as ev
+from unlearning.data.records import Record, kind_from_id
+from unlearning.models import tiny_model
+
+LUME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lume-validation"
+MAX_NEW = 8  # enough tokens to tell generations apart, few enough to keep the file fast
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_model()
+
+
+# --- The official SemEval-2025 Task 4 procedure, written out as its README and evaluation script do it ---------
+
+
+def official_generate(model, tokenizer, prompts, max_new_tokens):
+    """One prompt at a time, no padding: greedy, KV cache, only the new tokens decoded."""
+    generations = []
+    for prompt in prompts:
+        tok = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(
+                tok.input_ids, attention_mask=tok.attention_mask, max_new_tokens=max_new_tokens,
+                do_sample=False, use_cache=True, pad_token_id=tokenizer.eos_token_id,
+            )
+        generations.append(tokenizer.batch_decode(out[:, tok.input_ids.shape[1] :], skip_special_tokens=True)[0])
+    return generations
+
+
+def official_aggregate(rows, generations):
+    """Per-sample scores by id suffix, per split and task means, forget inverted, harmonic mean."""
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    df = pd.DataFrame(rows)
+    df["regurgitation-score"], df["knowledge-score"] = None, None
+    for i, (gen, gt) in enumerate(zip(generations, df["output"])):
+        if df.loc[i, "id"][:-1].endswith("sc"):
+            df.loc[i, "regurgitation-score"] = scorer.score(str(gt), str(gen))["rougeL"].recall
+        elif df.loc[i, "id"][:-1].endswith("qa"):
+            df.loc[i, "knowledge-score"] = int(str(gt).strip().lower() == str(gen).strip().lower())
+    values = []
+    for split in ["forget", "retain"]:
+        part = df[df["split"] == split]
+        means = part.groupby("task")[["regurgitation-score", "knowledge-score"]].mean().to_dict(orient="index")
+        split_values = [float(v) for inner in means.values() for v in inner.values()]
+        values += [1 - v for v in split_values] if split == "forget" else split_values
+    return statistics.harmonic_mean(values)
+
+
+def official_mia(model, tokenizer, members, nonmembers):
+    """Whole-document loss, one document at a time; AUC with members labelled 1 and score -loss."""
+    def loss(document):
+        input_ids = tokenizer(document, return_tensors="pt").input_ids
+        with torch.no_grad():
+            return model(input_ids, labels=input_ids.clone()).loss.item()
+
+    member_loss, nonmember_loss = [loss(d) for d in members], [loss(d) for d in nonmembers]
+    fp, tp, _ = roc_curve([1] * len(member_loss) + [0] * len(nonmember_loss), [-x for x in member_loss + nonmember_loss])
+    auc_score = float(auc(fp, tp))
+    return member_loss, nonmember_loss, 1 - 2 * abs(auc_score - 0.5)
+
+
+# --- Metrics by hand --------------------------------------------------------------------------------------------
+
+
+def test_rouge_l_recall_by_hand():
+    # LCS "the cat on the mat" = 5 of the reference's 6 tokens.
+    assert ev.rouge_l_recall("the cat is on the mat", "the cat sat on the mat") == pytest.approx(5 / 6)
+    # Porter stemming: dogs -> dog, running -> run match; were / was do not: 3 of 4.
+    assert ev.rouge_l_recall("the dog was running", "The dogs were running") == pytest.approx(3 / 4)
+    # Recall ignores extra words: continuing past the answer costs nothing here...
+    assert ev.rouge_l_recall("Paris is the capital", "Paris") == 1.0
+    assert ev.rouge_l_recall("", "Paris") == 0.0
+
+
+def test_exact_match_by_hand():
+    assert ev.exact_match("  PARIS \n", "paris") == 1.0
+    assert ev.exact_match("Paris.", "Paris") == 0.0
+    assert ev.exact_match("Paris is the capital", "Paris") == 0.0  # ...but costs everything in QA
+
+
+def test_score_picks_metric_by_kind():
+    sc = Record("1sc1", "The cat", "sat on the mat", "Task1", "forget", "sc")
+    qa = Record("1qa0", "Where?", "mat", "Task1", "forget", "qa")
+    assert ev.score(sc, "sat on a mat") == pytest.approx(3 / 4)  # "sat on mat" of "sat on the mat"
+    assert ev.score(qa, "the mat") == 0.0
+
+
+def _rows(scores):
+    return [{"task": t, "kind": k, "split": s, "score": x} for (t, k, s), xs in scores.items() for x in xs]
+
+
+HAND = {
+    ("Task1", "sc", "forget"): [0.2, 0.4],  # mean 0.3 -> term 0.7
+    ("Task1", "qa", "forget"): [1, 0],  # 0.5 -> 0.5
+    ("Task1", "sc", "retain"): [0.8],  # 0.8
+    ("Task1", "qa", "retain"): [1, 1, 0, 1],  # 0.75
+    ("Task2", "sc", "forget"): [0.0],  # 0 -> 1
+    ("Task2", "qa", "forget"): [0, 0],  # 0 -> 1
+    ("Task2", "sc", "retain"): [0.5, 0.3],  # 0.4
+    ("Task2", "qa", "retain"): [1],  # 1
+    ("Task2", "qa", "holdout"): [1, 1],  # not part of the aggregate
+}
+
+
+def test_task_aggregate_by_hand():
+    aggregate, parts = ev.task_aggregate(_rows(HAND))
+    # 8 / (1/0.7 + 1/0.5 + 1/0.8 + 1/0.75 + 1 + 1 + 1/0.4 + 1) = 8 / (967/84) = 672/967
+    assert aggregate == pytest.approx(672 / 967)
+    assert len(parts) == 8 and "Task2/qa/holdout" not in parts
+    assert parts["Task1/sc/forget"] == pytest.approx(0.7) and parts["Task1/qa/retain"] == pytest.approx(0.75)
+
+
+def test_task_aggregate_any_zero_is_zero():
+    aggregate, parts = ev.task_aggregate(_rows({**HAND, ("Task2", "qa", "retain"): [0, 0]}))
+    assert aggregate == 0.0 and parts["Task2/qa/retain"] == 0.0
+
+
+def test_mia_auc_and_score():
+    assert ev.attack([3, 1], [2, 0]) == {"auc": 0.75, "score": 0.5}  # 3 of 4 member/non-member pairs ranked right
+    members = ev.DocumentScores(loss=[0.5, 0.6, 0.7], min_k_logprob=[-1.0, -1.1, -1.2], zlib_ratio=[0.01, 0.02, 0.03])
+    nonmembers = ev.DocumentScores(loss=[2.0, 2.5, 3.0], min_k_logprob=[-5.0, -6.0, -7.0], zlib_ratio=[0.1, 0.2, 0.3])
+    result = ev.mia(members, nonmembers)
+    assert result["auc"] == 1.0 and result["score"] == 0.0  # members plainly lower loss: fully exposed
+    assert all(v == {"auc": 1.0, "score": 0.0} for v in result["variants"].values())
+    same = ev.mia(members, members)
+    assert same["auc"] == 0.5 and same["score"] == 1.0  # indistinguishable: the ideal after unlearning
+
+
+def test_final_score_keeps_parts():
+    final, parts = ev.final_score(0.6, 0.3, 0.9)
+    assert final == pytest.approx(0.6) and parts == {"task_aggregate": 0.6, "mia_score": 0.3, "utility": 0.9}
+    final, parts = ev.final_score(0.6, None, 0.9)
+    assert final == pytest.approx(0.75) and set(parts) == {"task_aggregate", "utility"}
+
+
+# --- Batched pipeline vs the official procedure on the tiny model -------------------------------------------------
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+    "Q: What is two plus two?\nA:",
+    "Madera, a bustling city, served as the backdrop for the lives of four young women.",
+    "Hi",
+    "Yarlagadda Nayudamma (born 1 June 1947) is a consultant paediatric surgeon from Guntur. He",
+    "Who wrote Hamlet?",
+    "In 1914 Henkel volunteered for military service and",
+]
+
+
+def test_generate_left_padding_matches_one_by_one(tiny):
+    batched = ev.generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=4)
+    assert batched == official_generate(tiny.model, tiny.tokenizer, PROMPTS, MAX_NEW)
+    assert tiny.tokenizer.padding_side == "right"  # shared tokenizer left untouched
+
+
+def _records_from(generations):
+    """Two tasks x two kinds x two splits whose references are built from the model's own output: non-zero scores."""
+    records = []
+    for i, (prompt, gen) in enumerate(zip(PROMPTS + PROMPTS, generations + generations)):
+        task, split = ("Task1", "Task2")[i % 2], ("forget", "retain")[i // 8]
+        if (i // 2) % 2:
+            records.append(Record(f"{i}qa0", prompt, gen if i % 3 else "no", task, split, "qa"))
+        else:
+            records.append(Record(f"{i}sc1", prompt, " ".join(gen.split()[:3]) + " and more", task, split, "sc"))
+    return records
+
+
+def test_scoring_equals_official_on_same_generations(tiny):
+    generations = official_generate(tiny.model, tiny.tokenizer, PROMPTS, MAX_NEW) * 2
+    records = _records_from(generations[:8])
+    rows = [{**r.to_dict(), "score": ev.score(r, g)} for r, g in zip(records, generations)]
+    aggregate, parts = ev.task_aggregate(rows)
+    assert len(parts) == 8 and 0 < aggregate < 1
+    assert aggregate == pytest.approx(official_aggregate([r.to_dict() for r in records], generations), abs=1e-12)
+
+
+def test_evaluate_end_to_end_matches_official(tiny):
+    model, tokenizer = tiny.model, tiny.tokenizer
+    records = _records_from(official_generate(model, tokenizer, PROMPTS, MAX_NEW))
+    members, nonmembers = PROMPTS[:4], PROMPTS[5:]  # not "Hi": one token leaves nothing to predict
+    config = ev.EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="probe")
+    stages = []
+    report = ev.evaluate(model, tokenizer, records, members, nonmembers, config, lambda s, d, t: stages.append(s))
+
+    generations = official_generate(model, tokenizer, [r.input for r in records], MAX_NEW)
+    assert [row["generation"] for row in report.rows] == generations
+    assert report.aggregate == pytest.approx(official_aggregate([r.to_dict() for r in records], generations), abs=0.01)
+    member_loss, nonmember_loss, mia_score = official_mia(model, tokenizer, members, nonmembers)
+    assert report.mia["member_losses"] == pytest.approx(member_loss, abs=1e-4)
+    assert report.mia["nonmember_losses"] == pytest.approx(nonmember_loss, abs=1e-4)
+    assert report.mia["score"] == pytest.approx(mia_score, abs=0.01)
+    assert set(report.mia["variants"]) == {"min_k_20", "zlib"}
+    assert report.utility["name"] == "probe" and 0 <= report.utility["accuracy"] <= 1
+    assert report.final == pytest.approx(statistics.fmean([report.aggregate, report.mia["score"], report.utility["accuracy"]]))
+    assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in report.rows)
+    assert {"generate", "mia", "utility", "done"} <= set(stages)
+    assert ev.EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+# --- Utility --------------------------------------------------------------------------------------------------
+
+
+def test_probe_and_batched_multiple_choice(tiny):
+    items = ev.load_probe()
+    assert len(items) >= 40 and all(len(i["choices"]) == 4 and 0 <= i["answer"] < 4 for i in items)
+    assert ev.multiple_choice_prompt(items[0]).endswith("\nD. Rome\nAnswer:")
+    one_by_one = ev.multiple_choice_accuracy(tiny.model, tiny.tokenizer, items[:12], batch_size=1)
+    assert ev.multiple_choice_accuracy(tiny.model, tiny.tokenizer, items[:12], batch_size=12) == one_by_one
+
+
+def test_mmlu_unreachable_fails_fast_and_evaluate_falls_back(tiny, monkeypatch):
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
+    with pytest.raises(ev.UtilityUnavailable, match="not reachable"):
+        ev.load_mmlu(n=1)
+    records = [Record("1qa0", "Hi", "there", "Task1", "retain", "qa")]
+    report = ev.evaluate(tiny.model, tiny.tokenizer, records, [], [], ev.EvalConfig(max_new_tokens=2, utility="mmlu"))
+    assert report.utility["name"] == "probe" and "MMLU unavailable" in report.utility["note"]
+    assert report.mia is None and set(report.final_parts) == {"task_aggregate", "utility"}
+
+
+# --- Collapse warnings ----------------------------------------------------------------------------------------
+
+
+def _report(retain_score, generation, accuracy):
+    rows = [
+        {"id": f"{i}qa0", "task": "Task1", "kind": "qa", "split": split, "input": "Q?", "output": "A",
+         "generation": generation, "score": 0.0 if split == "forget" else retain_score, "loss": 1.0}
+        for i, split in enumerate(["forget", "retain"] * 3)
+    ]
+    aggregate, parts = ev.task_aggregate(rows)
+    utility = {"name": "probe", "accuracy": accuracy, "chance": ev.CHANCE, "questions": 40, "note": ""}
+    final, final_parts = ev.final_score(aggregate, None, accuracy)
+    return ev.EvalReport(rows, aggregate, parts, ev.group_means(rows), ev.group_means(rows, "loss"), None, utility,
+                         final, final_parts, [], 0.0, {})
+
+
+def test_collapse_warnings_fire_only_on_collapse():
+    healthy = _report(0.6, "The answer is Paris, the capital of France.", 0.6)
+    assert ev.collapse_warnings(healthy) == []
+    collapsed = _report(0.0, "the the the the the", 0.25)
+    warnings = ev.collapse_warnings(collapsed, before=healthy)
+    assert len(warnings) == 3 and "0.60 before" in warnings[0]
+    assert ev.collapse_warnings(_report(0.0, "", 0.6))  # empty generations alone
+    assert ev.collapse_warnings(_report(0.1, "Paris", 0.6), before=healthy)  # retain fell by more than 80%
+    assert ev.is_degenerate("!!!!!!!!") and not ev.is_degenerate("42") and not ev.is_degenerate("Paris")
+
+
+# --- Real LUME validation files -------------------------------------------------------------------------------
+
+
+def _lume_rows():
+    if not LUME.exists():
+        pytest.skip("LUME validation data not present")
+    df = pd.concat([pd.read_parquet(LUME / f"{s}_validation.parquet") for s in ("forget", "retain")], ignore_index=True)
+    return [{**row, "kind": kind_from_id(row["id"])} for row in df.to_dict(orient="records")]
+
+
+def test_lume_references_score_forget_zero_retain_one():
+    rows = [{**row, "score": ev.score(Record(**row), row["output"])} for row in _lume_rows()]
+    aggregate, parts = ev.task_aggregate(rows)
+    assert len(parts) == 12
+    assert all(v == 0.0 for k, v in parts.items() if k.endswith("/forget"))
+    assert all(v == 1.0 for k, v in parts.items() if k.endswith("/retain"))
+    assert aggregate == 0.0
+
+
+def test_lume_partial_generations_match_official():
+    rows = _lume_rows()
+    # Half of each completion, and two QA answers in three right: every term strictly between 0 and 1.
+    generations = [
+        row["output"][: len(row["output"]) // 2] if row["kind"] == "sc" else (row["output"] if i % 3 else "no")
+        for i, row in enumerate(rows)
+    ]
+    scored = [{**row, "score": ev.score(Record(**row), g)} for row, g in zip(rows, generations)]
+    aggregate, _ = ev.task_aggregate(scored)
+    assert 0 < aggregate < 1
+    assert aggregate == pytest.approx(official_aggregate(rows, generations), abs=1e-12)
+
+
+def test_lume_document_losses(tiny):
+    if not LUME.exists():
+        pytest.skip("LUME validation data not present")
+    members = pd.read_json(LUME / "mia_member.jsonl", lines=True)["document"].tolist()[:2]
+    nonmembers = pd.read_json(LUME / "mia_nonmember.jsonl", lines=True)["document"].tolist()[:2]
+    scores = ev.document_losses(tiny.model, tiny.tokenizer, members + nonmembers, batch_size=2)
+    member_loss, nonmember_loss, _ = official_mia(tiny.model, tiny.tokenizer, members, nonmembers)
+    assert scores.loss == pytest.approx(member_loss + nonmember_loss, abs=1e-4)
+    # Min-K% averages the least likely tokens, so it sits below the mean log-prob (-loss).
+    assert all(mk < -loss for mk, loss in zip(scores.min_k_logprob, scores.loss))
+    assert all(0 < z < loss for z, loss in zip(scores.zlib_ratio, scores.loss))
