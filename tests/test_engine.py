@@ -1,0 +1,121 @@
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearning.engine import TrainConfig, decoder_layers, train
+from unlearning.methods import METHODS
+from unlearning.methods.base import Method
+from unlearning.methods.losses import forward, sample_nll
+
+
+def snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def forget_nll(model, tokenizer, records):
+    from unlearning.batching import collate, encode_records
+
+    batch = collate(encode_records(tokenizer, records), tokenizer.pad_token_id)
+    with torch.no_grad():
+        return sample_nll(forward(model, batch).logits, batch["labels"]).mean().item()
+
+
+@pytest.mark.parametrize("params", ["full", "last_k", "lora"])
+def test_original_untouched_and_forget_loss_rises(tiny, bundled, params):
+    forget, retain = bundled.split("forget")[:4], bundled.split("retain")[:4]
+    before = snapshot(tiny.model)
+    nll_before = forget_nll(tiny.model, tiny.tokenizer, forget)
+    config = TrainConfig(method="grad_diff", steps=6, learning_rate=3e-3, batch_size=4, params=params, last_k=1, precision="fp32")
+    result = train(tiny.model, tiny.tokenizer, forget, retain, config)
+    assert result.status == "completed" and len(result.history) == 6
+    assert all(torch.equal(p, before[n]) for n, p in tiny.model.named_parameters()), "the original model changed"
+    assert forget_nll(result.model, tiny.tokenizer, forget) > nll_before + 0.05
+    assert {"loss", "grad_norm", "seconds", "tokens", "forget_nll", "retain_nll"} <= set(result.history[0])
+    assert (result.adapter is not None) == (params == "lora")
+
+
+def test_last_k_trains_only_the_last_layers(tiny, bundled):
+    config = TrainConfig(method="grad_ascent", steps=2, learning_rate=1e-2, params="last_k", last_k=1, precision="fp32")
+    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], config)
+    first, last = decoder_layers(result.model)[0], decoder_layers(result.model)[-1]
+    original_first, original_last = decoder_layers(tiny.model)[0], decoder_layers(tiny.model)[-1]
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), original_first.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(last.parameters(), original_last.parameters()))
+
+
+def test_cancel_keeps_the_steps_done(tiny, bundled):
+    cancel = threading.Event()
+    on_step = lambda log: cancel.set() if log["step"] == 2 else None
+    config = TrainConfig(method="grad_ascent", steps=50, learning_rate=1e-3)
+    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], config, on_step, cancel)
+    assert result.status == "cancelled" and [log["step"] for log in result.history] == [1, 2]
+    assert "after 2 of 50 steps" in result.message
+
+
+class ExplodesAtStep3(Method):
+    name, title, formula, intuition, paper = "explodes", "test", "", "", ""
+    views = ("forget",)
+    calls = 0
+
+    def loss(self, model, batch, reference=None):
+        ExplodesAtStep3.calls += 1
+        nll = sample_nll(forward(model, batch["forget"]).logits, batch["forget"]["labels"]).mean()
+        value = nll * float("nan") if ExplodesAtStep3.calls == 3 else nll
+        return value, {"forget_nll": nll.item()}
+
+
+def test_divergence_stops_the_run(tiny, bundled, monkeypatch):
+    monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
+    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], TrainConfig(method="explodes", steps=10))
+    assert result.status == "diverged" and len(result.history) == 2 and "step 3" in result.message
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (dict(learning_rate=-1.0), "learning rate"),
+        (dict(steps=0), "steps"),
+        (dict(batch_size=0), "batch size"),
+        (dict(params="half"), "params"),
+        (dict(method="nope"), "Unknown method"),
+        (dict(method_options={"beta": 1.0}), "no option"),
+        (dict(learning_rate=float("nan")), "learning rate"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_reason(bad, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**bad)
+
+
+def test_empty_forget_set_is_refused(tiny):
+    with pytest.raises(ValueError, match="forget set is empty"):
+        train(tiny.model, tiny.tokenizer, [], [], TrainConfig())
+
+
+def test_bf16_autocast_tracks_fp32(tiny, bundled):
+    """Mixed precision must give the same first-step loss as fp32 to within bf16 rounding."""
+    forget, retain = bundled.split("forget")[:4], bundled.split("retain")[:4]
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(steps=1, learning_rate=1e-3, precision=precision)
+        losses[precision] = train(tiny.model, tiny.tokenizer, forget, retain, config).history[0]["loss"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights():
+    worker = Path(__file__).with_name("ddp_worker.py")
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(worker)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank="))
+    assert len(lines) == 2, out.stderr[-3000:]
+    fields = [dict(part.split("=", 1) for part in line.split()) for line in lines]
+    assert {f["world"] for f in fields} == {"2"} and {f["type"] for f in fields} == {"DistributedType.MULTI_CPU"}
+    assert fields[0]["loss"] != fields[1]["loss"], "each rank should draw its own batch"
+    assert fields[0]["params"] == fields[1]["params"], "gradients were not synchronised"

@@ -1,0 +1,40 @@
+import threading
+
+from unlearning.jobs import JobRunner, user_message
+
+
+def test_jobs_run_one_at_a_time_in_order_with_queue_positions():
+    runner = JobRunner()
+    gate, order = threading.Event(), []
+    first = runner.submit("first", lambda job: (gate.wait(5), order.append(1)))
+    second = runner.submit("second", lambda job: order.append(2))
+    third = runner.submit("third", lambda job: order.append(3))
+    while first.state != "running":
+        pass
+    assert [runner.position(j) for j in (first, second, third)] == [0, 2, 3]
+    gate.set()
+    runner.wait(third, 5)
+    assert order == [1, 2, 3] and all(j.state == "done" for j in (first, second, third))
+
+
+def test_a_queued_job_can_be_cancelled_before_it_starts():
+    runner = JobRunner()
+    gate = threading.Event()
+    blocker = runner.submit("block", lambda job: gate.wait(5))
+    queued = runner.submit("queued", lambda job: "ran")
+    runner.cancel(queued.id)
+    gate.set()
+    runner.wait(queued, 5)
+    assert queued.state == "cancelled" and queued.result is None and runner.wait(blocker, 5).state == "done"
+
+
+def test_a_failing_job_reports_a_message_and_the_worker_survives():
+    runner = JobRunner()
+    failed = runner.wait(runner.submit("bad", lambda job: 1 / 0), 5)
+    assert failed.state == "failed" and failed.error == "division by zero"
+    assert runner.wait(runner.submit("good", lambda job: 42), 5).result == 42
+
+
+def test_out_of_memory_gets_a_hint():
+    message = user_message(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000 bytes"))
+    assert "Out of memory" in message and "LoRA" in message and "batch size" in message

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from unlearning.engine import TrainConfig
+from unlearning.runs import RunConfig, RunStore, check_run_id
+
+
+def test_config_round_trips_through_json(tmp_path):
+    store = RunStore(tmp_path)
+    config = RunConfig(model="tiny", forget_ids=["a", "b"], train=TrainConfig(method="npo", method_options={"beta": 0.2}, steps=7))
+    run_id = store.create(config)
+    assert store.config(run_id) == config
+    assert store.status(run_id)["status"] == "queued"
+    assert json.loads((tmp_path / run_id / "config.json").read_text())["train"]["steps"] == 7
+
+
+def test_partial_last_metrics_line_is_ignored(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    store.append_step(run_id, {"step": 1, "loss": 2.0})
+    store.append_step(run_id, {"step": 2, "loss": 2.5})
+    with open(tmp_path / run_id / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # the process died mid-write
+    assert [s["loss"] for s in store.steps(run_id)] == [2.0, 2.5]
+
+
+def test_recover_marks_cut_off_runs_interrupted_and_keeps_the_rest(tmp_path):
+    store = RunStore(tmp_path)
+    done, cut = store.create(RunConfig()), store.create(RunConfig())
+    store.set_status(done, "completed")
+    store.set_status(cut, "running")
+    store.append_step(cut, {"step": 1, "loss": 1.0})
+    assert RunStore(tmp_path).recover() == [cut]  # a new store, as after a restart
+    assert store.status(cut)["status"] == "interrupted" and store.steps(cut) == [{"step": 1, "loss": 1.0}]
+    assert store.status(done)["status"] == "completed"
+    assert store.ids() == sorted([done, cut], reverse=True)
+
+
+def test_writes_leave_no_temporary_files(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    for i in range(5):
+        store.write_json(run_id, "after.json", {"i": i})
+    assert sorted(p.name for p in (tmp_path / run_id).iterdir()) == ["after.json", "config.json", "status.json"]
+
+
+@pytest.mark.parametrize("bad", ["../etc", "20261125-035149-35d7ad6b/../../x", "", "20261125-035149-35D7AD6B", "x" * 24, None])
+def test_run_ids_cannot_be_paths(tmp_path, bad):
+    with pytest.raises(ValueError):
+        RunStore(tmp_path).path(bad)
+
+
+def test_run_ids_are_unique_and_not_sequential(tmp_path):
+    store = RunStore(tmp_path)
+    ids = {store.create(RunConfig()) for _ in range(20)}
+    assert len(ids) == 20 and all(check_run_id(i) for i in ids)
+    assert len({i.rsplit("-", 1)[1] for i in ids}) == 20

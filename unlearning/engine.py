@@ -1,0 +1,208 @@
+"""The training loop every method runs in: a copy of the model, an optimiser, and a per-step log.
+
+The original model is never touched: unlearning trains a deep copy (optionally through LoRA adapters), so the
+"before" model stays available for comparison and a cancelled or failed run loses nothing.
+Runs go through Hugging Face Accelerate, so `accelerate launch` (DDP, FSDP, DeepSpeed) scales them out.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from unlearning.batching import collate, encode
+from unlearning.data.records import Record
+from unlearning.methods import Method, get_method
+
+PARAM_MODES = ("full", "last_k", "lora")
+
+
+@dataclass
+class TrainConfig:
+    method: str = "grad_diff"
+    method_options: dict = field(default_factory=dict)
+    steps: int = 20
+    learning_rate: float = 1e-5
+    batch_size: int = 4
+    params: str = "full"  # full | last_k (only the last k decoder layers train) | lora
+    last_k: int = 4
+    lora_rank: int = 8
+    max_length: int = 256
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; master weights keep their dtype)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            problems.append(f"steps must be a whole number >= 1 (got {self.steps!r})")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            problems.append(f"learning rate must be a positive number (got {self.learning_rate!r})")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            problems.append(f"batch size must be a whole number >= 1 (got {self.batch_size!r})")
+        if self.params not in PARAM_MODES:
+            problems.append(f"params must be one of {PARAM_MODES} (got {self.params!r})")
+        if self.params == "last_k" and self.last_k < 1:
+            problems.append(f"last_k must be >= 1 (got {self.last_k!r})")
+        if self.params == "lora" and self.lora_rank < 1:
+            problems.append(f"LoRA rank must be >= 1 (got {self.lora_rank!r})")
+        if self.max_length < 8:
+            problems.append(f"max_length must be >= 8 tokens (got {self.max_length!r})")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        get_method(self.method, **self.method_options)  # unknown method or option: fail now, not mid-run
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class UnlearnResult:
+    model: PreTrainedModel  # the unlearned copy, LoRA merged in
+    history: list[dict]  # one entry per step: step, loss, grad_norm, seconds, tokens, and the method's terms
+    status: str  # completed | cancelled | diverged
+    message: str = ""
+    adapter: dict[str, torch.Tensor] | None = None  # LoRA weights, when params == "lora"
+
+
+@functools.cache
+def accelerator() -> Accelerator:
+    """One per process: Accelerate's state is a process-wide singleton that refuses a second configuration.
+
+    Mixed precision stays off here because the engine autocasts itself, per run, with the run's own precision.
+    """
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX makes a bf16 matmul several times faster than fp32; without them bf16 is slower."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or device.type == "cuda" or cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The stack of transformer blocks, found by shape so it works across Llama, OLMo, GPT-2, ..."""
+    n = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"could not find the {n} decoder layers of {type(model).__name__}")
+
+
+def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:
+    """Choose what trains: all weights, the last k blocks, or LoRA adapters on every linear layer."""
+    if config.params == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, lora_dropout=0.0, target_modules="all-linear")
+        return get_peft_model(model, lora)
+    model.requires_grad_(config.params == "full")
+    if config.params == "last_k":
+        layers = decoder_layers(model)
+        if config.last_k > len(layers):
+            raise ValueError(f"last_k={config.last_k} but the model has only {len(layers)} layers")
+        for layer in layers[-config.last_k :]:
+            layer.requires_grad_(True)
+    return model
+
+
+def trainable_parameters(model: PreTrainedModel) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(
+    original: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    forget: list[Record],
+    retain: list[Record],
+    config: TrainConfig,
+    on_step: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> UnlearnResult:
+    """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps."""
+    if not forget:
+        raise ValueError("the forget set is empty: pick at least one sample to forget")
+    method: Method = get_method(config.method, **config.method_options)
+    if "retain" in method.views and not retain:
+        raise ValueError(f"{method.title} needs retain samples, and the retain set is empty")
+    acc = accelerator()
+    torch.manual_seed(config.seed)
+    model = make_trainable(copy.deepcopy(original), config)
+    model.train()
+    reference = original.eval() if method.needs_reference else None
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=0.0)
+    model, optimizer = acc.prepare(model, optimizer)
+
+    features = {
+        view: [encode(tokenizer, prompt, answer, config.max_length) for prompt, answer in method.view_pairs(view, forget, retain)]
+        for view in method.views
+    }
+    dtype = autocast_dtype(config.precision, acc.device)
+    generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
+    history: list[dict] = []
+    status, message = "completed", ""
+    steps = method.schedule(len(forget), len(retain), config.steps, config.batch_size, generator)
+    for step, (forget_idx, retain_idx) in enumerate(steps, start=1):
+        if cancel is not None and cancel.is_set():
+            status, message = "cancelled", f"cancelled by the user after {step - 1} of {config.steps} steps"
+            break
+        start = time.perf_counter()
+        batch = {
+            view: {k: v.to(acc.device) for k, v in collate([feats[i] for i in (retain_idx if view == "retain" else forget_idx)], tokenizer.pad_token_id).items()}
+            for view, feats in features.items()
+        }
+        with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, terms = method.loss(model, batch, reference)
+        if not torch.isfinite(loss):
+            status, message = "diverged", f"the loss became {loss.item()} at step {step}; stopped (try a lower learning rate)"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        grad_norm = acc.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else float("inf"))
+        optimizer.step()
+        log = {
+            "step": step,
+            "loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            "seconds": time.perf_counter() - start,
+            "tokens": sum(int(b["attention_mask"].sum()) for b in batch.values()),
+            **terms,
+        }
+        history.append(log)
+        if on_step is not None:
+            on_step(log)
+
+    model = acc.unwrap_model(model)
+    acc.free_memory()  # drop Accelerate's references to this run's model and optimiser
+    del optimizer
+    adapter = None
+    if status != "diverged":
+        method.finish(model, initial)
+    if config.params == "lora":
+        from peft import get_peft_model_state_dict
+
+        adapter = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+        model = model.merge_and_unload()
+    model.requires_grad_(False)
+    return UnlearnResult(model.eval(), history, status, message, adapter)
