@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unlearning.methods.base import register
+from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
+from unlearning.methods.losses import forward, npo_loss, sample_nll
+
+
+@dataclass
+class SimNPOConfig(GradDiffConfig):
+    beta: float = field(default=2.5, metadata={"help": "Inverse temperature: the larger, the sooner the push on an answer fades."})
+    margin: float = field(
+        default=0.0, metadata={"help": "Reward margin (the paper's gamma, not the forget weight): above 0 the push fades later."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+        if self.margin < 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
+
+
+@register
+class SimNPO(GradientDifference):
+    """SimNPO: NPO with no reference model and a length-normalised log-probability, plus the retain term.
+
+    forget term = -(2/beta) * mean logsigmoid(-(beta/|y|) * log pi_theta(y|x) - margin), |y| = answer tokens.
+    Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning".
+    The only change from gradient difference is `forget_loss`.
+    """
+
+    name = "simnpo"
+    title = "SimNPO"
+    formula = (
+        r"$\mathcal{L} = -\frac{2}{\beta}\,\mathbb{E}_{D_f}\Big[\log\sigma\Big(-\frac{\beta}{|y|}\log\pi_\theta(y\mid x)"
+        r" - \gamma\Big)\Big] + \alpha\,R(D_r)$"
+    )
+    intuition = (
+        "A simpler NPO. Instead of comparing with the original model, it looks at the model's own average "
+        "per-word confidence in each forget answer and pushes it down, fading out once the answer is unlikely. "
+        "Averaging per word means long and short answers are pushed equally hard, and no frozen copy of the "
+        "original model is needed, which saves memory."
+    )
+    paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning"
+    Config = SimNPOConfig
+
+    def forget_loss(self, model, batch, reference):
+        forget = batch["forget"]
+        nll = sample_nll(forward(model, forget).logits, forget["labels"])
+        # -(2/b) logsigmoid(-(b/|y|) log pi - m) = (2/b) softplus(b * (log pi / |y| + m / b)), and log pi / |y| = -nll.
+        term = npo_loss(-nll + self.config.margin / self.config.beta, self.config.beta)
+        return term, {"forget_nll": nll.mean().item()}
