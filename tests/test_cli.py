@@ -16,7 +16,7 @@ def test_methods_lists_every_unlearning_method_but_not_finetune(capsys):
 
 def test_run_saves_a_run_that_lists_and_reloads(capsys, tmp_path):
     runs = str(tmp_path / "runs")
-    code, out = run_cli(capsys, "run", "--model", "tiny", "--forget-n", "2", "--steps", "2", "--lr", "1e-3",
+    code, out = run_cli(capsys, "run", "--model", "tiny", "--forget-n", "2", "--batch-size", "2", "--steps", "2", "--lr", "1e-3",
                         "--max-new-tokens", "4", "--runs", runs, "--set", "alpha=2")
     assert code == 0 and out["status"] == "completed" and out["steps"] == 2
     assert out["config"]["train"]["method_options"] == {"alpha": 2}

@@ -40,7 +40,7 @@ def test_original_untouched_and_forget_loss_rises(tiny, bundled, params):
 
 
 def test_last_k_trains_only_the_last_layers(tiny, bundled):
-    config = TrainConfig(method="grad_ascent", steps=2, learning_rate=1e-2, params="last_k", last_k=1, precision="fp32")
+    config = TrainConfig(method="grad_ascent", steps=2, learning_rate=1e-2, batch_size=2, params="last_k", last_k=1, precision="fp32")
     result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], config)
     first, last = decoder_layers(result.model)[0], decoder_layers(result.model)[-1]
     original_first, original_last = decoder_layers(tiny.model)[0], decoder_layers(tiny.model)[-1]
@@ -51,7 +51,7 @@ def test_last_k_trains_only_the_last_layers(tiny, bundled):
 def test_cancel_keeps_the_steps_done(tiny, bundled):
     cancel = threading.Event()
     on_step = lambda log: cancel.set() if log["step"] == 2 else None
-    config = TrainConfig(method="grad_ascent", steps=50, learning_rate=1e-3)
+    config = TrainConfig(method="grad_ascent", steps=50, learning_rate=1e-3, batch_size=2)
     result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], config, on_step, cancel)
     assert result.status == "cancelled" and [log["step"] for log in result.history] == [1, 2]
     assert "after 2 of 50 steps" in result.message
@@ -71,7 +71,7 @@ class ExplodesAtStep3(Method):
 
 def test_divergence_stops_the_run(tiny, bundled, monkeypatch):
     monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
-    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], TrainConfig(method="explodes", steps=10))
+    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], TrainConfig(method="explodes", steps=10, batch_size=2))
     assert result.status == "diverged" and len(result.history) == 2 and "step 3" in result.message
 
 
@@ -93,8 +93,13 @@ def test_bad_settings_are_refused_with_a_reason(bad, words):
 
 
 def test_empty_forget_set_is_refused(tiny):
-    with pytest.raises(ValueError, match="forget set is empty"):
-        train(tiny.model, tiny.tokenizer, [], [], TrainConfig())
+    with pytest.raises(ValueError, match="No forget samples selected"):
+        train(tiny.model, tiny.tokenizer, [], [], TrainConfig(batch_size=1))
+
+
+def test_batch_larger_than_the_data_is_refused(tiny, bundled):
+    with pytest.raises(ValueError, match="larger than the 3 forget samples"):
+        train(tiny.model, tiny.tokenizer, bundled.split("forget")[:3], bundled.split("retain"), TrainConfig(batch_size=4))
 
 
 def test_bf16_autocast_tracks_fp32(tiny, bundled):

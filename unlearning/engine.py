@@ -42,20 +42,23 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        def whole(value, least: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
         problems = []
-        if not (isinstance(self.steps, int) and self.steps >= 1):
+        if not whole(self.steps, 1):
             problems.append(f"steps must be a whole number >= 1 (got {self.steps!r})")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             problems.append(f"learning rate must be a positive number (got {self.learning_rate!r})")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+        if not whole(self.batch_size, 1):
             problems.append(f"batch size must be a whole number >= 1 (got {self.batch_size!r})")
         if self.params not in PARAM_MODES:
             problems.append(f"params must be one of {PARAM_MODES} (got {self.params!r})")
-        if self.params == "last_k" and self.last_k < 1:
-            problems.append(f"last_k must be >= 1 (got {self.last_k!r})")
-        if self.params == "lora" and self.lora_rank < 1:
-            problems.append(f"LoRA rank must be >= 1 (got {self.lora_rank!r})")
-        if self.max_length < 8:
+        if self.params == "last_k" and not whole(self.last_k, 1):
+            problems.append(f"last_k must be a whole number >= 1 (got {self.last_k!r})")
+        if self.params == "lora" and not whole(self.lora_rank, 1):
+            problems.append(f"LoRA rank must be a whole number >= 1 (got {self.lora_rank!r})")
+        if not whole(self.max_length, 8):
             problems.append(f"max_length must be >= 8 tokens (got {self.max_length!r})")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
@@ -130,6 +133,18 @@ def trainable_parameters(model: PreTrainedModel) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def check_data(forget: list[Record], retain: list[Record], config: TrainConfig) -> Method:
+    """Refuse data the run cannot use, with a message for the user, before anything is copied or saved."""
+    if not forget:
+        raise ValueError("No forget samples selected: pick at least one sample to forget.")
+    if config.batch_size > len(forget):
+        raise ValueError(f"batch size {config.batch_size} is larger than the {len(forget)} forget samples: use at most {len(forget)}")
+    method = get_method(config.method, **config.method_options)
+    if "retain" in method.views and not retain:
+        raise ValueError(f"{method.title} needs retain samples, and the retain set is empty")
+    return method
+
+
 def train(
     original: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -140,11 +155,7 @@ def train(
     cancel: threading.Event | None = None,
 ) -> UnlearnResult:
     """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps."""
-    if not forget:
-        raise ValueError("the forget set is empty: pick at least one sample to forget")
-    method: Method = get_method(config.method, **config.method_options)
-    if "retain" in method.views and not retain:
-        raise ValueError(f"{method.title} needs retain samples, and the retain set is empty")
+    method = check_data(forget, retain, config)
     acc = accelerator()
     torch.manual_seed(config.seed)
     model = make_trainable(copy.deepcopy(original), config)

@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 
 from unlearning.data import UnlearningData, load_data
 from unlearning.data.records import Record
-from unlearning.engine import train
+from unlearning.engine import check_data, train
 from unlearning.evaluate import EvalReport, collapse_warnings, evaluate
 from unlearning.jobs import user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
@@ -45,8 +45,6 @@ class Selection:
 
 def select(data: UnlearningData, config: RunConfig, retain_eval_size: int = 40) -> Selection:
     """Resolve the run's ids into records, refusing empty or overlapping choices."""
-    if not config.forget_ids:
-        raise ValueError("No forget samples selected: tick at least one sample to forget.")
     forget = data.by_ids(config.forget_ids)
     retain = data.by_ids(config.retain_ids) if config.retain_ids is not None else data.split("retain")
     overlap = {r.id for r in forget} & {r.id for r in retain}
@@ -85,6 +83,7 @@ def run_experiment(
     loaded = cached_model(config.model)
     sel = select(cached_data(config.data), config)
     records = sel.forget + sel.retain_eval
+    check_data(sel.forget, sel.retain, config.train)
     run_id = run_id or store.create(config)
     store.set_status(run_id, "running", "evaluating the original model")
     try:

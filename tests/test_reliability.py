@@ -1,0 +1,112 @@
+"""Issue 5: bad input changes nothing, faults are reported, cancellation keeps the curve, memory does not grow."""
+import gc
+import math
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from unlearning.engine import TrainConfig
+from unlearning.evaluate import EvalConfig
+from unlearning.experiment import run_experiment
+from unlearning.methods import METHODS
+from unlearning.runs import RunConfig, RunStore
+from tests.test_engine import ExplodesAtStep3
+
+QUICK_EVAL = EvalConfig(max_new_tokens=2, utility="none")
+
+
+def quick_config(bundled, **train) -> RunConfig:
+    forget = [r.id for r in bundled.split("forget")[:2]]
+    settings = dict(method="grad_diff", steps=2, learning_rate=1e-3, batch_size=2) | train
+    return RunConfig(model="tiny", forget_ids=forget, train=TrainConfig(**settings), eval=QUICK_EVAL)
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_twenty_runs_back_to_back_do_not_grow_memory(bundled, tmp_path):
+    store = RunStore(tmp_path)
+    config = quick_config(bundled)
+    run_experiment(config, store)  # warm-up: model and data caches, first-use allocations
+    gc.collect()
+    start = rss_mib()
+    for _ in range(20):
+        run_id, model = run_experiment(config, store)
+        del model
+    gc.collect()
+    end = rss_mib()
+    assert len(store.ids()) == 21 and all(store.status(r)["status"] == "completed" for r in store.ids())
+    assert end <= start * 1.10, f"memory grew from {start:.0f} MiB to {end:.0f} MiB over 20 runs"
+
+
+def test_no_secret_reaches_the_run_files(bundled, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRETtoken123")
+    store = RunStore(tmp_path)
+    run_id, _ = run_experiment(quick_config(bundled), store)
+    for file in store.path(run_id).rglob("*"):
+        if file.is_file():
+            assert "hf_SECRETtoken123" not in file.read_text(errors="ignore"), file.name
+
+
+def test_cancelled_run_keeps_its_partial_curve(bundled, tmp_path):
+    store, cancel = RunStore(tmp_path), threading.Event()
+    on_step = lambda log: cancel.set() if log["step"] == 3 else None
+    run_id, model = run_experiment(quick_config(bundled, steps=40), store, on_step=on_step, cancel=cancel)
+    assert model is None and store.status(run_id)["status"] == "cancelled"
+    assert [s["step"] for s in store.steps(run_id)] == [1, 2, 3]
+    assert store.read_json(run_id, "before.json") is not None and store.read_json(run_id, "after.json") is None
+
+
+def test_diverged_run_stops_itself_and_says_so(bundled, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
+    ExplodesAtStep3.calls = 0
+    store = RunStore(tmp_path)
+    run_id, model = run_experiment(quick_config(bundled, method="explodes", steps=10), store)
+    status = store.status(run_id)
+    assert model is None and status["status"] == "diverged" and "step 3" in status["message"]
+    assert len(store.steps(run_id)) == 2
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (dict(forget_ids=[]), "No forget samples"),
+        (dict(forget_ids=["no-such-id"]), "unknown record ids"),
+        (dict(retain_ids="overlap"), "both the forget and the retain set"),
+        (dict(model="/no/such/model"), "does not exist"),
+        (dict(train=dict(batch_size=8)), "larger than the 2 forget samples"),
+    ],
+)
+def test_bad_selections_are_refused_and_change_nothing(bundled, tmp_path, change, words):
+    store = RunStore(tmp_path)
+    config = quick_config(bundled, **change.pop("train", {}))
+    if change.get("retain_ids") == "overlap":
+        change["retain_ids"] = config.forget_ids[:1] + [r.id for r in bundled.split("retain")[:3]]
+    for key, value in change.items():
+        setattr(config, key, value)
+    with pytest.raises(Exception, match=words):
+        run_experiment(config, store)
+    assert store.ids() == []
+
+
+numbers = st.one_of(st.integers(-5, 50), st.floats(allow_nan=True, allow_infinity=True), st.none(), st.text(max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=numbers, learning_rate=numbers, batch_size=numbers, params=st.sampled_from(["full", "last_k", "lora", "x"]), last_k=numbers)
+def test_train_config_accepts_only_sensible_values(steps, learning_rate, batch_size, params, last_k):
+    try:
+        config = TrainConfig(steps=steps, learning_rate=learning_rate, batch_size=batch_size, params=params, last_k=last_k)
+    except ValueError:
+        return  # refused with a readable reason: fine (any other exception fails the test)
+    assert isinstance(config.steps, int) and config.steps >= 1
+    assert config.learning_rate > 0 and math.isfinite(config.learning_rate)
+    assert isinstance(config.batch_size, int) and config.batch_size >= 1
+    assert config.params in ("full", "last_k", "lora")
