@@ -124,3 +124,24 @@ def test_ddp_two_cpu_processes_end_with_identical_weights():
     assert {f["world"] for f in fields} == {"2"} and {f["type"] for f in fields} == {"DistributedType.MULTI_CPU"}
     assert fields[0]["loss"] != fields[1]["loss"], "each rank should draw its own batch"
     assert fields[0]["params"] == fields[1]["params"], "gradients were not synchronised"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_answer_only_logits_give_the_same_loss(tiny, bundled, name):
+    """The engine asks for logits from the first answer token on: every method's loss must not notice."""
+    from unlearning.batching import answer_logits_only, collate, encode
+    from unlearning.methods import get_method
+
+    method = get_method(name)
+    forget, retain = bundled.split("forget")[:3], bundled.split("retain")[:3]
+    full = {
+        view: collate([encode(tiny.tokenizer, p, a, 256) for p, a in method.view_pairs(view, forget, retain)], tiny.tokenizer.pad_token_id)
+        for view in method.views
+    }
+    trimmed = {view: answer_logits_only(batch) for view, batch in full.items()}
+    assert all(b["logits_to_keep"] < b["input_ids"].shape[1] for b in trimmed.values())
+    with torch.no_grad():
+        loss_full, terms_full = method.loss(tiny.model, full, tiny.model)
+        loss_trimmed, terms_trimmed = method.loss(tiny.model, trimmed, tiny.model)
+    assert loss_trimmed.item() == pytest.approx(loss_full.item(), rel=1e-5, abs=1e-6)
+    assert terms_trimmed == pytest.approx(terms_full, rel=1e-5, abs=1e-6)

@@ -41,3 +41,15 @@ def collate(features: list[Features], pad_id: int) -> Batch:
         batch["attention_mask"].append([1] * len(f["input_ids"]) + [0] * pad)
         batch["labels"].append(f["labels"] + [IGNORE] * pad)
     return {k: torch.tensor(v) for k, v in batch.items()}
+
+
+def answer_logits_only(batch: Batch) -> Batch:
+    """Ask the model for logits only from the first answer position on, and slice the labels to match.
+
+    Prompt positions have no labels, yet their vocabulary-sized logits (and log-softmax) are a large share of a
+    step's time and memory; `logits_to_keep` keeps the last N positions, so every loss works on the slice unchanged.
+    """
+    answer = (batch["labels"] != IGNORE).any(0).nonzero()
+    first = int(answer[0]) if len(answer) else 1
+    keep = batch["labels"].shape[1] - first + 1  # +1: the logit at `first - 1` predicts the first answer token
+    return {**batch, "labels": batch["labels"][:, -keep:], "logits_to_keep": keep}

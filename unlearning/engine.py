@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
 import threading
 import time
@@ -19,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import collate, encode
+from unlearning.batching import answer_logits_only, collate, encode
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
 
@@ -170,6 +171,8 @@ def train(
         for view in method.views
     }
     dtype = autocast_dtype(config.precision, acc.device)
+    keeps_logits = "logits_to_keep" in inspect.signature(type(original).forward).parameters
+    trim = answer_logits_only if keeps_logits else (lambda batch: batch)
     generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
     history: list[dict] = []
     status, message = "completed", ""
@@ -179,10 +182,10 @@ def train(
             status, message = "cancelled", f"cancelled by the user after {step - 1} of {config.steps} steps"
             break
         start = time.perf_counter()
-        batch = {
-            view: {k: v.to(acc.device) for k, v in collate([feats[i] for i in (retain_idx if view == "retain" else forget_idx)], tokenizer.pad_token_id).items()}
-            for view, feats in features.items()
-        }
+        batch = {}
+        for view, feats in features.items():
+            tensors = collate([feats[i] for i in (retain_idx if view == "retain" else forget_idx)], tokenizer.pad_token_id)
+            batch[view] = trim({k: v.to(acc.device) for k, v in tensors.items()})
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, terms = method.loss(model, batch, reference)
         if not torch.isfinite(loss):

@@ -17,6 +17,9 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 def forward(model: PreTrainedModel, batch: Batch, **kwargs):
+    """The model on a batch; logits cover the positions `batch["labels"]` covers (see batching.answer_logits_only)."""
+    if "logits_to_keep" in batch:
+        kwargs["logits_to_keep"] = batch["logits_to_keep"]
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
 
 
