@@ -1,0 +1,282 @@
+"""Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone.
+
+Colours read metric directions (unlearning.evaluate.METRIC_DIRECTION): an "after" value is green when it moved the
+good way (forget down, retain up, MIA AUC towards 0.5), red when it moved the bad way, grey when it barely moved.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from unlearning.evaluate import METRIC_DIRECTION
+
+GOOD, BAD, SAME = "#16a34a", "#dc2626", "#64748b"
+BEFORE = "#94a3b8"
+FORGET, RETAIN, TOTAL = "#e11d48", "#2563eb", "#334155"
+PALETTE = ("#7c3aed", "#0891b2", "#ea580c", "#65a30d", "#db2777", "#0d9488", "#ca8a04", "#4f46e5", "#b91c1c")
+TOLERANCE = 0.005  # moves smaller than this are "about the same": half a percent of a 0..1 score
+_NOT_TERMS = {"step", "seconds", "tokens", "grad_norm"}
+_TERM_NAMES = {
+    "forget_nll": "forget NLL (up = forgetting)",
+    "retain_nll": "retain NLL (down = keeping)",
+    "loss": "total loss (minimised)",
+}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "font": {"size": 15}},
+        height=height,
+        margin={"l": 55, "r": 20, "t": 60, "b": 45},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        font={"family": "Inter, system-ui, sans-serif", "size": 12},
+    )
+    return fig
+
+
+def empty_figure(message: str, height: int = 320) -> go.Figure:
+    """A blank plot that says why it is blank, instead of an empty frame."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font={"size": 14, "color": SAME})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, "", height)
+
+
+# ------------------------------------------------------------------------------------------------------ directions
+
+
+def group_direction(name: str) -> str | None:
+    """Direction of a "Task1/sc/forget"-style group (or a bare split name): read from its split."""
+    split = name.rsplit("/", 1)[-1]
+    return METRIC_DIRECTION.get(split)
+
+
+def verdict(direction: str | None, before: float | None, after: float | None, tolerance: float = TOLERANCE) -> str:
+    """"good", "bad" or "same" for a move from `before` to `after`; "same" also when either is missing."""
+    if direction is None or before is None or after is None:
+        return "same"
+    if direction == "0.5":  # MIA AUC: better the closer to 0.5
+        gain = abs(before - 0.5) - abs(after - 0.5)
+    else:
+        gain = (after - before) if direction == "higher" else (before - after)
+    return "good" if gain > tolerance else "bad" if gain < -tolerance else "same"
+
+
+def verdict_colour(direction: str | None, before: float | None, after: float | None) -> str:
+    return {"good": GOOD, "bad": BAD, "same": SAME}[verdict(direction, before, after)]
+
+
+# ----------------------------------------------------------------------------------------------------- loss curves
+
+
+def loss_curves(steps: Sequence[Mapping], total_steps: int | None = None, title: str = "Training curves") -> go.Figure:
+    """Top: forget and retain NLL per step (the story); bottom: the method's own terms (what it optimises)."""
+    if not steps:
+        return empty_figure("Waiting for the first training step...")
+    x = [s["step"] for s in steps]
+    keys = [k for k in steps[-1] if k not in _NOT_TERMS and isinstance(steps[-1][k], (int, float))]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.6, 0.4],
+                        subplot_titles=("Forget vs retain NLL", "Method terms"))
+    for key, colour in (("forget_nll", FORGET), ("retain_nll", RETAIN)):
+        if key in keys:
+            fig.add_trace(go.Scatter(x=x, y=[s.get(key) for s in steps], name=_TERM_NAMES[key], mode="lines+markers",
+                                     line={"color": colour, "width": 2.5}, marker={"size": 5}), row=1, col=1)
+    others = [k for k in keys if k not in ("forget_nll", "retain_nll")]
+    for i, key in enumerate(sorted(others, key=lambda k: (k != "loss", k))):
+        colour = TOTAL if key == "loss" else PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=x, y=[s.get(key) for s in steps], name=_TERM_NAMES.get(key, key), mode="lines",
+                                 line={"color": colour, "width": 1.8, "dash": "solid" if key == "loss" else "dot"}),
+                      row=2, col=1)
+    if total_steps:  # a fixed x range: the curve grows across the plot as training goes on
+        fig.update_xaxes(range=[0.5, total_steps + 0.5])
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    _layout(fig, title, height=480)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
+                      margin={"b": 90})
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- before/after bars
+
+
+def before_after_bars(
+    groups: Mapping[str, tuple[float | None, float | None]],
+    directions: Mapping[str, str | None] | None = None,
+    title: str = "Before and after",
+    y_title: str = "score",
+    y_range: tuple[float, float] | None = (0, 1.12),
+) -> go.Figure:
+    """Two bars per group: before in grey, after coloured by whether it moved the group's good way."""
+    if not groups:
+        return empty_figure("No scores yet")
+    names = list(groups)
+    directions = directions or {name: group_direction(name) for name in names}
+    before = [groups[n][0] for n in names]
+    after = [groups[n][1] for n in names]
+    labels = [f"{n}<br>({_arrow(directions.get(n))})" for n in names]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=before, name="before", marker_color=BEFORE,
+                         text=[_fmt(v) for v in before], textposition="outside"))
+    fig.add_trace(go.Bar(x=labels, y=after, name="after",
+                         marker_color=[verdict_colour(directions.get(n), b, a) for n, b, a in zip(names, before, after)],
+                         text=[_fmt(v) for v in after], textposition="outside"))
+    fig.update_layout(barmode="group", yaxis_title=y_title)
+    if y_range:
+        fig.update_yaxes(range=list(y_range))
+    return _layout(fig, title)
+
+
+def _arrow(direction: str | None) -> str:
+    return {"lower": "lower is better", "higher": "higher is better", "0.5": "best at 0.5"}.get(direction or "", "no direction")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+# ------------------------------------------------------------------------------------------------------------- MIA
+
+
+def mia_histograms(before: Mapping | None, after: Mapping | None, bins: int = 24) -> go.Figure:
+    """Member (forgotten) vs non-member (never trained) document losses, before and after side by side.
+
+    Unlearning should move the members' losses up until they sit on top of the non-members': then an attacker
+    cannot tell them apart (AUC 0.5).
+    """
+    if not before and not after:
+        return empty_figure("MIA was not run for this run")
+    titles = [_mia_title("Before", before), _mia_title("After", after)]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.06)
+    # one set of bins and one x range for all four histograms, so the shift from before to after is visible
+    values = [v for r in (before, after) if r for k in ("member_losses", "nonmember_losses") for v in r[k]]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    size = (high - low) / bins or 0.1
+    for col, result in enumerate((before, after), start=1):
+        if not result:
+            continue
+        for key, name, colour in (("member_losses", "members (forget set)", FORGET),
+                                  ("nonmember_losses", "non-members (never trained on)", SAME)):
+            fig.add_trace(go.Histogram(x=list(result[key]), name=name, marker_color=colour, opacity=0.6,
+                                       xbins={"start": low, "end": high + size, "size": size},
+                                       legendgroup=key, showlegend=col == 1), row=1, col=col)
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(matches="x")
+    fig.update_xaxes(title_text="document loss (mean token NLL)")
+    fig.update_yaxes(title_text="documents", row=1, col=1)
+    _layout(fig, "Membership inference: loss histograms", height=380)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+                      margin={"b": 80})
+    return fig
+
+
+def _mia_title(label: str, result: Mapping | None) -> str:
+    if not result:
+        return f"{label}: not measured"
+    return f"{label}: AUC {result['auc']:.2f} (score {result['score']:.2f})"
+
+
+# --------------------------------------------------------------------------------------------- utility and final
+
+
+def utility_bars(before: float | None, after: float | None, chance: float = 0.25, name: str = "utility") -> go.Figure:
+    """Accuracy on general questions before and after, with the guessing line: at chance, the model is broken."""
+    if before is None and after is None:
+        return empty_figure("Utility was not measured for this run")
+    fig = go.Figure(go.Bar(
+        x=["before", "after"], y=[before, after], text=[_fmt(before), _fmt(after)], textposition="outside",
+        marker_color=[BEFORE, verdict_colour(METRIC_DIRECTION["utility"], before, after)], showlegend=False,
+    ))
+    fig.add_hline(y=chance, line_dash="dash", line_color=BAD, annotation_text=f"chance ({chance:.2f})",
+                  annotation_position="top left")
+    fig.update_yaxes(range=[0, 1.12], title_text="accuracy")
+    return _layout(fig, f"Utility ({name})", height=320)
+
+
+FINAL_PARTS = (("task_aggregate", "task aggregate"), ("mia_score", "MIA score"), ("utility", "utility"),
+               ("final", "final (mean)"))
+
+
+def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None,
+                     collapsed: bool = False) -> go.Figure:
+    """The SemEval final score and its three parts, before and after: the parts say what the mean hides.
+
+    With `collapsed`, the final bar is drawn red whatever its value: a broken model's mean is not an improvement.
+    """
+    if not before and not after:
+        return empty_figure("No scores yet")
+    keys = [(k, label) for k, label in FINAL_PARTS if (before and k in before) or (after and k in after)]
+    b = [before.get(k) if before else None for k, _ in keys]
+    a = [after.get(k) if after else None for k, _ in keys]
+    labels = [label for _, label in keys]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=labels, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
+                         textposition="outside"))
+    fig.add_trace(go.Bar(x=labels, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
+                         marker_color=[BAD if collapsed and k == "final" else verdict_colour(METRIC_DIRECTION.get(k), x, y)
+                                       for (k, _), x, y in zip(keys, b, a)]))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.12], title_text="score (higher is better)")
+    return _layout(fig, "SemEval final score and its three parts", height=340)
+
+
+# ---------------------------------------------------------------------------------------------------- trade-off
+
+
+def pareto_front(points: Sequence[tuple[float, float]], x_better: str = "lower", y_better: str = "higher") -> list[int]:
+    """Indices of the points no other point beats on both axes, sorted by x (ties: both kept)."""
+    sx = [-x if x_better == "lower" else x for x, _ in points]
+    sy = [y if y_better == "higher" else -y for _, y in points]
+    front = [
+        i for i in range(len(points))
+        if not any(sx[j] >= sx[i] and sy[j] >= sy[i] and (sx[j] > sx[i] or sy[j] > sy[i]) for j in range(len(points)))
+    ]
+    return sorted(front, key=lambda i: (points[i][0], points[i][1]))
+
+
+def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = ()) -> go.Figure:
+    """Forget score (x, lower = more forgotten) vs retain score (y, higher = kept), one point per run.
+
+    `runs`: dicts with id, label, method, steps, lr, forget, retain (optionally final, collapsed); `originals`: the models
+    before unlearning (label, forget, retain), drawn as grey crosses, the point every run starts from.
+    """
+    runs = [r for r in runs if r.get("forget") is not None and r.get("retain") is not None]
+    if not runs and not originals:
+        return empty_figure("No finished runs yet: each finished run becomes one point here")
+    fig = go.Figure()
+    if originals:
+        fig.add_trace(go.Scatter(
+            x=[o["forget"] for o in originals], y=[o["retain"] for o in originals], mode="markers",
+            name="original model", marker={"symbol": "x", "size": 11, "color": BEFORE},
+            text=[o.get("label", "original") for o in originals], hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
+        ))
+    methods = sorted({r["method"] for r in runs})
+    for i, method in enumerate(methods):
+        mine = [r for r in runs if r["method"] == method]
+        broken = [bool(r.get("collapsed")) for r in mine]
+        fig.add_trace(go.Scatter(
+            x=[r["forget"] for r in mine], y=[r["retain"] for r in mine], mode="markers", name=method,
+            marker={"size": 12, "color": PALETTE[i % len(PALETTE)],  # a collapsed run wears a red ring
+                    "line": {"width": [3 if b else 1 for b in broken], "color": [BAD if b else "white" for b in broken]}},
+            customdata=[[r["id"], r.get("label", ""), r.get("steps"), r.get("lr"), r.get("final"),
+                         "<br><b>⚠ collapsed</b>" if b else ""] for r, b in zip(mine, broken)],
+            hovertemplate=(f"<b>{method}</b> %{{customdata[1]}}<br>run %{{customdata[0]}}<br>steps %{{customdata[2]}}, "
+                           "lr %{customdata[3]}<br>forget %{x:.2f}, retain %{y:.2f}, final %{customdata[4]}"
+                           "%{customdata[5]}<extra></extra>"),
+        ))
+    front = pareto_front([(r["forget"], r["retain"]) for r in runs])
+    if front:
+        fig.add_trace(go.Scatter(
+            x=[runs[i]["forget"] for i in front], y=[runs[i]["retain"] for i in front], mode="lines+markers",
+            name="Pareto front", line={"color": TOTAL, "dash": "dash", "width": 1.5},
+            marker={"size": 18, "symbol": "circle-open", "color": TOTAL, "line": {"width": 2}}, hoverinfo="skip",
+        ))
+    fig.add_annotation(x=0.02, y=1.02, xref="x", yref="y", text="ideal: forgotten and kept", showarrow=False,
+                       xanchor="left", font={"color": GOOD, "size": 11})
+    fig.update_xaxes(range=[-0.06, 1.06], title_text="forget score after (lower = more forgotten)")
+    fig.update_yaxes(range=[-0.06, 1.1], title_text="retain score after (higher = kept)")
+    return _layout(fig, "Forget / retain trade-off (one point per run)", height=420)

@@ -1,0 +1,290 @@
+"""The studio's process-level state: one object shared by every browser tab. No gradio here.
+
+Jobs, runs, the loaded model and the unlearned models live in the Studio, not in a browser session, so a page
+reload or a second tab sees the same running job, and closing the browser stops nothing. Sessions keep only what
+is theirs: the forget samples they ticked and the run they are looking at.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+from app.views import run_summary
+from unlearning.data import DataError, UnlearningData
+from unlearning.engine import decoder_layers
+from unlearning.evaluate import generate
+from unlearning.experiment import cached_data, cached_model, run_experiment
+from unlearning.jobs import Job, JobRunner, user_message
+from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
+from unlearning.runs import ACTIVE, RunConfig, RunStore
+from unlearning.target import TargetConfig, prepare_target
+
+TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
+
+
+def suggested_training(n_params: int | None) -> dict:
+    """Defaults that work for a model of this size; the random tiny model's gradients are tiny, so its rate is high."""
+    if n_params is not None and n_params < TINY_PARAMS:
+        return {"learning_rate": 1e-3, "steps": 20, "batch_size": 4,
+                "why": "a tiny model: gradients are small, so it takes a large learning rate (1e-3)"}
+    return {"learning_rate": 1e-5, "steps": 20, "batch_size": 4,
+            "why": "a ~100M+ model: 1e-5 forgets within tens of steps without breaking it"}
+
+
+def lora_parameters(model: PreTrainedModel, rank: int) -> int:
+    """Trainable parameters of LoRA on every linear layer but the output head (peft's "all-linear"): r*(in+out) each."""
+    head = model.get_output_embeddings()
+    return sum(
+        rank * (m.in_features + m.out_features)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m is not head
+    )
+
+
+def model_facts(loaded: LoadedModel, last_k: int = 4, lora_rank: int = 8) -> dict:
+    """describe() plus what each training mode would train and roughly need in memory."""
+    facts = loaded.describe()
+    model = loaded.model
+    n = loaded.n_params
+    weight_bytes = next(model.parameters()).element_size()
+    try:
+        layers = decoder_layers(model)
+        k = min(last_k, len(layers))
+        last = sum(p.numel() for layer in layers[-k:] for p in layer.parameters())
+    except ValueError:
+        k, last = last_k, None
+    modes = {"full": n, f"last_k (k={k})": last, f"lora (rank {lora_rank})": lora_parameters(model, lora_rank)}
+    facts["modes"] = {
+        mode: {"trainable": t, "gib": memory_estimate(n, t, weight_bytes)["total (excluding activations)"]}
+        for mode, t in modes.items() if t is not None
+    }
+    facts["suggested"] = suggested_training(n)
+    return facts
+
+
+class Studio:
+    """The job runner, the run store, the current model and data, and the unlearned models of recent runs."""
+
+    def __init__(self, runs: str | Path = "runs", model: str = DEFAULT_MODEL, data: str = "bundled",
+                 keep_after: int = 2, preload: bool = True) -> None:
+        self.runner = JobRunner()
+        self.store = RunStore(runs)
+        self.recovered = self.store.recover()  # runs cut off by the last shutdown: marked interrupted, never lost
+        self.model_source = model  # what the next run unlearns; a prepared target's folder once there is one
+        self.data_source = data
+        self.model_info: dict | None = None
+        self.target_report: dict | None = None
+        self.keep_after = keep_after
+        self._after: OrderedDict[str, PreTrainedModel] = OrderedDict()
+        self._kinds: dict[int, str] = {}
+        self._summaries: dict[str, tuple[tuple, dict]] = {}
+        self._lock = threading.Lock()
+        if preload:
+            self.load_model(model)
+
+    # ------------------------------------------------------------------------------------------------------ jobs
+
+    def submit(self, kind: str, title: str, fn) -> Job:
+        job = self.runner.submit(title, fn)
+        self._kinds[job.id] = kind
+        return job
+
+    def jobs(self, *kinds: str) -> list[Job]:
+        return [j for j in self.runner.jobs() if not kinds or self._kinds.get(j.id) in kinds]
+
+    def latest_job(self, *kinds: str) -> Job | None:
+        jobs = self.jobs(*kinds)
+        return jobs[-1] if jobs else None
+
+    def watched_run_job(self) -> Job | None:
+        """The run a Run tab follows: the one training now, else the next in line, else the latest finished."""
+        jobs = self.jobs("run")
+        for state in ("running", "queued"):
+            live = [j for j in jobs if j.state == state]
+            if live:
+                return live[0]
+        return jobs[-1] if jobs else None
+
+    def queue(self) -> list[dict]:
+        return [
+            {"id": j.id, "title": j.title, "state": j.state, "position": self.runner.position(j),
+             "progress": j.progress, "stage": j.stage, "run_id": j.run_id}
+            for j in self.runner.jobs() if not j.finished
+        ]
+
+    def cancel(self, job_id: int) -> None:
+        job = self.runner.get(job_id)
+        if job is None:
+            return
+        self.runner.cancel(job_id)
+        if job.state == "queued" and job.run_id:  # it will never start: say so in its run folder too
+            self.store.set_status(job.run_id, "cancelled", "cancelled before it started")
+
+    # ----------------------------------------------------------------------------------------------------- model
+
+    def load_model(self, source: str) -> Job:
+        def work(job: Job) -> dict:
+            job.report(0.05, f"loading {source} (a first load of the default model converts it once, ~1 min)")
+            loaded = cached_model(source)
+            job.report(0.9, "measuring the model")
+            facts = model_facts(loaded)
+            target = Path(source) / "target.json"
+            with self._lock:
+                self.model_source, self.model_info = source, facts
+                self.target_report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
+            job.report(1.0, f"loaded {source}")
+            return facts
+
+        return self.submit("model", f"Load model {source}", work)
+
+    def prepare_target(self, config: TargetConfig) -> Job:
+        """Memorise the current data's forget and retain splits into the current model; then that becomes the model."""
+        base_source, data_source = self.model_source, self.data_source
+
+        def work(job: Job) -> dict | None:
+            job.report(0.0, f"loading {base_source}")
+            base = cached_model(base_source)
+            data = cached_data(data_source)
+            records = data.split("forget") + data.split("retain")
+            try:
+                folder, report = prepare_target(base, records, config, job.report, job.cancel)
+            except RuntimeError:
+                if job.cancel.is_set():
+                    return None
+                raise
+            job.report(0.97, "loading the target")
+            loaded = cached_model(str(folder))
+            facts = model_facts(loaded)
+            with self._lock:
+                self.model_source, self.model_info = str(folder), facts
+                self.target_report = {**report, "folder": str(folder), "data": data_source}
+            job.report(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f}")
+            return self.target_report
+
+        return self.submit("target", f"Prepare target of {base_source} on {data_source}", work)
+
+    # ------------------------------------------------------------------------------------------------------ data
+
+    def data(self) -> UnlearningData:
+        return cached_data(self.data_source)
+
+    def load_data(self, source: str) -> UnlearningData:
+        """Load and make current; raises DataError with a readable message when the source is unusable."""
+        data = cached_data(source)
+        self.data_source = source
+        return data
+
+    def load_upload(self, path: str | Path) -> UnlearningData:
+        """Keep an uploaded table and make it current; a file that fails to load is not kept, and the message names
+        the file as the user knows it, not our copy."""
+        saved = self.save_upload(path)
+        try:
+            return self.load_data(saved)
+        except DataError as error:
+            Path(saved).unlink(missing_ok=True)
+            raise DataError(str(error).replace(saved, Path(path).name)) from error
+
+    def save_upload(self, path: str | Path) -> str:
+        """Copy an uploaded table next to the runs, named by content, so runs can reload it after a restart."""
+        path = Path(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        name = re.sub(r"[^\w.-]", "_", path.name)
+        target = self.store.root / "uploads" / f"{digest}-{name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(path, target)
+        return str(target)
+
+    # ------------------------------------------------------------------------------------------------------ runs
+
+    def start_run(self, config: RunConfig) -> Job:
+        """Create the run folder now (it shows as queued) and hand the experiment to the job runner."""
+        run_id = self.store.create(config)
+
+        def work(job: Job) -> str:
+            try:
+                _, model = run_experiment(config, self.store, job.report, job.steps.append, job.cancel, run_id)
+            except BaseException as error:
+                # checks that fail before the experiment starts leave our pre-made run "queued": close it
+                if self.store.status(run_id)["status"] in ACTIVE:
+                    self.store.set_status(run_id, "failed", user_message(error))
+                raise
+            if model is not None:
+                self._remember(run_id, model)
+            return run_id
+
+        title = f"Unlearn with {config.train.method}, {config.train.steps} steps" + (f" ({config.name})" if config.name else "")
+        job = self.submit("run", title, work)
+        job.run_id = run_id
+        return job
+
+    def _remember(self, run_id: str, model: PreTrainedModel) -> None:
+        with self._lock:
+            self._after[run_id] = model
+            self._after.move_to_end(run_id)
+            while len(self._after) > self.keep_after:  # each is a whole model copy: keep only the latest few
+                self._after.popitem(last=False)
+
+    def after_model(self, run_id: str) -> PreTrainedModel | None:
+        """The unlearned model of a run: in memory for the latest runs, else from its saved weights, else None."""
+        with self._lock:
+            if run_id in self._after:
+                self._after.move_to_end(run_id)
+                return self._after[run_id]
+        folder = self.store.path(run_id) / "model"
+        if not (folder / "config.json").exists():
+            return None
+        model = load_model(str(folder)).model
+        self._remember(run_id, model)
+        return model
+
+    def has_after_model(self, run_id: str) -> bool:
+        return run_id in self._after or (self.store.path(run_id) / "model" / "config.json").exists()
+
+    def generate_pair(self, run_id: str, prompt: str, max_new_tokens: int = 48) -> dict:
+        """The same prompt through the original model and the run's unlearned model (None when it is not at hand)."""
+        config = self.store.config(run_id)
+        original = cached_model(config.model)
+        before = generate(original.model, original.tokenizer, [prompt], max_new_tokens)[0]
+        after_model = self.after_model(run_id)
+        after = generate(after_model, original.tokenizer, [prompt], max_new_tokens)[0] if after_model is not None else None
+        return {"before": before, "after": after}
+
+    def export(self, run_id: str) -> Path:
+        """A zip of the run's folder (config, status, curves, reports, weights if saved) in a fresh temp folder."""
+        folder = self.store.path(run_id)
+        out = Path(tempfile.mkdtemp(prefix="unlearning-export-")) / f"run-{run_id}"
+        return Path(shutil.make_archive(str(out), "zip", root_dir=folder.parent, base_dir=folder.name))
+
+    def summaries(self) -> list[dict]:
+        """Every run, newest first, as views.run_summary gives it; cached until the run's files change."""
+        out = []
+        for run_id in self.store.ids():
+            folder = self.store.path(run_id)
+            stamp = tuple((folder / n).stat().st_mtime_ns if (folder / n).exists() else 0
+                          for n in ("config.json", "status.json", "after.json"))
+            cached = self._summaries.get(run_id)
+            if cached is None or cached[0] != stamp:
+                try:
+                    cached = (stamp, run_summary(self.store, run_id))
+                except (OSError, ValueError, TypeError, KeyError):  # a half-deleted or foreign folder: skip it
+                    continue
+                self._summaries[run_id] = cached
+            out.append(cached[1])
+        return out
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,101 @@
+"""What the tabs share: the per-session states, the poll timer, readable errors, small HTML helpers."""
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+
+from app.state import Studio
+from unlearning.jobs import Job
+
+log = logging.getLogger("app")
+
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+SKIP = gr.skip  # "leave this output as it is": a poll that finds nothing new redraws nothing
+USER_ERRORS = (ValueError, KeyError, OSError, RuntimeError)  # DataError, ModelLoadError and config errors among them
+
+
+@dataclass
+class Shared:
+    """Components every tab may read or set."""
+
+    timer: gr.Timer  # ticks once a second in every open page: the tabs poll the job runner on it
+    selection: gr.State | gr.BrowserState  # record ids ticked to forget, kept by the browser across reloads
+    current_run: gr.State  # the run the Compare and Metrics tabs show
+    runs_changed: gr.State  # bumped when a run is queued, starts or ends: run lists and reports redraw
+
+
+def message(error: BaseException) -> str:
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return str(text) or type(error).__name__
+
+
+def friendly(fn):
+    """Turn a library error into a readable gr.Error (a toast), never a traceback; unexpected ones are logged."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as error:
+            raise gr.Error(message(error), title="Could not do that") from error
+        except Exception as error:  # noqa: BLE001 - the user still gets a sentence; the log gets the traceback
+            log.exception("unexpected error in %s", fn.__name__)
+            raise gr.Error(f"Unexpected error ({type(error).__name__}: {error}). The server log has the details.") from error
+
+    return wrapper
+
+
+def progress_html(job: Job | None, fraction: float | None = None, extra: str = "") -> str:
+    """A progress bar with the job's state and stage, coloured by state."""
+    if job is None:
+        return '<div class="us-progress idle"><div class="us-progress-fill" style="width:0%"></div></div>' \
+               '<div class="us-progress-text">No job yet.</div>'
+    fraction = job.progress if fraction is None else fraction
+    state = job.state
+    text = {"queued": "queued", "running": "running", "done": "done", "failed": "failed", "cancelled": "stopped"}[state]
+    detail = job.error if state == "failed" else job.stage
+    return (
+        f'<div class="us-progress {state}" data-state="{state}"><div class="us-progress-fill" '
+        f'style="width:{100 * fraction:.1f}%"></div></div>'
+        f'<div class="us-progress-text"><b>#{job.id} {html.escape(job.title)}</b> · {text} · {100 * fraction:.0f}%'
+        f' · <span class="us-stage">{html.escape(detail)}</span>{extra}</div>'
+    )
+
+
+def run_choices(studio: Studio) -> list[tuple[str, str]]:
+    """Dropdown entries for every run, newest first: label shows what it was, value is the run id."""
+    return [(f"{s['label'] if s['name'] else s['id']} · {s['method']} · {s['steps']} steps · {s['status']}", s["id"])
+            for s in studio.summaries()]
+
+
+def run_header(studio: Studio, run_id: str | None) -> str:
+    if not run_id:
+        return "No run yet: start one in the **Run** tab, or open an earlier one in **Runs**."
+    try:
+        config, status = studio.store.config(run_id), studio.store.status(run_id)
+    except (OSError, ValueError, TypeError):
+        return f"Run `{run_id}` cannot be read."
+    forget = len(config.forget_ids)
+    text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {config.train.method} · "
+            f"{config.train.steps} steps · lr {config.train.learning_rate:g} · {config.train.params} · "
+            f"{forget} forget samples · model `{_short(config.model)}` · **{status['status']}**")
+    if status.get("message") and status["status"] not in ("completed",):
+        text += f" ({html.escape(status['message'])})"
+    return text
+
+
+def _short(source: str) -> str:
+    return source if len(source) < 40 else "…" + source[-36:]
+
+
+def number(value: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return str(value)

@@ -1,0 +1,78 @@
+"""Compare tab: the current run's generations before and after, sample by sample, and a prompt box for both models."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from app.diff import word_diff
+from app.state import Studio
+from app.tabs.common import Shared, friendly, run_choices, run_header
+from app.views import alerts_html, compare_html
+
+RETAIN_SHOWN = 25  # retain rows drawn: enough to judge collateral damage without a wall of text
+
+
+class CompareTab:
+    def __init__(self, studio: Studio, shared: Shared) -> None:
+        self.studio, self.shared = studio, shared
+        with gr.Tab("Compare", id="compare"):
+            with gr.Row(equal_height=True):
+                self.run = gr.Dropdown([], label="Run", scale=3, elem_id="compare-run")
+                self.header = gr.Markdown(scale=5)
+            self.alerts = gr.HTML()
+            with gr.Row(equal_height=True, elem_classes="us-bottom"):
+                self.prompt = gr.Textbox(label="Ask both models: the original answers first, then the unlearned one",
+                                         scale=6, elem_id="free-prompt",
+                                         placeholder="e.g. a forget sample's prompt, or a question on something else")
+                self.tokens = gr.Number(32, label="max new tokens", precision=0, minimum=1, maximum=256, scale=1,
+                                        min_width=90)
+                self.ask = gr.Button("Ask both", variant="primary", scale=1, min_width=100)
+            self.answers = gr.HTML(elem_id="free-answers")
+            gr.Markdown("#### Forget samples: the model should no longer reproduce these\n"
+                        "<span class='us-muted'>Changed words: <del>no longer said</del>, <mark>newly said</mark>. "
+                        "Score: ROUGE-L recall (sc) or exact match (qa), before → after.</span>")
+            self.forget = gr.HTML(elem_id="compare-forget")
+            gr.Markdown("#### Retain samples: the model should still reproduce these")
+            self.retain = gr.HTML(elem_id="compare-retain")
+
+    def draw(self, run_id: str | None):
+        studio = self.studio
+        choices = run_choices(studio)
+        if not run_id:
+            empty = '<p class="us-muted">No run selected.</p>'
+            return gr.update(choices=choices, value=None), run_header(studio, None), "", empty, empty
+        before = studio.store.read_json(run_id, "before.json")
+        after = studio.store.read_json(run_id, "after.json")
+        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), alerts_html(before, after),
+                compare_html(before, after, "forget"), compare_html(before, after, "retain", RETAIN_SHOWN))
+
+    def wire(self) -> None:
+        studio, shared = self.studio, self.shared
+        outputs = [self.run, self.header, self.alerts, self.forget, self.retain]
+        gr.on([shared.current_run.change, shared.runs_changed.change], self.draw, shared.current_run, outputs,
+              show_progress="hidden")
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run)
+
+        @friendly
+        def ask(run_id: str | None, prompt: str, tokens):
+            if not run_id:
+                raise ValueError("Select a run first.")
+            if not (prompt or "").strip():
+                raise ValueError("Type a prompt first.")
+            answers = studio.generate_pair(run_id, prompt, int(tokens or 32))
+            if answers["after"] is None:
+                before = html.escape(answers["before"]) or "<i>(empty)</i>"
+                return (f'<div class="us-answers"><div><h4>Original model</h4><p>{before}</p></div><div><h4>After '
+                        "unlearning</h4><p class='us-muted'>This run's unlearned model is not in memory (only the latest "
+                        "runs are kept) and its weights were not saved. Re-run it with <b>Save the unlearned weights</b> "
+                        "ticked to chat with it later.</p></div></div>")
+            before, after = word_diff(answers["before"], answers["after"])
+            return (f'<div class="us-answers"><div><h4>Original model</h4><p class="cmp-gen">{before}</p></div>'
+                    f'<div><h4>After unlearning</h4><p class="cmp-gen">{after}</p></div></div>')
+
+        # generation shares the device with training: one at a time, queued behind each other
+        self.ask.click(ask, [shared.current_run, self.prompt, self.tokens], self.answers, concurrency_id="device",
+                       concurrency_limit=1)
+        self.prompt.submit(ask, [shared.current_run, self.prompt, self.tokens], self.answers, concurrency_id="device",
+                           concurrency_limit=1)

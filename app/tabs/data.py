@@ -1,0 +1,169 @@
+"""Data tab: load a dataset, browse and filter it, tick the samples to forget; the rest of the retain split is kept."""
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from app import selection as sel
+from app.state import Studio
+from app.tabs.common import Shared, friendly
+from app.tabs.model import header_markdown
+from unlearning.data import DataError
+
+SOURCES = [
+    ("Bundled: synthetic biographies with PII + short stories (offline)", "bundled"),
+    ("LUME (SemEval-2025 Task 4): a local folder or a hub dataset id", "lume"),
+    ("TOFU: a .json / .jsonl file of question/answer pairs (forget split only)", "tofu"),
+    ("Upload your own table: CSV, JSONL or parquet with input and output columns", "upload"),
+]
+MAX_ROWS = 500  # rows drawn at once: enough to browse, few enough for the browser to stay quick
+COLUMN_WIDTHS = ["84px", "130px", "72px", "64px", "84px", "40%", "30%"]
+SPLIT_CHOICES = [("all splits", sel.ALL), ("forget", "forget"), ("retain", "retain"), ("holdout", "holdout")]
+KIND_CHOICES = [("all kinds", sel.ALL), ("sentence completion (sc)", "sc"), ("question answering (qa)", "qa")]
+
+
+def describe(data) -> str:
+    counts = {s: len(data.split(s)) for s in ("forget", "retain", "holdout")}
+    tasks = ", ".join(sel.tasks(data))
+    return (f"**{data.name}** · {len(data.records)} samples: {counts['forget']} forget, {counts['retain']} retain, "
+            f"{counts['holdout']} holdout · tasks: {tasks} · MIA documents: {len(data.mia_members)} members, "
+            f"{len(data.mia_nonmembers)} non-members")
+
+
+class DataTab:
+    def __init__(self, studio: Studio, shared: Shared) -> None:
+        self.studio, self.shared = studio, shared
+        with gr.Tab("Data", id="data"):
+            gr.Markdown("### 2 · Choose what to forget\nTick the samples the model must forget. The rest of the retain "
+                        "split is what it must keep; the holdout split is never trained on.")
+            self.about = gr.Markdown(elem_id="data-about")
+            with gr.Accordion("Change dataset: bundled, LUME, TOFU or your own table", open=False), \
+                    gr.Row(elem_classes="us-bottom"):
+                self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4)
+                self.path = gr.Textbox(label="Folder, file or hub id", visible=False, scale=3,
+                                       placeholder="shared/data/lume-validation  or  owner/dataset")
+                self.upload = gr.File(label="Your table", file_types=[".csv", ".jsonl", ".json", ".parquet"],
+                                      visible=False, scale=3, height=120)
+                self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140)
+            with gr.Row(elem_classes="us-bottom"):
+                self.task = gr.Dropdown([("all tasks", sel.ALL)], value=sel.ALL, label="Task", scale=1)
+                self.kind = gr.Dropdown(KIND_CHOICES, value=sel.ALL, label="Kind", scale=1)
+                self.split = gr.Dropdown(SPLIT_CHOICES, value=sel.ALL, label="Split", scale=1)
+                self.query = gr.Textbox(label="Search id, prompt or answer", placeholder="e.g. email", scale=2)
+            with gr.Row(elem_classes="us-bottom"):
+                self.pick_task = gr.Dropdown([("all tasks", sel.ALL)], value=sel.ALL, label="Shortcuts: task", scale=2,
+                                             min_width=120)
+                self.tick_task = gr.Button("Forget all of this task", scale=2, size="md")
+                self.n = gr.Number(5, label="N", precision=0, minimum=1, scale=1, min_width=70)
+                self.tick_random = gr.Button("Forget N at random", scale=2, size="md")
+                self.tick_split = gr.Button("Forget the whole forget split", scale=2, size="md")
+                self.clear = gr.Button("Clear", scale=1, size="md", variant="stop", min_width=80)
+            self.summary = gr.Markdown(elem_id="selection-summary")
+            self.table = gr.Dataframe(
+                headers=list(sel.COLUMNS), datatype=sel.DATATYPES, interactive=True, static_columns=[1, 2, 3, 4, 5, 6],
+                column_widths=COLUMN_WIDTHS, wrap=True, max_height=460, elem_id="data-table", label="Samples",
+                show_label=False,
+            )
+            self.shown = gr.Markdown(elem_classes="us-muted")
+            with gr.Accordion("Retain set: what the model must keep", open=False):
+                self.retain = gr.Dataframe(headers=["id", "task", "kind", "input", "output"], interactive=False,
+                                           wrap=True, max_height=320, elem_id="retain-table")
+
+    # ------------------------------------------------------------------------------------------------------ draw
+
+    def _draw(self, selected: list[str], task: str, kind: str, split: str, query: str):
+        data = self.studio.data()
+        rows = sel.filter_records(data.records, task, kind, split, query or "")
+        note = f"Showing {min(len(rows), MAX_ROWS)} of {len(rows)} matching samples ({len(data.records)} in all)."
+        if len(rows) > MAX_ROWS:
+            note += " Narrow the filters to see the rest."
+        return sel.table(rows[:MAX_ROWS], selected), note
+
+    def _selection_views(self, selected: list[str]):
+        data = self.studio.data()
+        retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in sel.retain_records(data, selected)],
+                              columns=["id", "task", "kind", "input", "output"])
+        return sel.summary(data, selected), retain
+
+    def wire(self, header: gr.Markdown) -> None:
+        studio, selection = self.studio, self.shared.selection
+        filters = [self.task, self.kind, self.split, self.query]
+
+        self.source.change(
+            lambda s: (gr.update(visible=s in ("lume", "tofu")), gr.update(visible=s == "upload")),
+            self.source, [self.path, self.upload],
+        )
+
+        def redraw(selected, task, kind, split, query):
+            return self._draw(selected, task, kind, split, query)
+
+        for f in (self.task, self.kind, self.split):
+            f.change(redraw, [selection, *filters], [self.table, self.shown], show_progress="hidden")
+        self.query.change(redraw, [selection, *filters], [self.table, self.shown], show_progress="hidden",
+                          trigger_mode="always_last")
+
+        def ticked(selected: list[str], frame: pd.DataFrame):
+            known = {r.id for r in studio.data().records}
+            return sel.apply_ticks(selected, frame, known)
+
+        self.table.input(ticked, [selection, self.table], selection, show_progress="hidden")
+        selection.change(self._selection_views, selection, [self.summary, self.retain], show_progress="hidden")
+
+        def shortcut(ids_fn):
+            @friendly
+            def handler(selected, pick_task, n, task, kind, split, query):
+                new = ids_fn(studio.data(), selected, pick_task, n)
+                return (new, *self._draw(new, task, kind, split, query))
+            return handler
+
+        inputs = [selection, self.pick_task, self.n, *filters]
+        outputs = [selection, self.table, self.shown]
+        self.tick_task.click(shortcut(lambda d, s, t, n: list(dict.fromkeys(s + sel.task_forget_ids(d, t)))),
+                             inputs, outputs, show_progress="hidden")
+        self.tick_random.click(shortcut(lambda d, s, t, n: sel.random_forget_ids(d, n or 0)), inputs, outputs,
+                               show_progress="hidden")
+        self.tick_split.click(shortcut(lambda d, s, t, n: sel.whole_forget_ids(d)), inputs, outputs,
+                              show_progress="hidden")
+        self.clear.click(shortcut(lambda d, s, t, n: []), inputs, outputs, show_progress="hidden")
+
+        @friendly
+        def load(kind: str, path: str, upload: str | None):
+            if kind == "bundled":
+                source = "bundled"
+            elif kind == "upload":
+                if not upload:
+                    raise DataError("Choose a file to upload first.")
+                data = studio.load_upload(upload)
+            else:
+                source = (path or "").strip()
+                if not source:
+                    raise DataError("Type a folder, file or hub id first.")
+            if kind != "upload":
+                data = studio.load_data(source)
+            gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
+            return ([], *self._filters(), *self._draw([], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
+                    header_markdown(studio), *self._selection_views([]))
+
+        self.load.click(load, [self.source, self.path, self.upload],
+                        [selection, self.task, self.pick_task, self.kind, self.split, self.query, self.table, self.shown,
+                         self.about, header, self.summary, self.retain])
+
+    def _filters(self):
+        tasks = [("all tasks", sel.ALL)] + [(t, t) for t in sel.tasks(self.studio.data())]
+        return (gr.update(choices=tasks, value=sel.ALL), gr.update(choices=tasks, value=sel.ALL), sel.ALL, sel.ALL, "")
+
+    def on_load(self, selected: list[str] | None):
+        """Page load: the stored selection (minus ids the current data lacks), filters, table and description."""
+        try:
+            data = self.studio.data()
+        except DataError as error:
+            failed = f"**Could not load `{self.studio.data_source}`:** {error}"
+            return ([], gr.skip(), gr.skip(), gr.skip(), gr.skip(), failed, gr.skip(), gr.skip())
+        known = {r.id for r in data.records}
+        selected = [i for i in (selected or []) if i in known]
+        return (selected, *self._filters()[:2], *self._draw(selected, sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
+                *self._selection_views(selected))
+
+    @property
+    def load_outputs(self):
+        return [self.task, self.pick_task, self.table, self.shown, self.about, self.summary, self.retain]

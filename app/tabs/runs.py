@@ -1,0 +1,74 @@
+"""Runs tab: every run ever saved (it survives restarts), the forget/retain trade-off, and any run reopened."""
+from __future__ import annotations
+
+import gradio as gr
+
+from app import plots
+from app.state import Studio
+from app.tabs.common import Shared, friendly, run_choices, run_header
+from app.views import RUN_COLUMNS, originals, runs_frame
+
+
+class RunsTab:
+    def __init__(self, studio: Studio, shared: Shared) -> None:
+        self.studio, self.shared = studio, shared
+        with gr.Tab("Runs", id="runs"):
+            gr.Markdown("### All runs\nClick a row to open that run: its curves below, its generations in **Compare** "
+                        "and its scores in **Metrics**. ⚠ marks a run whose model collapsed.")
+            with gr.Row():
+                self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
+                self.count = gr.Markdown()
+            self.table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=300,
+                                      elem_id="runs-table", show_label=False,
+                                      column_widths=["19%", "13%", "10%", "6%", "7%", "12%", "11%", "11%", "11%"])
+            self.scatter = gr.Plot(show_label=False, elem_id="runs-scatter")
+            with gr.Row(elem_classes="us-bottom"):
+                self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
+                self.export = gr.Button("Export run (.zip)", scale=1)
+                self.file = gr.File(label="Download", visible=False, scale=2)
+            self.header = gr.Markdown()
+            with gr.Row():
+                with gr.Column(scale=3):
+                    self.curves = gr.Plot(show_label=False)
+                with gr.Column(scale=2):
+                    with gr.Accordion("Configuration (enough to reproduce the run)", open=False):
+                        self.config = gr.JSON(show_label=False)
+
+    def draw_list(self):
+        summaries = self.studio.summaries()
+        done = sum(s["status"] == "completed" for s in summaries)
+        count = f"{len(summaries)} runs, {done} completed. Saved under `{self.studio.store.root}`."
+        return runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries)), count
+
+    def draw_run(self, run_id: str | None):
+        choices = gr.update(choices=run_choices(self.studio), value=run_id)
+        if not run_id:
+            return choices, run_header(self.studio, None), plots.empty_figure("No run selected"), None
+        steps = self.studio.store.steps(run_id)
+        config = self.studio.store.read_json(run_id, "config.json")
+        total = (config or {}).get("train", {}).get("steps")
+        return choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"), config
+
+    def wire(self) -> None:
+        studio, shared = self.studio, self.shared
+        listing = [self.table, self.scatter, self.count]
+        self.refresh.click(self.draw_list, None, listing, show_progress="hidden")
+        shared.runs_changed.change(self.draw_list, None, listing, show_progress="hidden")
+        run_outputs = [self.run, self.header, self.curves, self.config]
+        gr.on([shared.current_run.change, shared.runs_changed.change], self.draw_run, shared.current_run, run_outputs,
+              show_progress="hidden")
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run)
+
+        def pick(event: gr.SelectData):
+            row = event.row_value or []
+            return row[0] if row else gr.skip()
+
+        self.table.select(pick, None, shared.current_run, show_progress="hidden")
+
+        @friendly
+        def export(run_id: str | None):
+            if not run_id:
+                raise ValueError("Open a run first.")
+            return gr.update(value=str(studio.export(run_id)), visible=True)
+
+        self.export.click(export, shared.current_run, self.file)

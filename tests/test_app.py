@@ -1,0 +1,287 @@
+"""The studio without a browser: selection shortcuts, run tables, metric verdicts, Studio bookkeeping, the CLI."""
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from app import selection as sel
+from app.state import Studio, lora_parameters, model_facts, suggested_training
+from app.views import (alerts, alerts_html, compare_html, is_collapsed, metric_rows, metrics_table_html, originals, run_summary,
+                       runs_frame, score_cards_html)
+from unlearning.data import DataError
+from unlearning.engine import TrainConfig
+from unlearning.evaluate import EvalReport, final_score, group_means, task_aggregate
+from unlearning.runs import RunConfig, RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ------------------------------------------------------------------------------------------------------ selection
+
+
+def test_shortcuts_pick_the_right_ids_on_the_bundled_data(bundled):
+    forget = bundled.split("forget")
+    assert len(sel.whole_forget_ids(bundled)) == len(forget) == 33
+    # the first 30% of the 10 stories are forget: stories 1-3, one completion and two questions each
+    assert sel.task_forget_ids(bundled, "Task1") == [
+        f"story-00{i}{suffix}" for i in (1, 2, 3) for suffix in ("sc1", "qa0", "qa1")
+    ]
+    assert len(sel.task_forget_ids(bundled, "Task2")) == 24  # 6 people x 4 records
+    assert sel.task_forget_ids(bundled, sel.ALL) == sel.whole_forget_ids(bundled)
+    picked = sel.random_forget_ids(bundled, 5, seed=1)
+    assert len(set(picked)) == 5 and set(picked) <= {r.id for r in forget}
+    assert picked == sel.random_forget_ids(bundled, 5, seed=1)  # seeded: the same draw again
+    assert picked == [r.id for r in forget if r.id in picked]  # kept in dataset order
+    assert len(sel.random_forget_ids(bundled, 1000)) == 33  # N larger than the split: all of it
+
+
+def test_filters_and_search(bundled):
+    qa_retain = sel.filter_records(bundled.records, kind="qa", split="retain")
+    assert qa_retain and all(r.kind == "qa" and r.split == "retain" for r in qa_retain)
+    hits = sel.filter_records(bundled.records, query="EMAIL address")  # case-insensitive, every word must match
+    assert hits and all("email address" in r.input.lower() for r in hits)
+    assert sel.filter_records(bundled.records, task="Task1", query="bio-001") == []
+
+
+def test_ticks_in_the_shown_table_update_only_shown_rows(bundled):
+    shown = bundled.split("forget")[:4]
+    frame = sel.table(shown, selected=[shown[0].id, "story-010sc1"])
+    assert list(frame.columns) == list(sel.COLUMNS) and frame[sel.TICK].tolist() == [True, False, False, False]
+    frame.loc[0, sel.TICK] = False  # untick the first, tick the third
+    frame.loc[2, sel.TICK] = True
+    extra = pd.DataFrame([[True, "typed-in", "", "", "", "", ""]], columns=list(sel.COLUMNS))  # a row the user added
+    frame = pd.concat([frame, extra], ignore_index=True)
+    known = {r.id for r in bundled.records}
+    # a hidden row stays selected, the typed-in one is ignored
+    assert sel.apply_ticks([shown[0].id, "story-010sc1"], frame, known) == ["story-010sc1", shown[2].id]
+
+
+def test_retain_set_excludes_ticked_retain_samples(bundled):
+    forget_id, retain_id = bundled.split("forget")[0].id, bundled.split("retain")[0].id
+    assert sel.retain_ids(bundled, [forget_id]) is None  # the whole retain split, as RunConfig says it
+    ids = sel.retain_ids(bundled, [forget_id, retain_id])
+    assert retain_id not in ids and len(ids) == len(bundled.split("retain")) - 1
+    text = sel.summary(bundled, [forget_id, retain_id])
+    assert "2 samples selected to forget" in text and "1 of them taken out of the retain split" in text
+
+
+# --------------------------------------------------------------------------------------------------- fake runs
+
+
+def report(scores: dict[str, float], generation: str = "an answer", utility: float = 0.6, auc: float = 0.8) -> dict:
+    """A valid EvalReport dict with one row per (id, split) and the given score, built by the library's own maths."""
+    rows = [{"id": rid, "task": "Task2", "kind": "qa", "split": split, "input": f"Q {rid}?", "output": "A",
+             "generation": generation, "score": score, "loss": 1.0}
+            for (rid, split), score in scores.items()]
+    aggregate, parts = task_aggregate(rows)
+    mia = {"auc": auc, "score": 1 - 2 * abs(auc - 0.5), "variants": {}, "member_losses": [1.0], "nonmember_losses": [2.0]}
+    final, final_parts = final_score(aggregate, mia["score"], utility)
+    return EvalReport(rows=rows, aggregate=aggregate, aggregate_parts=parts, group_means=group_means(rows),
+                      loss_means=group_means(rows, "loss"), mia=mia,
+                      utility={"name": "probe", "accuracy": utility, "chance": 0.25, "questions": 40, "note": ""},
+                      final=final, final_parts=final_parts, warnings=[], seconds=1.0, config={}).to_dict()
+
+
+BEFORE = report({("f1", "forget"): 1.0, ("f2", "forget"): 1.0, ("r1", "retain"): 1.0, ("r2", "retain"): 1.0})
+GOOD_AFTER = report({("f1", "forget"): 0.0, ("f2", "forget"): 0.0, ("r1", "retain"): 1.0, ("r2", "retain"): 1.0},
+                    auc=0.5)
+COLLAPSED = report({("f1", "forget"): 0.0, ("f2", "forget"): 0.0, ("r1", "retain"): 0.0, ("r2", "retain"): 0.0},
+                   generation="", utility=0.25, auc=0.5)
+
+
+def fake_run(store: RunStore, name: str, method: str, after: dict | None, status: str = "completed") -> str:
+    config = RunConfig(model="tiny", forget_ids=["f1", "f2"], name=name,
+                       train=TrainConfig(method=method, steps=12, learning_rate=1e-3))
+    run_id = store.create(config)
+    store.write_json(run_id, "before.json", BEFORE)
+    if after is not None:
+        store.write_json(run_id, "after.json", after)
+    for step in (1, 2):
+        store.append_step(run_id, {"step": step, "loss": -step, "forget_nll": step, "retain_nll": 1.0})
+    store.set_status(run_id, status, "" if status == "completed" else "the loss became nan")
+    return run_id
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    fake_run(store, "good", "npo", GOOD_AFTER)
+    fake_run(store, "broken", "grad_ascent", COLLAPSED)
+    return store
+
+
+def test_runs_table_rows_from_a_store_with_two_runs(store):
+    summaries = [run_summary(store, r) for r in store.ids()]
+    frame = runs_frame(summaries)
+    assert len(frame) == 2
+    rows = {row["name"]: row for row in frame.to_dict("records")}
+    assert rows["good"]["method"] == "npo" and rows["good"]["steps"] == 12 and rows["good"]["lr"] == "0.001"
+    assert rows["good"]["status"] == "completed"
+    assert rows["good"]["forget ↓ after"] == "0.000" and rows["good"]["retain ↑ after"] == "1.000"
+    assert rows["broken"]["status"] == "completed ⚠"  # collapse is flagged in the list, not only in Metrics
+    assert rows["good"]["final ↑ after"] == f"{GOOD_AFTER['final']:.3f}"
+    assert originals(summaries) == [{"label": "original tiny", "forget": 1.0, "retain": 1.0}]  # one shared start
+
+
+def test_metric_rows_follow_metric_direction():
+    rows = {r["key"]: r for r in metric_rows(BEFORE, GOOD_AFTER)}
+    assert rows["forget"]["verdict"] == "good" and rows["forget"]["change"] == -1.0
+    assert rows["retain"]["verdict"] == "same"
+    assert rows["mia_auc"]["verdict"] == "good"  # 0.8 -> 0.5
+    assert rows["group:Task2/qa/forget"]["direction"] == "lower"
+    html = metrics_table_html(list(rows.values()))
+    assert 'data-metric="final"' in html and 'class="num good" data-metric="forget">0.000<' in html
+
+
+def test_collapse_is_loud_and_a_good_run_is_quiet():
+    assert alerts(BEFORE, GOOD_AFTER) == [] and alerts_html(BEFORE, GOOD_AFTER) == ""
+    found = alerts(BEFORE, COLLAPSED)
+    assert any("Retain score is 0.000" in w for w in found)
+    assert any("chance" in w for w in found)
+    box = alerts_html(BEFORE, COLLAPSED)
+    assert "Collapse detected" in box and f"{COLLAPSED['final']:.2f}" in box
+
+
+def test_a_collapsed_model_never_gets_a_green_final_score():
+    rows = {r["key"]: r for r in metric_rows(BEFORE, COLLAPSED)}
+    assert COLLAPSED["final"] > BEFORE["final"]  # the mean went up...
+    assert rows["final"]["verdict"] == "bad" and "collapsed" in rows["final"]["label"]  # ...and is still shown red
+    assert 'us-card bad"><div class="us-card-label">SemEval final ⚠ collapsed model' in score_cards_html(BEFORE, COLLAPSED)
+
+
+def test_a_model_that_never_knew_the_data_gets_a_note_not_a_collapse_alarm():
+    blank = report({("f1", "forget"): 0.0, ("r1", "retain"): 0.0}, generation="", utility=0.25)
+    box = alerts_html(blank, blank)
+    assert "nothing to forget" in box and "Collapse detected" not in box
+    assert not is_collapsed(blank, blank) and is_collapsed(BEFORE, COLLAPSED)
+    assert "⚠" not in score_cards_html(blank, blank)
+
+
+def test_compare_html_pairs_samples_and_escapes_text():
+    after = json.loads(json.dumps(GOOD_AFTER))
+    after["rows"][0]["generation"] = "<img src=x onerror=alert(1)> gone"
+    html = compare_html(BEFORE, after, "forget")
+    assert html.count("<tr>") == 3  # header + two forget samples
+    assert "<img" not in html and "&lt;img" in html
+    assert "1.00 → 0.00" in html and "score good" in html
+    assert "no before/after" in compare_html(BEFORE, None, "forget")
+
+
+# ---------------------------------------------------------------------------------------------------------- Studio
+
+
+def test_studio_lists_runs_and_recovers_interrupted_ones(tmp_path, store):
+    cut = fake_run(store, "cut", "npo", None, status="running")
+    studio = Studio(runs=store.root, preload=False)
+    assert studio.recovered == [cut]
+    summaries = studio.summaries()
+    assert [s["id"] for s in summaries] == store.ids() and len(summaries) == 3
+    assert {s["status"] for s in summaries} == {"completed", "interrupted"}
+    assert studio.summaries() == summaries  # served from the cache the second time
+
+
+def test_cancelling_a_queued_run_marks_its_folder(store):
+    studio = Studio(runs=store.root, preload=False)
+    gate = threading.Event()
+    blocker = studio.submit("run", "blocker", lambda job: gate.wait(10))
+    run_id = store.create(RunConfig(model="tiny", forget_ids=["f1"]))
+    queued = studio.submit("run", "queued", lambda job: None)
+    queued.run_id = run_id
+    while blocker.state == "queued":
+        threading.Event().wait(0.01)
+    assert studio.watched_run_job() is blocker  # the Run tab follows the job that trains, not the newest
+    assert studio.runner.position(queued) == 2
+    assert [q["id"] for q in studio.queue()] == [blocker.id, queued.id]
+    studio.cancel(queued.id)
+    assert store.status(run_id)["status"] == "cancelled"
+    gate.set()
+    studio.runner.wait(queued, timeout=10)
+    assert queued.state == "cancelled"
+
+
+def test_export_zips_the_run_folder(store):
+    studio = Studio(runs=store.root, preload=False)
+    run_id = store.ids()[0]
+    path = studio.export(run_id)
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    assert {f"{run_id}/config.json", f"{run_id}/status.json", f"{run_id}/after.json", f"{run_id}/metrics.jsonl"} <= names
+
+
+def test_uploads_are_kept_next_to_the_runs(tmp_path):
+    studio = Studio(runs=tmp_path / "runs", preload=False)
+    upload = tmp_path / "my data.csv"
+    upload.write_text("input,output\nWho?,Me\n")
+    saved = Path(studio.save_upload(upload))
+    assert saved.parent == studio.store.root / "uploads" and saved.name.endswith("-my_data.csv")
+    assert saved.read_text() == upload.read_text() and studio.store.ids() == []  # not mistaken for a run
+
+
+def test_a_bad_upload_is_refused_by_its_own_name_and_not_kept(tmp_path):
+    studio = Studio(runs=tmp_path / "runs", preload=False)
+    upload = tmp_path / "answers.csv"
+    upload.write_text("input,wrong\nWho?,Me\n")
+    with pytest.raises(DataError, match=r"^answers\.csv: missing column\(s\) 'output'"):
+        studio.load_upload(upload)
+    assert list((studio.store.root / "uploads").iterdir()) == [] and studio.data_source == "bundled"
+
+
+# ---------------------------------------------------------------------------------------------------- model facts
+
+
+def test_lora_estimate_matches_peft(tiny):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(tiny.model), LoraConfig(r=8, target_modules="all-linear"))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert lora_parameters(tiny.model, 8) == trainable
+
+
+def test_model_facts_and_suggested_learning_rate(tiny):
+    facts = model_facts(tiny)
+    assert facts["parameters"] == tiny.n_params and facts["modes"]["full"]["trainable"] == tiny.n_params
+    assert facts["modes"]["full"]["gib"] > facts["modes"]["lora (rank 8)"]["gib"]
+    assert facts["suggested"]["learning_rate"] == 1e-3
+    assert suggested_training(135_000_000)["learning_rate"] == 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ method controls
+
+
+def test_method_controls_build_a_validated_train_config(tmp_path):
+    from app.tabs.common import Shared
+    from app.tabs.method import MethodTab
+
+    studio = Studio(runs=tmp_path, preload=False)
+    with gr.Blocks():
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0))
+        tab = MethodTab(studio, shared)
+    values = {c: getattr(c, "value", None) for c in tab.inputs}
+    values[tab.method] = "npo"
+    values[tab.knobs["npo"]["beta"]] = 0.5
+    values[tab.steps] = 8
+    config = tab.train_config(values)
+    assert config.method == "npo" and config.steps == 8
+    assert config.method_options == {"gamma": 1.0, "alpha": 1.0, "retain_loss": "nll", "beta": 0.5}
+    assert type(tab.knobs["grad_diff"]["retain_loss"]).__name__ == "Dropdown"  # choices read from the help text
+    values[tab.knobs["npo"]["beta"]] = -1
+    with pytest.raises(ValueError, match="beta must be positive"):
+        tab.train_config(values)
+    values[tab.knobs["npo"]["beta"]] = 0.5
+    values[tab.lr] = 0
+    with pytest.raises(ValueError, match="learning rate"):
+        tab.train_config(values)
+
+
+def test_help_works_without_loading_anything():
+    out = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--host", "--port", "--model", "--data", "--runs", "--auth", "--share", "127.0.0.1"):
+        assert flag in out.stdout

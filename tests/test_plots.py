@@ -1,0 +1,179 @@
+"""Plot builders and the word diff on hand-made data: the figures' real contents, not just that they build."""
+import pytest
+
+from app import plots
+from app.diff import EMPTY, changed_share, word_diff
+
+# ------------------------------------------------------------------------------------------------------ loss curves
+
+STEPS = [
+    {"step": 1, "loss": -2.0, "forget_nll": 2.0, "retain_nll": 1.0, "forget_term": -2.0, "grad_norm": 3.0, "seconds": 0.1, "tokens": 40},
+    {"step": 2, "loss": -3.0, "forget_nll": 3.5, "retain_nll": 1.1, "forget_term": -3.5, "grad_norm": 2.0, "seconds": 0.1, "tokens": 40},
+    {"step": 3, "loss": -5.0, "forget_nll": 6.0, "retain_nll": 1.2, "forget_term": -6.0, "grad_norm": 1.0, "seconds": 0.1, "tokens": 40},
+]
+
+
+def trace(fig, name_start):
+    matches = [t for t in fig.data if t.name and t.name.startswith(name_start)]
+    assert len(matches) == 1, [t.name for t in fig.data]
+    return matches[0]
+
+
+def test_loss_curves_plot_every_term_but_bookkeeping():
+    fig = plots.loss_curves(STEPS, total_steps=8)
+    assert len(fig.data) == 4  # forget NLL, retain NLL, total loss, forget_term; not grad_norm/seconds/tokens
+    forget, retain = trace(fig, "forget NLL"), trace(fig, "retain NLL")
+    assert list(forget.x) == [1, 2, 3] and list(forget.y) == [2.0, 3.5, 6.0]
+    assert list(retain.y) == [1.0, 1.1, 1.2]
+    assert forget.xaxis == "x" and trace(fig, "forget_term").xaxis == "x2"  # story on top, method terms below
+    assert list(trace(fig, "total loss").y) == [-2.0, -3.0, -5.0]
+    assert list(fig.layout.xaxis.range) == [0.5, 8.5]  # fixed range: the curve grows across the plot
+
+
+def test_loss_curves_without_steps_say_so():
+    fig = plots.loss_curves([])
+    assert len(fig.data) == 0
+    assert "first training step" in fig.layout.annotations[0].text
+
+
+# -------------------------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize("direction, before, after, expected", [
+    ("lower", 0.8, 0.2, "good"), ("lower", 0.2, 0.8, "bad"), ("higher", 0.5, 0.9, "good"), ("higher", 0.9, 0.5, "bad"),
+    ("higher", 0.5, 0.502, "same"), ("0.5", 0.95, 0.55, "good"), ("0.5", 0.5, 0.1, "bad"), ("0.5", 0.2, 0.8, "same"),
+    (None, 0.1, 0.9, "same"), ("lower", None, 0.3, "same"),
+])
+def test_verdict_reads_the_direction(direction, before, after, expected):
+    assert plots.verdict(direction, before, after) == expected
+
+
+def test_group_direction_comes_from_the_split():
+    assert plots.group_direction("Task1/sc/forget") == "lower"
+    assert plots.group_direction("Task2/qa/retain") == "higher"
+    assert plots.group_direction("Task2/qa/holdout") is None
+
+
+def test_before_after_bars_colour_after_by_direction():
+    groups = {"Task1/sc/forget": (0.8, 0.2), "Task1/sc/retain": (0.9, 0.5), "Task1/qa/holdout": (0.3, 0.1)}
+    fig = plots.before_after_bars(groups)
+    assert len(fig.data) == 2
+    before, after = fig.data
+    assert list(before.y) == [0.8, 0.9, 0.3] and list(after.y) == [0.2, 0.5, 0.1]
+    assert before.marker.color == plots.BEFORE
+    # forget went down (good), retain went down (bad), holdout has no direction (grey)
+    assert list(after.marker.color) == [plots.GOOD, plots.BAD, plots.SAME]
+    assert "lower is better" in before.x[0] and "higher is better" in before.x[1]
+
+
+def test_mia_histograms_overlay_members_and_nonmembers_before_and_after():
+    before = {"auc": 0.9, "score": 0.2, "member_losses": [1.0, 1.2], "nonmember_losses": [3.0, 3.1, 2.9]}
+    after = {"auc": 0.55, "score": 0.9, "member_losses": [2.8, 3.2], "nonmember_losses": [3.0, 3.1, 2.9]}
+    fig = plots.mia_histograms(before, after)
+    assert len(fig.data) == 4
+    assert [t.type for t in fig.data] == ["histogram"] * 4
+    assert list(fig.data[0].x) == [1.0, 1.2] and list(fig.data[2].x) == [2.8, 3.2]
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2"]
+    assert [t.showlegend for t in fig.data] == [True, True, False, False]
+    assert len({(t.xbins.start, t.xbins.size) for t in fig.data}) == 1  # the same bins everywhere: shifts are visible
+    assert fig.layout.xaxis2.matches == "x"
+    titles = [a.text for a in fig.layout.annotations]
+    assert "Before: AUC 0.90 (score 0.20)" in titles and "After: AUC 0.55 (score 0.90)" in titles
+
+
+def test_utility_bars_draw_the_chance_line():
+    fig = plots.utility_bars(0.6, 0.26, chance=0.25, name="probe")
+    assert list(fig.data[0].y) == [0.6, 0.26]
+    assert list(fig.data[0].marker.color) == [plots.BEFORE, plots.BAD]
+    line = fig.layout.shapes[0]
+    assert line.y0 == line.y1 == 0.25
+    assert any("chance" in a.text for a in fig.layout.annotations)
+
+
+def test_final_parts_bars_show_the_three_parts_and_the_mean():
+    before = {"task_aggregate": 0.5, "mia_score": 0.2, "utility": 0.6, "final": 0.433}
+    after = {"task_aggregate": 0.0, "mia_score": 0.95, "utility": 0.25, "final": 0.4}
+    fig = plots.final_parts_bars(before, after)
+    assert list(fig.data[0].x) == ["task aggregate", "MIA score", "utility", "final (mean)"]
+    assert list(fig.data[1].y) == [0.0, 0.95, 0.25, 0.4]
+    assert list(fig.data[1].marker.color) == [plots.BAD, plots.GOOD, plots.BAD, plots.BAD]
+
+
+# ------------------------------------------------------------------------------------------------------- trade-off
+
+POINTS = [(0.1, 0.5), (0.2, 0.9), (0.3, 0.8), (0.05, 0.2), (0.5, 0.95), (0.2, 0.9)]
+
+
+def test_pareto_front_matches_the_hand_computed_one():
+    # (0.3, 0.8) is beaten by (0.2, 0.9); every other point wins on one axis; the duplicate is kept with its twin
+    assert plots.pareto_front(POINTS) == [3, 0, 1, 5, 4]
+    assert plots.pareto_front([]) == []
+    assert plots.pareto_front([(0.5, 0.5)]) == [0]
+    # when both axes are "higher is better", (0.5, 0.95) dominates everything but nothing else
+    assert plots.pareto_front(POINTS, x_better="higher") == [4]
+
+
+def test_tradeoff_scatter_marks_the_front_and_hovers_method_and_steps():
+    runs = [{"id": f"r{i}", "label": f"run {i}", "method": "npo" if i % 2 else "grad_diff", "steps": 10 * (i + 1),
+             "lr": 1e-5, "forget": x, "retain": y, "final": 0.5} for i, (x, y) in enumerate(POINTS)]
+    runs.append({"id": "unfinished", "method": "npo", "steps": 5, "lr": 1e-5, "forget": None, "retain": None})
+    fig = plots.tradeoff_scatter(runs, originals=[{"label": "original tiny", "forget": 0.9, "retain": 0.9}])
+    names = [t.name for t in fig.data]
+    assert names == ["original model", "grad_diff", "npo", "Pareto front"]
+    front = trace(fig, "Pareto front")
+    assert list(zip(front.x, front.y)) == [POINTS[i] for i in [3, 0, 1, 5, 4]]
+    npo = trace(fig, "npo")
+    assert len(npo.x) == 3  # the unfinished run has no point
+    assert npo.customdata[0][0] == "r1" and npo.customdata[0][2] == 20
+    assert "steps %{customdata[2]}" in npo.hovertemplate and "npo" in npo.hovertemplate
+
+
+def test_tradeoff_scatter_rings_collapsed_runs_in_red():
+    runs = [{"id": "a", "method": "npo", "forget": 0.2, "retain": 0.8},
+            {"id": "b", "method": "npo", "forget": 0.0, "retain": 0.0, "collapsed": True}]
+    npo = trace(plots.tradeoff_scatter(runs), "npo")
+    assert list(npo.marker.line.color) == ["white", plots.BAD]
+    assert npo.customdata[1][5].endswith("collapsed</b>")
+
+
+def test_final_bar_of_a_collapsed_model_is_red_even_when_it_rose():
+    before, after = {"final": 0.3}, {"final": 0.42}
+    assert list(plots.final_parts_bars(before, after).data[1].marker.color) == [plots.GOOD]
+    assert list(plots.final_parts_bars(before, after, collapsed=True).data[1].marker.color) == [plots.BAD]
+
+
+def test_tradeoff_scatter_without_runs_explains_itself():
+    fig = plots.tradeoff_scatter([])
+    assert len(fig.data) == 0 and "No finished runs" in fig.layout.annotations[0].text
+
+
+# ------------------------------------------------------------------------------------------------------- word diff
+
+
+def test_word_diff_marks_removed_and_added_words():
+    before, after = word_diff("Alice lives in Paris.", "Alice lives in Rome now.")
+    assert before == "Alice lives in <del>Paris.</del>"
+    assert after == "Alice lives in <mark>Rome</mark> <mark>now.</mark>"
+
+
+def test_word_diff_of_identical_text_marks_nothing():
+    assert word_diff("same words here", "same words here") == ("same words here", "same words here")
+
+
+def test_word_diff_escapes_markup_and_keeps_whitespace():
+    before, after = word_diff("<b>secret</b>\nline two", "<script>x</script>\nline two")
+    assert "<b>" not in before and "&lt;b&gt;secret&lt;/b&gt;" in before
+    assert "<script>" not in after and "<mark>&lt;script&gt;x&lt;/script&gt;</mark>" in after
+    assert after.endswith("\nline two")
+
+
+def test_word_diff_of_an_empty_generation():
+    before, after = word_diff("phone 555-0100", "")
+    assert before == "<del>phone</del> <del>555-0100</del>"
+    assert after == EMPTY
+
+
+def test_changed_share():
+    assert changed_share("a b c d", "a b c d") == 0.0
+    assert changed_share("a b", "c d") == 1.0
+    assert changed_share("", "") == 0.0
