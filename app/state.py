@@ -23,9 +23,9 @@ from unlearning.data import DataError, UnlearningData
 from unlearning.engine import decoder_layers
 from unlearning.evaluate import generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
-from unlearning.jobs import Job, JobRunner, user_message
+from unlearning.jobs import Job, JobRunner
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
-from unlearning.runs import ACTIVE, RunConfig, RunStore
+from unlearning.runs import RunConfig, RunStore
 from unlearning.target import TargetConfig, prepare_target
 
 TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
@@ -211,13 +211,7 @@ class Studio:
         run_id = self.store.create(config)
 
         def work(job: Job) -> str:
-            try:
-                _, model = run_experiment(config, self.store, job.report, job.steps.append, job.cancel, run_id)
-            except BaseException as error:
-                # checks that fail before the experiment starts leave our pre-made run "queued": close it
-                if self.store.status(run_id)["status"] in ACTIVE:
-                    self.store.set_status(run_id, "failed", user_message(error))
-                raise
+            _, model = run_experiment(config, self.store, job.report, job.steps.append, job.cancel, run_id)
             if model is not None:
                 self._remember(run_id, model)
             return run_id

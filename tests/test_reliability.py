@@ -110,3 +110,18 @@ def test_train_config_accepts_only_sensible_values(steps, learning_rate, batch_s
     assert config.learning_rate > 0 and math.isfinite(config.learning_rate)
     assert isinstance(config.batch_size, int) and config.batch_size >= 1
     assert config.params in ("full", "last_k", "lora")
+
+
+def test_a_run_made_beforehand_is_marked_failed_on_bad_input(bundled, tmp_path):
+    store = RunStore(tmp_path)
+    config = quick_config(bundled, batch_size=8)
+    run_id = store.create(config)  # as the app does, so the run shows as queued at once
+    with pytest.raises(ValueError):
+        run_experiment(config, store, run_id=run_id)
+    assert store.status(run_id)["status"] == "failed" and "larger than the 2 forget samples" in store.status(run_id)["message"]
+
+
+def test_progress_never_moves_backwards(bundled, tmp_path):
+    seen = []
+    run_experiment(quick_config(bundled), RunStore(tmp_path), progress=lambda fraction, stage: seen.append(fraction))
+    assert seen == sorted(seen) and seen[-1] == 1.0

@@ -7,6 +7,7 @@ import json
 import random
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from safetensors.torch import save_file
@@ -21,6 +22,8 @@ from unlearning.models import LoadedModel, cache_dir, load_model
 from unlearning.runs import RunConfig, RunStore, write_atomic
 
 Progress = Callable[[float, str], None]
+# Share of an evaluation's time each stage of `evaluate` takes, roughly: (start, width) within its progress span.
+EVAL_STAGES = {"generate": (0.0, 0.7), "losses": (0.7, 0.1), "mia": (0.8, 0.1), "utility": (0.9, 0.1), "done": (1.0, 0.0)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -57,6 +60,12 @@ def select(data: UnlearningData, config: RunConfig, retain_eval_size: int = 40) 
     return Selection(forget, retain, retain_eval, [r.text for r in forget], data.mia_nonmembers or holdout)
 
 
+def source_stamp(source: str) -> float:
+    """When a model folder's files last changed: a re-saved folder must not reuse the old folder's scores."""
+    folder = Path(source)
+    return max((f.stat().st_mtime for f in folder.iterdir() if f.is_file()), default=0.0) if folder.is_dir() else 0.0
+
+
 def evaluate_cached(model: PreTrainedModel, loaded: LoadedModel, key: dict, records: list[Record], sel: Selection, config: RunConfig, progress) -> EvalReport:
     """The original model's scores depend only on model, samples and settings: compute them once per combination."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
@@ -77,21 +86,34 @@ def run_experiment(
     cancel: threading.Event | None = None,
     run_id: str | None = None,
 ) -> tuple[str, PreTrainedModel | None]:
-    """Run `config` and save it in `store`; returns the run id and the unlearned model (None unless completed)."""
-    # Bad input (no such model, unknown ids, overlapping sets) fails here, before a run exists: it changes nothing.
-    progress(0.0, "loading model and data")
-    loaded = cached_model(config.model)
-    sel = select(cached_data(config.data), config)
+    """Run `config` and save it in `store`; returns the run id and the unlearned model (None unless completed).
+
+    Without `run_id`, bad input (no such model, unknown ids, overlapping sets) fails before a run exists, so it
+    changes nothing; a caller that made the run beforehand (to show it queued) gets it marked failed instead.
+    """
+    try:
+        progress(0.0, "loading model and data")
+        loaded = cached_model(config.model)
+        sel = select(cached_data(config.data), config)
+        check_data(sel.forget, sel.retain, config.train)
+    except BaseException as error:
+        if run_id is not None:
+            store.set_status(run_id, "failed", user_message(error))
+        raise
     records = sel.forget + sel.retain_eval
-    check_data(sel.forget, sel.retain, config.train)
     run_id = run_id or store.create(config)
     store.set_status(run_id, "running", "evaluating the original model")
     try:
 
         def eval_progress(start: float, span: float, label: str):
-            return lambda stage, done, total: progress(start + span * done / max(total, 1), f"{label}: {stage} {done}/{total}")
+            def report(stage: str, done: int, total: int) -> None:
+                begin, width = EVAL_STAGES[stage]  # stages in order, so the bar never moves backwards
+                progress(start + span * (begin + width * done / max(total, 1)), f"{label}: {stage} {done}/{total}")
 
-        key = {"model": config.model, "data": config.data, "ids": [r.id for r in records], "eval": config.eval.__dict__}
+            return report
+
+        key = {"model": config.model, "stamp": source_stamp(config.model), "data": config.data,
+               "ids": [r.id for r in records], "eval": config.eval.__dict__}
         before = evaluate_cached(loaded.model, loaded, key, records, sel, config, eval_progress(0.0, 0.15, "evaluating before"))
         store.write_json(run_id, "before.json", before.to_dict())
 
