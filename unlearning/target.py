@@ -38,11 +38,16 @@ def target_dir(base: str, records: list[Record], config: TargetConfig) -> Path:
     return cache_dir() / "targets" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def memorisation(loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64) -> float:
-    """Mean ROUGE-L recall of the model's completions: how much of the data it regurgitates."""
+def memorisation(loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64) -> dict[str, float]:
+    """Mean ROUGE-L recall of the model's completions, over all and per split: how much of the data it regurgitates."""
     completions = [r for r in records if r.kind == "sc"] or records
     generations = generate(loaded.model, loaded.tokenizer, [r.input for r in completions], max_new_tokens=max_new_tokens)
-    return sum(rouge_l_recall(g, r.output) for g, r in zip(generations, completions)) / len(completions)
+    scores: dict[str, list[float]] = {"all": []}
+    for record, generation in zip(completions, generations):
+        value = rouge_l_recall(generation, record.output)
+        scores["all"].append(value)
+        scores.setdefault(record.split, []).append(value)
+    return {name: sum(values) / len(values) for name, values in scores.items()}
 
 
 def prepare_target(
@@ -67,10 +72,10 @@ def prepare_target(
     if result.status != "completed":
         raise RuntimeError(f"target preparation stopped: {result.message}")
     progress(0.9, "measuring memorisation")
-    trained = LoadedModel(result.model, base.tokenizer, base.source)
+    recall = memorisation(LoadedModel(result.model, base.tokenizer, base.source), records)
     report = {
         "base": base.source, "config": asdict(config), "records": len(records), "steps": steps,
-        "final_loss": result.history[-1]["loss"], "rouge_l_recall": memorisation(trained, records),
+        "final_loss": result.history[-1]["loss"], "rouge_l_recall": recall.pop("all"), "rouge_l_recall_by_split": recall,
         "seconds": sum(log["seconds"] for log in result.history),
     }
     partial = folder.with_name(folder.name + ".partial")
