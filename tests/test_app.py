@@ -285,3 +285,26 @@ def test_help_works_without_loading_anything():
     assert out.returncode == 0
     for flag in ("--host", "--port", "--model", "--data", "--runs", "--auth", "--share", "127.0.0.1"):
         assert flag in out.stdout
+
+
+def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, bundled):
+    from unlearning.evaluate import EvalConfig
+
+    studio = Studio(runs=tmp_path, model="tiny", preload=False)
+    forget = [r.id for r in bundled.split("forget")]
+    configs = [
+        RunConfig(model="tiny", forget_ids=forget[:2], eval=EvalConfig(max_new_tokens=2, utility="none"),
+                  train=TrainConfig(steps=steps, learning_rate=1e-3, batch_size=2))
+        for steps in (6, 3)
+    ]
+    first, second = studio.start_run(configs[0]), studio.start_run(configs[1])  # two tabs, one click each
+    seen_waiting = False
+    while not first.finished:
+        if first.state == "running" and second.state == "queued":
+            seen_waiting = seen_waiting or studio.runner.position(second) == 2
+        threading.Event().wait(0.02)
+    studio.runner.wait(second, timeout=120)
+    assert seen_waiting and first.state == second.state == "done"
+    assert first.run_id != second.run_id
+    assert [len(studio.store.steps(j.run_id)) for j in (first, second)] == [6, 3]  # no steps leaked between runs
+    assert studio.after_model(first.run_id) is not studio.after_model(second.run_id)
