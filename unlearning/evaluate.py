@@ -295,7 +295,9 @@ def final_score(aggregate: float, mia_score: float | None, utility: float | None
 @dataclass
 class EvalConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "Tokens generated per prompt (official: 256)."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per generation / loss batch."})
+    batch_size: int = field(default=16, metadata={"help": "Samples per loss batch (vocabulary-sized logits each)."})
+    # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (unlearning.bench).
+    generation_batch_size: int = field(default=64, metadata={"help": "Prompts generated together."})
     utility: str = field(
         default="probe",
         metadata={"help": "probe: the built-in 40-question check; mmlu: MMLU subset (needs the hub, falls back to probe); none."},
@@ -306,8 +308,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.utility not in ("probe", "mmlu", "none"):
             raise ValueError(f"utility must be 'probe', 'mmlu' or 'none', got {self.utility!r}")
-        if self.max_new_tokens < 1 or self.batch_size < 1 or self.mmlu_subset < 1:
-            raise ValueError("max_new_tokens, batch_size and mmlu_subset must be positive")
+        if min(self.max_new_tokens, self.batch_size, self.generation_batch_size, self.mmlu_subset) < 1:
+            raise ValueError("max_new_tokens, batch sizes and mmlu_subset must be positive")
 
 
 @dataclass
@@ -366,7 +368,7 @@ def evaluate(
     model.eval()  # dropout off: scores must not depend on whether training left the model in train mode
     try:
         generations = generate(
-            model, tokenizer, [r.input for r in records], config.max_new_tokens, config.batch_size,
+            model, tokenizer, [r.input for r in records], config.max_new_tokens, config.generation_batch_size,
             lambda done, total: report_progress("generate", done, total),
         )
         report_progress("losses", 0, 1)
