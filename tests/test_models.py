@@ -47,9 +47,9 @@ def test_bad_paths_are_explained(path, words):
         load_model(path)
 
 
-def test_memory_estimate_counts_copy_grads_and_adam():
+def test_memory_estimate_counts_copy_grads_adam_and_casts():
     gib = 1024**3
-    full = memory_estimate(n_params=gib, trainable=gib)  # 1 Gi parameters, fp32
-    assert full["total (excluding activations)"] == pytest.approx(4 + 4 + 4 + 8)
-    lora = memory_estimate(n_params=gib, trainable=gib // 1000)
-    assert lora["total (excluding activations)"] == pytest.approx(8 + 12 / 1000, rel=1e-3)
+    full = memory_estimate(n_params=gib, trainable=gib)  # 1 Gi parameters, fp32, bf16 autocast
+    assert full["total (excluding activations)"] == pytest.approx(4 + 4 + 4 + 8 + 2)
+    lora = memory_estimate(n_params=gib, trainable=gib // 1000, weight_bytes=2, autocast_bf16=False)  # bf16 weights
+    assert lora["total (excluding activations)"] == pytest.approx(2 + 2 + 6 / 1000, rel=1e-3)

@@ -403,7 +403,7 @@ OLMO_1B_0724 = dict(
 EMBEDDINGS_1B = 2 * 50304 * 2048  # input and output embeddings, untied
 BLOCK_1B = 4 * 2048 * 2048 + 3 * 2048 * 8192  # attention + MLP; OLMo's LayerNorms have no weights
 LORA_BLOCK_1B = 4 * 8 * (2048 + 2048) + 3 * 8 * (2048 + 8192)  # rank 8 on the 7 linear layers of a block
-# (params, weight dtype, layers). Full fine-tuning in fp32 needs ~33 GiB (see needed_1b), so full runs with bf16
+# (params, weight dtype, layers). Full fine-tuning in fp32 needs ~31 GiB (see needed_1b), so full runs with bf16
 # weights; the 4-layer full run checks the memory model on a model that fits beside other work, for extrapolation.
 CONFIGS_1B = (
     ("full", "float32", 16), ("full", "bfloat16", 16), ("full", "bfloat16", 4), ("lora", "float32", 16), ("lora", "bfloat16", 16),
@@ -415,21 +415,10 @@ def olmo_params(layers: int = 16) -> int:
 
 
 def needed_1b(params: str, weight_dtype: str, layers: int = 16) -> float:
-    """Bytes the engine holds at its peak, from reading engine.train and measuring (w = bytes per weight):
-
-    - the original and the trained copy: 2w per parameter;
-    - full: per trainable parameter the `initial` clone, the gradient, two AdamW moments and foreach AdamW's one
-      full-size temporary, all in the weights' dtype: 5w;
-    - fp32 weights under bf16 autocast: autograd saves the bf16 cast of every weight for the backward pass. Trained
-      weights are cast once per step (autocast caches leaves that require grad), frozen ones (LoRA) once per
-      forward, and grad_diff runs two forwards: +2 or +4 bytes per parameter;
-    - ~2 GiB of activations for a short sequence and of runtime.
-    models.memory_estimate leaves out the clone, the temporary and the casts, and counts gradients and moments in fp32.
-    """
+    """Bytes to have free before trying a configuration: models.memory_estimate plus 2 GiB of activations and runtime."""
     n, w = olmo_params(layers), 4 if weight_dtype == "float32" else 2
     trainable = n if params == "full" else layers * LORA_BLOCK_1B
-    casts = 0 if w == 2 else (2 * n if params == "full" else 4 * n)
-    return 2 * n * w + 5 * trainable * w + casts + 2 * GIB
+    return memory_estimate(n, trainable, w)["total (excluding activations)"] * GIB + 2 * GIB
 
 
 def one_b_child(params: str, weight_dtype: str, layers: int, steps: int, batch_size: int, max_length: int) -> dict:
@@ -515,8 +504,8 @@ def print_1b(rows: list[dict]) -> None:
         f"{first['batch']}, max_length {first['max_length']}, {first['steps']} steps (step 1 untimed), bf16 autocast",
         ["params", "weights", "layers", "memory_estimate GiB", "engine needs GiB", "peak RSS GiB", "s/step", "notes"], table,
     )
-    print("  memory_estimate = models.memory_estimate (fp32 grads and moments, no `initial` clone, no activations);")
-    print("  engine needs = bench.needed_1b (clone, grads, moments, foreach temporary, autocast casts, +2 GiB)")
+    print("  memory_estimate = models.memory_estimate (two weight copies, grads, Adam moments, autocast casts; no activations);")
+    print("  engine needs = memory_estimate + 2 GiB of activations and runtime, checked against free memory before each run")
     small = next((r for r in rows if r["params"] == "full" and r["layers"] < 16 and "skipped" not in r), None)
     big = next((r for r in rows if r["params"] == "full" and r["layers"] == 16 and r["weights"] == small["weights"]), None) if small else None
     if big and "skipped" in big:

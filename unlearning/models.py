@@ -149,14 +149,16 @@ def load_model(
     return LoadedModel(model.to(torch_device).eval(), tokenizer, str(source))
 
 
-def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4) -> dict[str, float]:
-    """GiB a run needs: weights of the trained copy and of the frozen original, fp32 grads and two Adam moments."""
+def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4, autocast_bf16: bool = True) -> dict[str, float]:
+    """GiB a run holds, activations aside: two copies of the weights (trained and original, for before/after),
+    gradients and two Adam moments in the weights' dtype, and the bf16 casts autocast keeps of fp32 weights.
+    Checked against peak memory by `python -m unlearning.bench` (1B section)."""
     gib = 1024**3
-    weights = n_params * weight_bytes / gib
-    return {
-        "weights (trained copy)": weights,
-        "weights (original, kept for before/after)": weights,
-        "gradients": trainable * 4 / gib,
-        "optimizer (Adam)": trainable * 8 / gib,
-        "total (excluding activations)": 2 * weights + trainable * 12 / gib,
+    parts = {
+        "weights (trained copy)": n_params * weight_bytes / gib,
+        "weights (original, kept for before/after)": n_params * weight_bytes / gib,
+        "gradients": trainable * weight_bytes / gib,
+        "optimizer (Adam)": 2 * trainable * weight_bytes / gib,
+        "bf16 casts (autocast)": n_params * 2 / gib if autocast_bf16 and weight_bytes == 4 else 0.0,
     }
+    return {**parts, "total (excluding activations)": sum(parts.values())}
