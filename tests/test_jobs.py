@@ -38,3 +38,14 @@ def test_a_failing_job_reports_a_message_and_the_worker_survives():
 def test_out_of_memory_gets_a_hint():
     message = user_message(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1000 bytes"))
     assert "Out of memory" in message and "LoRA" in message and "batch size" in message
+
+
+def test_a_real_out_of_memory_error_reaches_the_job_with_a_hint():
+    import torch
+
+    def oom(job):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    runner = JobRunner()
+    job = runner.wait(runner.submit("big", oom), 5)
+    assert job.state == "failed" and job.error.startswith("Out of memory") and "LoRA" in job.error
