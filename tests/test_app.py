@@ -265,7 +265,7 @@ def test_model_facts_and_suggested_learning_rate(tiny):
     assert facts["parameters"] == tiny.n_params and facts["modes"]["full"]["trainable"] == tiny.n_params
     assert facts["modes"]["full"]["gib"] > facts["modes"]["lora (rank 8)"]["gib"]
     assert facts["suggested"]["learning_rate"] == 1e-3
-    assert suggested_training(135_000_000)["learning_rate"] == 1e-5
+    assert suggested_training(135_000_000)["learning_rate"] == 3e-5
 
 
 # ------------------------------------------------------------------------------------------------ method controls
