@@ -2,8 +2,6 @@
 import hashlib
 import sys
 
-import torch
-
 from unlearning.data import bundled_dataset
 from unlearning.engine import TrainConfig, accelerator, train
 from unlearning.models import tiny_model

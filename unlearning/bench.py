@@ -258,7 +258,7 @@ def print_step(result: dict, peaks: dict[str, float]) -> None:
         ["implementation", "s/step", "tokens/s", "GFLOP/s", "share of matmul peak"], rows,
     )
     loss = result["first_step_loss"]
-    print(f"  matmul peak (torch.matmul 2048x2048, fastest call in 1 s): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
+    print("  matmul peak (torch.matmul 2048x2048, fastest call in 1 s): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     print(f"  FLOP/s counted as {result['flops_counting']}")
     print(
         f"  first-step loss: engine {loss['engine']['loss']:.5f} (forget {loss['engine']['forget_nll']:.4f}, retain "

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from unlearning.methods.base import Method, register
-from unlearning.methods.losses import forward, sample_nll
+from unlearning.methods.losses import nll
 
 
 @register
@@ -22,8 +22,8 @@ class Finetune(Method):
     unlearns = False
 
     def loss(self, model, batch, reference=None):
-        nll = sample_nll(forward(model, batch["forget"]).logits, batch["forget"]["labels"]).mean()
-        return nll, {"forget_nll": nll.item()}
+        loss = nll(model, batch["forget"]).mean()
+        return loss, {"forget_nll": loss.item()}
 
     def schedule(self, n_forget, n_retain, steps, batch_size, generator):
         """Shuffled epochs, so every sample is seen equally often: memorisation needs all of them."""

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from unlearning.methods.base import Method, register
-from unlearning.methods.losses import forward, sample_nll
+from unlearning.methods.losses import nll
 
 
 @register
@@ -23,5 +23,5 @@ class GradientAscent(Method):
     views = ("forget",)
 
     def loss(self, model, batch, reference=None):
-        forget_nll = sample_nll(forward(model, batch["forget"]).logits, batch["forget"]["labels"]).mean()
+        forget_nll = nll(model, batch["forget"]).mean()
         return -forget_nll, {"forget_nll": forget_nll.item()}

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
-from unlearning.methods.losses import forward, kl_to_reference, reference_logits, sample_nll
+from unlearning.methods.losses import forward, kl_to_reference, nll, reference_logits, sample_nll
 
 
 @dataclass
@@ -44,7 +44,7 @@ class GradientDifference(Method):
         return self.config.retain_loss == "kl"
 
     def forget_loss(self, model, batch, reference) -> tuple[torch.Tensor, dict[str, float]]:
-        forget_nll = sample_nll(forward(model, batch["forget"]).logits, batch["forget"]["labels"]).mean()
+        forget_nll = nll(model, batch["forget"]).mean()
         return -forget_nll, {"forget_nll": forget_nll.item()}
 
     def loss(self, model, batch, reference=None):

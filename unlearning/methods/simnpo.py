@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
-from unlearning.methods.losses import forward, npo_loss, sample_nll
+from unlearning.methods.losses import nll, npo_loss
 
 
 @dataclass
@@ -48,7 +48,7 @@ class SimNPO(GradientDifference):
 
     def forget_loss(self, model, batch, reference):
         forget = batch["forget"]
-        nll = sample_nll(forward(model, forget).logits, forget["labels"])
+        forget_nll = nll(model, forget)
         # -(2/b) logsigmoid(-(b/|y|) log pi - m) = (2/b) softplus(b * (log pi / |y| + m / b)), and log pi / |y| = -nll.
-        term = npo_loss(-nll + self.config.margin / self.config.beta, self.config.beta)
-        return term, {"forget_nll": nll.mean().item()}
+        term = npo_loss(-forget_nll + self.config.margin / self.config.beta, self.config.beta)
+        return term, {"forget_nll": forget_nll.mean().item()}

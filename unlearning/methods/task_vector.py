@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
-from unlearning.methods.losses import forward, sample_nll
+from unlearning.methods.losses import nll
 
 
 @dataclass
@@ -43,7 +43,7 @@ class TaskVector(Method):
     views = ("forget",)
 
     def loss(self, model, batch, reference=None):
-        forget_nll = sample_nll(forward(model, batch["forget"]).logits, batch["forget"]["labels"]).mean()
+        forget_nll = nll(model, batch["forget"]).mean()
         return forget_nll, {"forget_nll": forget_nll.item()}
 
     @torch.no_grad()
