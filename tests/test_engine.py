@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -114,12 +115,15 @@ def test_bf16_autocast_tracks_fp32(tiny, bundled):
 
 def test_ddp_two_cpu_processes_end_with_identical_weights():
     worker = Path(__file__).with_name("ddp_worker.py")
+    with socket.socket() as s:  # a free rendezvous port: the default 29500 may be taken or still closing
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(worker)],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), str(worker)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank="))
-    assert len(lines) == 2, out.stderr[-3000:]
+    assert len(lines) == 2, (out.stdout + out.stderr)[-3000:]
     fields = [dict(part.split("=", 1) for part in line.split()) for line in lines]
     assert {f["world"] for f in fields} == {"2"} and {f["type"] for f in fields} == {"DistributedType.MULTI_CPU"}
     assert fields[0]["loss"] != fields[1]["loss"], "each rank should draw its own batch"
