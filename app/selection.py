@@ -5,7 +5,6 @@ the retain set; a retain-split sample that the user ticks moves from retain to f
 """
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import pandas as pd
@@ -64,13 +63,6 @@ def tasks(data: UnlearningData) -> list[str]:
 def task_forget_ids(data: UnlearningData, task: str) -> list[str]:
     """Every forget-split sample of one task (all tasks for "all")."""
     return [r.id for r in data.split("forget") if task in (ALL, r.task)]
-
-
-def random_forget_ids(data: UnlearningData, n: int, seed: int | None = None) -> list[str]:
-    """N forget-split samples drawn at random, in dataset order."""
-    pool = data.split("forget")
-    picked = set(random.Random(seed).sample([r.id for r in pool], max(0, min(int(n), len(pool)))))
-    return [r.id for r in pool if r.id in picked]
 
 
 def whole_forget_ids(data: UnlearningData) -> list[str]:

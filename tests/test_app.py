@@ -33,11 +33,12 @@ def test_shortcuts_pick_the_right_ids_on_the_bundled_data(bundled):
     ]
     assert len(sel.task_forget_ids(bundled, "Task2")) == 24  # 6 people x 4 records
     assert sel.task_forget_ids(bundled, sel.ALL) == sel.whole_forget_ids(bundled)
-    picked = sel.random_forget_ids(bundled, 5, seed=1)
+    picked = bundled.sample_forget(5, seed=1)
     assert len(set(picked)) == 5 and set(picked) <= {r.id for r in forget}
-    assert picked == sel.random_forget_ids(bundled, 5, seed=1)  # seeded: the same draw again
+    assert picked == bundled.sample_forget(5, seed=1)  # seeded: the same draw again
     assert picked == [r.id for r in forget if r.id in picked]  # kept in dataset order
-    assert len(sel.random_forget_ids(bundled, 1000)) == 33  # N larger than the split: all of it
+    assert len(bundled.sample_forget(1000)) == 33  # N larger than the split: all of it
+    assert bundled.sample_forget(1000, kind="sc") == [r.id for r in forget if r.kind == "sc"]  # the CLI's --forget-kind
 
 
 def test_filters_and_search(bundled):

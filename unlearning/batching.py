@@ -28,7 +28,7 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: list[Record], ma
     return [encode(tokenizer, r.input, r.output, max_length) for r in records]
 
 
-def collate(features: list[Features], pad_id: int) -> Batch:
+def collate(features: list[Features], pad_id: int, device: torch.device | str = "cpu") -> Batch:
     """Right-pad to the longest sequence in this batch only (dynamic padding).
 
     Not DataCollatorForSeq2Seq: it pads on `tokenizer.padding_side`, state that generation (left padding) shares.
@@ -40,7 +40,7 @@ def collate(features: list[Features], pad_id: int) -> Batch:
         batch["input_ids"].append(f["input_ids"] + [pad_id] * pad)
         batch["attention_mask"].append([1] * len(f["input_ids"]) + [0] * pad)
         batch["labels"].append(f["labels"] + [IGNORE] * pad)
-    return {k: torch.tensor(v) for k, v in batch.items()}
+    return {k: torch.tensor(v, device=device) for k, v in batch.items()}
 
 
 def answer_logits_only(batch: Batch) -> Batch:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from dataclasses import fields
 
@@ -64,8 +63,7 @@ def cmd_run(args) -> dict:
     if args.forget_ids:
         forget_ids = args.forget_ids.split(",")
     else:
-        pool = [r.id for r in data.split("forget") if args.forget_kind in (None, r.kind)]
-        forget_ids = sorted(random.Random(args.seed).sample(pool, min(args.forget_n, len(pool)))) if args.forget_n else pool
+        forget_ids = data.sample_forget(args.forget_n or len(data.records), args.seed, args.forget_kind)
     train = TrainConfig(
         method=args.method, method_options=dict(args.set), steps=args.steps, learning_rate=args.lr,
         batch_size=args.batch_size, params=args.params, last_k=args.last_k, lora_rank=args.lora_rank, seed=args.seed,

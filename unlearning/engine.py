@@ -130,10 +130,6 @@ def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedMod
     return model
 
 
-def trainable_parameters(model: PreTrainedModel) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def check_data(forget: list[Record], retain: list[Record], config: TrainConfig) -> Method:
     """Refuse data the run cannot use, with a message for the user, before anything is copied or saved."""
     if not forget:
@@ -191,8 +187,8 @@ def train(
         start = time.perf_counter()
         batch = {}
         for view, feats in features.items():
-            tensors = collate([feats[i] for i in (retain_idx if view == "retain" else forget_idx)], tokenizer.pad_token_id)
-            batch[view] = trim({k: v.to(acc.device) for k, v in tensors.items()})
+            picked = [feats[i] for i in (retain_idx if view == "retain" else forget_idx)]
+            batch[view] = trim(collate(picked, tokenizer.pad_token_id, acc.device))
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, terms = method.loss(model, batch, reference)
         if not torch.isfinite(loss):

@@ -22,7 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.batching import collate, encode_records
 from unlearning.data.records import Record
-from unlearning.methods.losses import sample_nll, token_logprobs
+from unlearning.methods.losses import forward, sample_nll, token_logprobs
 
 # Which way is better, like lm-evaluation-harness's `higher_is_better`; the UI colours and Pareto plot read it.
 # "0.5" means best at 0.5 (an MIA AUC of 0.5 = members look like non-members). Aggregate parts are already
@@ -136,11 +136,6 @@ def task_aggregate(rows: list[dict]) -> tuple[float, dict[str, float]]:
 # ----------------------------------------------------------------------------------------------------------- losses
 
 
-def _collate_to(features: list[dict[str, list[int]]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Right-padded by the shared collate, so evaluation pads exactly as training does."""
-    return {k: v.to(device) for k, v in collate(features, pad_id).items()}
-
-
 def _whole(ids: list[int]) -> dict[str, list[int]]:
     """A sequence that is its own label: every token counts (documents, multiple-choice prompts)."""
     return {"input_ids": ids, "labels": ids}
@@ -154,8 +149,8 @@ def sample_losses(
     features = encode_records(tokenizer, records, max_length)
     losses = [0.0] * len(records)
     for batch in _batches_by_length([len(f["input_ids"]) for f in features], batch_size):
-        tensors = _collate_to([features[i] for i in batch], tokenizer.pad_token_id, model.device)
-        logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+        tensors = collate([features[i] for i in batch], tokenizer.pad_token_id, model.device)
+        logits = forward(model, tensors).logits
         for i, loss in zip(batch, sample_nll(logits, tensors["labels"]).tolist()):
             losses[i] = loss
     return losses
@@ -179,8 +174,8 @@ def document_losses(
     ids = [x[:max_length] for x in tokenizer(texts)["input_ids"]]
     scores = DocumentScores([0.0] * len(texts), [0.0] * len(texts), [0.0] * len(texts))
     for batch in _batches_by_length([len(x) for x in ids], batch_size):
-        tensors = _collate_to([_whole(ids[i]) for i in batch], tokenizer.pad_token_id, model.device)
-        logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+        tensors = collate([_whole(ids[i]) for i in batch], tokenizer.pad_token_id, model.device)
+        logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         for row, i in enumerate(batch):
             token_logp = logp[row][mask[row]]
@@ -235,8 +230,8 @@ def multiple_choice_accuracy(
     ids = tokenizer([multiple_choice_prompt(item) for item in items])["input_ids"]
     correct = 0
     for batch in _batches_by_length([len(x) for x in ids], batch_size):
-        tensors = _collate_to([_whole(ids[i]) for i in batch], tokenizer.pad_token_id, model.device)
-        logits = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"]).logits
+        tensors = collate([_whole(ids[i]) for i in batch], tokenizer.pad_token_id, model.device)
+        logits = forward(model, tensors).logits
         # Right padding: the next-token logits of each prompt sit at its own last real position.
         last = tensors["attention_mask"].sum(1) - 1
         picks = logits[torch.arange(len(batch)), last][:, letter_ids].argmax(-1).tolist()
@@ -269,10 +264,6 @@ def load_mmlu(n: int = 200, seed: int = 0, timeout: float = 10.0) -> list[dict]:
         raise UtilityUnavailable(f"Could not load MMLU: {error}") from error
     subset = data.shuffle(seed=seed).select(range(min(n, len(data))))
     return [{"subject": r["subject"], "question": r["question"], "choices": r["choices"], "answer": r["answer"]} for r in subset]
-
-
-def mmlu_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, n: int = 200, batch_size: int = 16) -> float:
-    return multiple_choice_accuracy(model, tokenizer, load_mmlu(n), batch_size)
 
 
 # ----------------------------------------------------------------------------------------------------- final score

@@ -120,7 +120,7 @@ class DataTab:
         outputs = [selection, self.table, self.shown]
         self.tick_task.click(shortcut(lambda d, s, t, n: list(dict.fromkeys(s + sel.task_forget_ids(d, t)))),
                              inputs, outputs, show_progress="hidden")
-        self.tick_random.click(shortcut(lambda d, s, t, n: sel.random_forget_ids(d, n or 0)), inputs, outputs,
+        self.tick_random.click(shortcut(lambda d, s, t, n: d.sample_forget(n or 0)), inputs, outputs,
                                show_progress="hidden")
         self.tick_split.click(shortcut(lambda d, s, t, n: sel.whole_forget_ids(d)), inputs, outputs,
                               show_progress="hidden")

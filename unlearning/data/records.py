@@ -1,6 +1,7 @@
 """The one record format every loader produces, matching LUME: id, input, output, task, split, kind."""
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -51,6 +52,12 @@ class UnlearningData:
 
     def split(self, name: str) -> list[Record]:
         return [r for r in self.records if r.split == name]
+
+    def sample_forget(self, n: int, seed: int | None = None, kind: str | None = None) -> list[str]:
+        """Ids of n forget-split samples (of one kind, if given) drawn at random, in dataset order; all when n exceeds them."""
+        pool = [r.id for r in self.split("forget") if kind in (None, r.kind)]
+        picked = set(random.Random(seed).sample(pool, max(0, min(int(n), len(pool)))))
+        return [i for i in pool if i in picked]
 
     def by_ids(self, ids: list[str]) -> list[Record]:
         index = {r.id: r for r in self.records}
