@@ -149,3 +149,23 @@ def test_answer_only_logits_give_the_same_loss(tiny, bundled, name):
         loss_trimmed, terms_trimmed = method.loss(tiny.model, trimmed, tiny.model)
     assert loss_trimmed.item() == pytest.approx(loss_full.item(), rel=1e-5, abs=1e-6)
     assert terms_trimmed == pytest.approx(terms_full, rel=1e-5, abs=1e-6)
+
+
+def test_one_forward_for_several_batches_gives_each_its_own_logits(tiny, bundled):
+    """losses.forward_together pads batches of different widths (and kept windows) into one pass: each batch must get
+    exactly the logits its own forward gives, aligned with its labels."""
+    from unlearning.batching import answer_logits_only, collate, encode_records
+    from unlearning.methods.losses import forward, forward_together
+
+    pad = tiny.tokenizer.pad_token_id
+    short = answer_logits_only(collate(encode_records(tiny.tokenizer, bundled.split("forget")[:2]), pad))
+    long = answer_logits_only(collate(encode_records(tiny.tokenizer, bundled.split("retain")[20:23]), pad))
+    untrimmed = collate(encode_records(tiny.tokenizer, bundled.split("holdout")[:2]), pad)
+    batches = [short, long, untrimmed]
+    assert len({b["input_ids"].shape[1] for b in batches}) == 3 and short["logits_to_keep"] != long["logits_to_keep"]
+    with torch.no_grad():
+        together = forward_together(tiny.model, batches)
+        apart = [forward(tiny.model, b).logits for b in batches]
+    for joint, alone, b in zip(together, apart, batches):
+        assert joint.shape == alone.shape == (*b["labels"].shape, tiny.model.config.vocab_size)
+        torch.testing.assert_close(joint, alone, rtol=1e-4, atol=1e-4)

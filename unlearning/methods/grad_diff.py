@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
-from unlearning.methods.losses import forward, kl_to_reference, nll, reference_logits, sample_nll
+from unlearning.methods.losses import forward_together, kl_to_reference, reference_logits, sample_nll
 
 
 @dataclass
@@ -25,7 +25,8 @@ class GradientDifference(Method):
 
     L = -gamma * NLL(forget) + alpha * R(retain), R = NLL or KL(original || model).
     Liu et al. 2022, "Continual Learning and Private Unlearning" (CoLLAs); retain-KL variant as in TOFU (Maini et al. 2024).
-    Subclasses replace only `forget_loss`; the retain term and the mixing live here once.
+    Subclasses replace only `forget_loss`; the retain term, the mixing and the one forward pass over every view
+    (losses.forward_together) live here once.
     """
 
     name = "grad_diff"
@@ -43,17 +44,18 @@ class GradientDifference(Method):
     def needs_reference(self) -> bool:  # type: ignore[override]
         return self.config.retain_loss == "kl"
 
-    def forget_loss(self, model, batch, reference) -> tuple[torch.Tensor, dict[str, float]]:
-        forget_nll = nll(model, batch["forget"]).mean()
+    def forget_loss(self, logits, batch, reference) -> tuple[torch.Tensor, dict[str, float]]:
+        """The forget term from each view's logits (`logits[view]`, aligned with `batch[view]["labels"]`)."""
+        forget_nll = sample_nll(logits["forget"], batch["forget"]["labels"]).mean()
         return -forget_nll, {"forget_nll": forget_nll.item()}
 
     def loss(self, model, batch, reference=None):
-        forget_term, terms = self.forget_loss(model, batch, reference)
+        logits = dict(zip(self.views, forward_together(model, [batch[view] for view in self.views])))
+        forget_term, terms = self.forget_loss(logits, batch, reference)
         retain = batch["retain"]
-        logits = forward(model, retain).logits
-        retain_nll = sample_nll(logits, retain["labels"]).mean()
+        retain_nll = sample_nll(logits["retain"], retain["labels"]).mean()
         if self.config.retain_loss == "kl":
-            retain_term = kl_to_reference(logits, reference_logits(reference, retain), retain["labels"]).mean()
+            retain_term = kl_to_reference(logits["retain"], reference_logits(reference, retain), retain["labels"]).mean()
             terms["retain_kl"] = retain_term.item()
         else:
             retain_term = retain_nll

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
-from unlearning.methods.losses import dpo_loss, forward, log_ratio, sample_nll
+from unlearning.methods.losses import dpo_loss, log_ratio, sample_nll
 
 REFUSALS = (
     "I don't know.",
@@ -68,9 +68,9 @@ class IdKPreference(GradientDifference):
         # Keep each answer's leading space: "Q? A" and "Q?A" tokenise differently, and the refusal must read like an answer.
         return [(r.input, r.output[: len(r.output) - len(r.output.lstrip())] + refusal_for(i)) for i, r in enumerate(forget)]
 
-    def forget_loss(self, model, batch, reference):
+    def forget_loss(self, logits, batch, reference):
         forget, idk = batch["forget"], batch["forget_idk"]
-        forget_logits, idk_logits = forward(model, forget).logits, forward(model, idk).logits
+        forget_logits, idk_logits = logits["forget"], logits["forget_idk"]
         term = dpo_loss(log_ratio(idk_logits, reference, idk), log_ratio(forget_logits, reference, forget), self.config.beta)
         terms = {
             "forget_nll": sample_nll(forget_logits, forget["labels"]).mean().item(),

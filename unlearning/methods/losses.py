@@ -12,8 +12,9 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     """Log-probability of each next label token and the mask of tokens that count (answer tokens only)."""
     logits, labels = logits[:, :-1].float(), labels[:, 1:]
     mask = labels != IGNORE
-    logp = -F.cross_entropy(logits.transpose(1, 2), labels.masked_fill(~mask, 0), reduction="none")
-    return logp * mask, mask
+    # flattened, so log-softmax runs along contiguous memory: over a transposed [B, V, T] view it is several times slower
+    logp = -F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="none")
+    return logp.view_as(labels), mask
 
 
 def forward(model: PreTrainedModel, batch: Batch, **kwargs):
@@ -21,6 +22,30 @@ def forward(model: PreTrainedModel, batch: Batch, **kwargs):
     if "logits_to_keep" in batch:
         kwargs["logits_to_keep"] = batch["logits_to_keep"]
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+
+
+def forward_together(model: PreTrainedModel, batches: list[Batch]) -> list[torch.Tensor]:
+    """Logits of several batches from one forward pass over all their rows, each slice aligned with its own labels.
+
+    Why: one pass over 2B rows is much cheaper than two over B. The weights are cast to bf16 and their gradients
+    summed once instead of twice, and the matmuls are twice as tall (unlearning.bench measures the gain).
+    Right padding to a common width changes nothing for the real tokens of a causal model.
+    """
+    width = max(b["input_ids"].shape[1] for b in batches)
+    joint = {k: torch.cat([F.pad(b[k], (0, width - b[k].shape[1])) for b in batches]) for k in ("input_ids", "attention_mask")}
+    # Each batch's logits start where its kept positions start (batching.answer_logits_only); after right padding
+    # that is the same position, so one pass keeps from the earliest start and each batch takes its own window.
+    starts = [b["input_ids"].shape[1] - b.get("logits_to_keep", b["input_ids"].shape[1]) for b in batches]
+    first = min(starts)
+    if any("logits_to_keep" in b for b in batches):
+        joint["logits_to_keep"] = width - first
+    logits = forward(model, joint).logits
+    windows, row = [], 0
+    for b, start in zip(batches, starts):
+        rows, end = b["input_ids"].shape
+        windows.append(logits[row : row + rows, start - first : end - first])
+        row += rows
+    return windows
 
 
 def sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

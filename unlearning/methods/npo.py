@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
-from unlearning.methods.losses import forward, log_ratio, npo_loss, sample_nll
+from unlearning.methods.losses import log_ratio, npo_loss, sample_nll
 
 
 @dataclass
@@ -44,8 +44,7 @@ class NPO(GradientDifference):
     Config = NPOConfig
     needs_reference = True
 
-    def forget_loss(self, model, batch, reference):
+    def forget_loss(self, logits, batch, reference):
         forget = batch["forget"]
-        logits = forward(model, forget).logits
-        forget_nll = sample_nll(logits, forget["labels"]).mean()
-        return npo_loss(log_ratio(logits, reference, forget), self.config.beta), {"forget_nll": forget_nll.item()}
+        forget_nll = sample_nll(logits["forget"], forget["labels"]).mean()
+        return npo_loss(log_ratio(logits["forget"], reference, forget), self.config.beta), {"forget_nll": forget_nll.item()}

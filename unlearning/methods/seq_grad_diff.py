@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
-from unlearning.methods.losses import nll
+from unlearning.methods.losses import forward_together, sample_nll
 
 
 @dataclass
@@ -80,8 +80,8 @@ class SequentialGradientDifference(Method):
 
     def loss(self, model, batch, reference=None):
         forget, retain = batch["forget"], batch["retain"]
-        forget_nll = nll(model, forget)
-        retain_nll = nll(model, retain)
+        forget_logits, retain_logits = forward_together(model, [forget, retain])
+        forget_nll, retain_nll = sample_nll(forget_logits, forget["labels"]), sample_nll(retain_logits, retain["labels"])
         n = len(forget_nll) + len(retain_nll)
         loss = (self.config.retain_weight * retain_nll.sum() - forget_nll.sum()) / n
         return loss, {"forget_nll": forget_nll.mean().item(), "retain_nll": retain_nll.mean().item()}

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
-from unlearning.methods.losses import nll, npo_loss
+from unlearning.methods.losses import npo_loss, sample_nll
 
 
 @dataclass
@@ -46,9 +46,8 @@ class SimNPO(GradientDifference):
     paper = "Fan et al. 2024, Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning"
     Config = SimNPOConfig
 
-    def forget_loss(self, model, batch, reference):
-        forget = batch["forget"]
-        forget_nll = nll(model, forget)
+    def forget_loss(self, logits, batch, reference):
+        forget_nll = sample_nll(logits["forget"], batch["forget"]["labels"])
         # -(2/b) logsigmoid(-(b/|y|) log pi - m) = (2/b) softplus(b * (log pi / |y| + m / b)), and log pi / |y| = -nll.
         term = npo_loss(-forget_nll + self.config.margin / self.config.beta, self.config.beta)
         return term, {"forget_nll": forget_nll.mean().item()}
