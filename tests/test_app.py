@@ -285,7 +285,9 @@ def test_method_controls_build_a_validated_train_config(tmp_path):
     values[tab.knobs["npo"]["beta"]] = 0.5
     values[tab.steps] = 8
     config = tab.train_config(values)
-    assert config.method == "npo" and config.steps == 8
+    assert config.method == "npo" and config.steps == 8 and config.compile is False
+    values[tab.compile] = True
+    assert tab.train_config(values).compile is True
     assert config.method_options == {"gamma": 1.0, "alpha": 1.0, "retain_loss": "nll", "beta": 0.5}
     assert type(tab.knobs["grad_diff"]["retain_loss"]).__name__ == "Dropdown"  # choices read from the help text
     values[tab.knobs["npo"]["beta"]] = -1

@@ -19,17 +19,20 @@ def test_step_batch_answers_all_have_one_length(tiny):
 def test_reference_and_engine_agree_on_the_first_step(tiny):
     forget, retain = bench.step_batch(tiny, 2, answer_tokens=12)
     result = bench.step_benchmark(tiny, forget, retain, rounds=1, steps=2, learning_rate=1e-3, peaks={"float32": 1e12, "bfloat16": 1e12})
-    loss = result["first_step_loss"]
-    assert loss["same_loss"], loss
-    for side in ("engine", "reference"):  # gradient difference: -NLL(forget) + NLL(retain), both terms really present
-        terms = loss[side]
-        assert terms["loss"] == pytest.approx(terms["retain_nll"] - terms["forget_nll"], abs=1e-4)
-        assert terms["forget_nll"] > 1 and terms["retain_nll"] > 1  # a random model: ~ln(vocabulary) per token
-    assert loss["reference"]["forget_nll"] == pytest.approx(loss["engine"]["forget_nll"], rel=bench.LOSS_TOLERANCE)
+    for prefix in ("", "compiled_"):  # the plain and the torch.compile'd engine
+        loss = result[f"{prefix}first_step_loss"]
+        assert loss["same_loss"], loss
+        for side in ("engine", "reference"):  # gradient difference: -NLL(forget) + NLL(retain), both terms really present
+            terms = loss[side]
+            assert terms["loss"] == pytest.approx(terms["retain_nll"] - terms["forget_nll"], abs=1e-4)
+            assert terms["forget_nll"] > 1 and terms["retain_nll"] > 1  # a random model: ~ln(vocabulary) per token
+        assert loss["reference"]["forget_nll"] == pytest.approx(loss["engine"]["forget_nll"], rel=bench.LOSS_TOLERANCE)
     assert result["timed_steps_per_side"] == 1  # the first step of each call is the untimed warm-up
-    engine, reference = result["engine"], result["reference"]
+    engine, compiled, reference = result["engine"], result["compiled"], result["reference"]
     assert result["speedup"] > 0
     assert result["speedup"] == pytest.approx(reference["mean_step_seconds"] / engine["mean_step_seconds"])
+    assert result["compiled_speedup"] == pytest.approx(reference["mean_step_seconds"] / compiled["mean_step_seconds"])
+    assert result["compile_seconds"] > 0  # the first compiled step pays for torch.compile
     assert engine["tokens_per_second"] == pytest.approx(result["tokens_per_step"] / engine["mean_step_seconds"])
     assert 0 < engine["share_of_peak"] and 0 < reference["share_of_peak"]
     assert result["tokens_per_step"] <= result["padded_tokens_per_step"]

@@ -5,8 +5,9 @@
 
 1. step: tokens/s of `engine.train` (grad_diff, precision="auto") vs a `transformers.Trainer` subclass overriding
    `compute_loss` the way common frameworks write gradient difference (fp32, default TrainingArguments), on the
-   same model, the same fixed batch, alternated call by call. Also the first-step loss of both and the achieved
-   FLOP/s as a share of this machine's measured matmul peak.
+   same model, the same fixed batch, alternated call by call, each call a short run of 10 steps. Both sides run with
+   the engine's allocator setting (engine.keep_freed_memory: it is process-wide), so the reference gains from it too.
+   Also the first-step loss of both and the achieved FLOP/s as a share of this machine's measured matmul peak.
 2. eval: `evaluate.generate` (batched) vs one prompt at a time as the official SemEval script does, with the
    per-sample scores of both compared.
 3. load: time to a usable default model on a first launch (empty cache: the GGUF is converted) and a second one.
@@ -35,7 +36,7 @@ import torch
 from unlearning.batching import collate, encode
 from unlearning.data import bundled_dataset
 from unlearning.data.records import Record
-from unlearning.engine import TrainConfig, autocast_dtype, cpu_has_bf16, train
+from unlearning.engine import TrainConfig, autocast_dtype, cpu_has_bf16, keep_freed_memory, train
 from unlearning.evaluate import EvalConfig, generate, score, task_aggregate
 from unlearning.models import LoadedModel, memory_estimate
 
@@ -173,34 +174,47 @@ def reference_run(loaded: LoadedModel, forget, retain, steps: int, learning_rate
     return stamps, trainer.terms
 
 
-def engine_run(loaded: LoadedModel, forget, retain, steps: int, learning_rate: float, max_length: int) -> tuple[list[float], list[dict]]:
+def engine_run(
+    loaded: LoadedModel, forget, retain, steps: int, learning_rate: float, max_length: int, compile: bool = False
+) -> tuple[list[float], list[dict]]:
     """Train with the studio's engine; returns each step's end time and its per-step log."""
     stamps: list[float] = []
     config = TrainConfig(
-        method="grad_diff", steps=steps, learning_rate=learning_rate, batch_size=len(forget), max_length=max_length, precision="auto"
+        method="grad_diff", steps=steps, learning_rate=learning_rate, batch_size=len(forget), max_length=max_length,
+        precision="auto", compile=compile,
     )
     result = train(loaded.model, loaded.tokenizer, forget, retain, config, on_step=lambda log: stamps.append(time.perf_counter()))
     return stamps, result.history
 
 
+ENGINE_SIDES = {"engine": False, "compiled": True}  # side name -> TrainConfig.compile
+
+
 def step_benchmark(
-    loaded: LoadedModel, forget: list[Record], retain: list[Record], rounds: int = 2, steps: int = 4,
+    loaded: LoadedModel, forget: list[Record], retain: list[Record], rounds: int = 2, steps: int = 10,
     learning_rate: float = 1e-5, max_length: int = 256, peaks: dict[str, float] | None = None,
 ) -> dict:
-    """Engine vs Trainer reference on one fixed batch (len(forget) forget + len(retain) retain examples).
+    """The engine, plain and compiled, vs the Trainer reference on one fixed batch (len(forget) + len(retain) examples).
 
     Each call trains `steps` steps from the same weights; its first step (optimiser state allocation, kernel
-    selection) is a warm-up and is not timed. Calls alternate ABBA across `rounds` so both sides share the noise.
-    Every step sees the same batch: the forget and retain sets are exactly one batch each.
+    selection, and for the compiled engine torch.compile itself) is a warm-up and is not timed; the compile time is
+    reported apart. Calls alternate ABC CBA across `rounds` so all sides share the noise. Every step sees the same
+    batch: the forget and retain sets are exactly one batch each.
     """
     if len(forget) != len(retain):
         raise ValueError("the step benchmark pairs forget and retain examples: give as many of each")
-    timed: dict[str, list[float]] = {"engine": [], "reference": []}
+    keep_freed_memory()  # the engine would set it on its first call anyway; set now, no side runs without it
+    order = [*ENGINE_SIDES, "reference"]
+    timed: dict[str, list[float]] = {side: [] for side in order}
     first: dict[str, dict] = {}
-    runs = {"engine": engine_run, "reference": reference_run}
+    first_step_seconds: dict[str, float] = {}
     for r in range(rounds):
-        for side in ("engine", "reference") if r % 2 == 0 else ("reference", "engine"):
-            stamps, logs = runs[side](loaded, forget, retain, steps, learning_rate, max_length)
+        for side in order if r % 2 == 0 else order[::-1]:
+            if side == "reference":
+                stamps, logs = reference_run(loaded, forget, retain, steps, learning_rate, max_length)
+            else:
+                stamps, logs = engine_run(loaded, forget, retain, steps, learning_rate, max_length, ENGINE_SIDES[side])
+                first_step_seconds.setdefault(side, logs[0]["seconds"])
             timed[side] += [b - a for a, b in zip(stamps, stamps[1:])]
             first.setdefault(side, {k: logs[0][k] for k in ("loss", "forget_nll", "retain_nll")})
 
@@ -210,8 +224,10 @@ def step_benchmark(
     padded = sum(b["input_ids"].numel() for b in batches)
     n_params = sum(p.numel() for p in loaded.model.parameters())
     peaks = peaks or {}
+    engine_dtype = "bfloat16" if autocast_dtype("auto", torch.device("cpu")) else "float32"
     sides = {}
-    for side, dtype in (("engine", "bfloat16" if autocast_dtype("auto", torch.device("cpu")) else "float32"), ("reference", "float32")):
+    for side in order:
+        dtype = "float32" if side == "reference" else engine_dtype
         seconds = statistics.fmean(timed[side])
         flops = 6 * n_params * tokens / seconds
         sides[side] = {
@@ -219,24 +235,86 @@ def step_benchmark(
             "matmul_dtype": dtype, "flops_per_second": flops,
             "share_of_peak": flops / peaks[dtype] if dtype in peaks else None,
         }
-    scale = abs(first["reference"]["forget_nll"]) + abs(first["reference"]["retain_nll"])
-    loss_check = {
-        "engine": first["engine"], "reference": first["reference"],
-        **{f"{k}_rel_diff": abs(first["engine"][k] - first["reference"][k]) / abs(first["reference"][k]) for k in ("forget_nll", "retain_nll")},
-        # the loss is a difference of two similar numbers: relative to it, any rounding looks huge; scale by the terms
-        "loss_diff_over_terms": abs(first["engine"]["loss"] - first["reference"]["loss"]) / scale,
-        "tolerance": LOSS_TOLERANCE,
-    }
-    loss_check["same_loss"] = max(loss_check["forget_nll_rel_diff"], loss_check["retain_nll_rel_diff"], loss_check["loss_diff_over_terms"]) <= LOSS_TOLERANCE
-    ratio = sides["reference"]["mean_step_seconds"] / sides["engine"]["mean_step_seconds"]
-    return {
+    reference = first["reference"]
+    scale = abs(reference["forget_nll"]) + abs(reference["retain_nll"])
+    result = {
         "model": loaded.source, "parameters": n_params, "batch": f"{len(forget)} forget + {len(retain)} retain",
         "tokens_per_step": tokens, "padded_tokens_per_step": padded, "timed_steps_per_side": len(timed["engine"]),
         "flops_counting": "6 x parameters x real (non-pad) tokens per step; tied embeddings counted once (the LM-head "
         "matmul), attention score FLOPs and padding left out, so this undercounts the work actually done",
-        "engine": sides["engine"], "reference": sides["reference"], "first_step_loss": loss_check,
-        "speedup": ratio, "target": TARGETS["step"], "verdict": verdict(ratio, TARGETS["step"]),
+        **sides, "target": TARGETS["step"],
     }
+    for side in ENGINE_SIDES:
+        check = {
+            "engine": first[side], "reference": reference,
+            **{f"{k}_rel_diff": abs(first[side][k] - reference[k]) / abs(reference[k]) for k in ("forget_nll", "retain_nll")},
+            # the loss is a difference of two similar numbers: relative to it, any rounding looks huge; scale by the terms
+            "loss_diff_over_terms": abs(first[side]["loss"] - reference["loss"]) / scale,
+            "tolerance": LOSS_TOLERANCE,
+        }
+        check["same_loss"] = max(check["forget_nll_rel_diff"], check["retain_nll_rel_diff"], check["loss_diff_over_terms"]) <= LOSS_TOLERANCE
+        ratio = sides["reference"]["mean_step_seconds"] / sides[side]["mean_step_seconds"]
+        prefix = "" if side == "engine" else f"{side}_"
+        result |= {f"{prefix}first_step_loss": check, f"{prefix}speedup": ratio, f"{prefix}verdict": verdict(ratio, TARGETS["step"])}
+    # what compiling costs once per process, and the run length from which it pays for itself
+    compile_seconds = first_step_seconds["compiled"] - sides["compiled"]["mean_step_seconds"]
+    saved = sides["engine"]["mean_step_seconds"] - sides["compiled"]["mean_step_seconds"]
+    result |= {"compile_seconds": compile_seconds, "compile_pays_off_after_steps": compile_seconds / saved if saved > 0 else None}
+    return result
+
+
+# torch.profiler op names by what they spend a step on; every other op (elementwise, softmax, embedding, ...) is "other"
+OP_KINDS = {
+    "matmul": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"),
+    "optimiser and clipping": ("aten::_fused_adamw_", "aten::_foreach_norm", "aten::linalg_vector_norm", "aten::_foreach_mul_"),
+    "casts and copies": ("aten::copy_",),
+}
+
+
+def step_breakdown(
+    loaded: LoadedModel, forget: list[Record], retain: list[Record], compile: bool = True, learning_rate: float = 1e-5, max_length: int = 256
+) -> dict:
+    """Self CPU time of one engine step (the fourth of a run: past the warm-up) by kind of op, from torch.profiler.
+
+    With compile, "other" is mostly the compiled blocks' fused kernels (norms, rotary, activations, their backward).
+
+    Why: it says what a faster step would have to shrink. The profiler adds its own overhead to each op, so the
+    profiled step is slower than a timed one; the shares are what to read.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    profiler = profile(activities=[ProfilerActivity.CPU])
+
+    def on_step(log: dict) -> None:
+        if log["step"] == 3:
+            profiler.__enter__()
+        elif log["step"] == 4:
+            profiler.__exit__(None, None, None)
+
+    config = TrainConfig(
+        method="grad_diff", steps=4, learning_rate=learning_rate, batch_size=len(forget), max_length=max_length, compile=compile
+    )
+    train(loaded.model, loaded.tokenizer, forget, retain, config, on_step=on_step)
+    seconds = dict.fromkeys([*OP_KINDS, "other"], 0.0)
+    for event in profiler.key_averages():
+        kind = next((k for k, names in OP_KINDS.items() if event.key in names), "other")
+        seconds[kind] += event.self_cpu_time_total / 1e6
+    total = sum(seconds.values())
+    return {"compile": compile, "seconds": seconds, "total_seconds": total, "shares": {k: v / total for k, v in seconds.items()}}
+
+
+def print_breakdown(result: dict, reference_seconds: float) -> None:
+    rows = [[kind, secs, f"{result['shares'][kind]:.0%}"] for kind, secs in result["seconds"].items()]
+    which = "compiled engine" if result["compile"] else "engine"
+    print_table(
+        f"  Where one {which} step goes (torch.profiler, one steady step: {result['total_seconds']:.2f} s profiled)", ["kind", "seconds", "share"], rows
+    )
+    matmul = result["seconds"]["matmul"]
+    fixed = matmul + result["seconds"]["optimiser and clipping"]
+    print(
+        f"  if everything but the matmuls were free, a step would take {matmul:.2f} s ({reference_seconds / matmul:.1f}x the "
+        f"reference); matmuls plus the optimiser and clipping alone take {fixed:.2f} s ({reference_seconds / fixed:.1f}x)"
+    )
 
 
 def step_batch(loaded: LoadedModel, batch_size: int, answer_tokens: int = 30) -> tuple[list[Record], list[Record]]:
@@ -247,8 +325,9 @@ def step_batch(loaded: LoadedModel, batch_size: int, answer_tokens: int = 30) ->
 
 
 def print_step(result: dict, peaks: dict[str, float]) -> None:
+    labels = {"reference": "Trainer reference (fp32)", "engine": "studio engine (auto)", "compiled": "studio engine (auto, compile)"}
     rows = []
-    for side, label in (("reference", "Trainer reference (fp32)"), ("engine", "studio engine (auto)")):
+    for side, label in labels.items():
         s = result[side]
         share = f"{s['share_of_peak']:.1%} of {s['matmul_dtype']}" if s["share_of_peak"] is not None else "-"
         rows.append([label, s["mean_step_seconds"], s["tokens_per_second"], s["flops_per_second"] / 1e9, share])
@@ -257,20 +336,24 @@ def print_step(result: dict, peaks: dict[str, float]) -> None:
         f"({result['padded_tokens_per_step']} padded), {result['timed_steps_per_side']} timed steps per side",
         ["implementation", "s/step", "tokens/s", "GFLOP/s", "share of matmul peak"], rows,
     )
-    loss = result["first_step_loss"]
     print("  matmul peak (torch.matmul 2048x2048, fastest call in 1 s): " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
     print(f"  FLOP/s counted as {result['flops_counting']}")
+    for side, prefix in (("engine", ""), ("compiled", "compiled_")):
+        loss = result[f"{prefix}first_step_loss"]
+        print(
+            f"  first-step loss, {labels[side]}: {loss['engine']['loss']:.5f} (forget {loss['engine']['forget_nll']:.4f}, "
+            f"retain {loss['engine']['retain_nll']:.4f}) vs reference {loss['reference']['loss']:.5f} (forget "
+            f"{loss['reference']['forget_nll']:.4f}, retain {loss['reference']['retain_nll']:.4f}); relative difference: "
+            f"forget {loss['forget_nll_rel_diff']:.2e}, retain {loss['retain_nll_rel_diff']:.2e}, loss / terms "
+            f"{loss['loss_diff_over_terms']:.2e}: {'same loss' if loss['same_loss'] else 'DIFFERENT LOSS'} (tolerance {loss['tolerance']:g})"
+        )
+    pays = result["compile_pays_off_after_steps"]
     print(
-        f"  first-step loss: engine {loss['engine']['loss']:.5f} (forget {loss['engine']['forget_nll']:.4f}, retain "
-        f"{loss['engine']['retain_nll']:.4f}), reference {loss['reference']['loss']:.5f} (forget "
-        f"{loss['reference']['forget_nll']:.4f}, retain {loss['reference']['retain_nll']:.4f})"
-    )
-    print(
-        f"  relative difference: forget {loss['forget_nll_rel_diff']:.2e}, retain {loss['retain_nll_rel_diff']:.2e}, "
-        f"loss / terms {loss['loss_diff_over_terms']:.2e}: {'same loss' if loss['same_loss'] else 'DIFFERENT LOSS'} "
-        f"(tolerance {loss['tolerance']:g})"
+        f"  compile: {result['compile_seconds']:.1f} s once per process (its first step), "
+        + (f"paid back after {pays:.0f} steps" if pays is not None else "never paid back: compiled steps are not faster here")
     )
     print(f"  speedup (reference s/step / engine s/step): {result['speedup']:.2f}x, {result['verdict']}")
+    print(f"  speedup, compiled (reference s/step / compiled s/step): {result['compiled_speedup']:.2f}x, {result['compiled_verdict']}")
 
 
 # --------------------------------------------------------------------------------------------------- 2. evaluation
@@ -583,10 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     if "step" in sections:
         peaks = {"bfloat16": matmul_peak(torch.bfloat16), "float32": matmul_peak(torch.float32)}
         forget, retain = step_batch(loaded, args.batch_size)
-        rounds, steps = (1, 2) if args.quick else (2, 4)
+        rounds, steps = (1, 3) if args.quick else (2, 10)
         results["step"] = step_benchmark(loaded, forget, retain, rounds=rounds, steps=steps, peaks=peaks)
         results["step"]["matmul_peak_flops"] = peaks
         print_step(results["step"], peaks)
+        results["step"]["breakdown"] = step_breakdown(loaded, forget, retain)
+        print_breakdown(results["step"]["breakdown"], results["step"]["reference"]["mean_step_seconds"])
     if "eval" in sections:
         results["eval"] = eval_benchmark(loaded, eval_records(12 if args.quick else 40), max_new_tokens, args.eval_batch_size)
         print_eval(results["eval"])

@@ -111,13 +111,16 @@ class MethodTab:
                         self.grad_clip = gr.Number(TrainConfig.grad_clip, label="gradient clipping (0 = off)")
                         self.precision = gr.Dropdown(["auto", "fp32", "bf16"], value="auto", label="precision",
                                                      info="auto: bf16 autocast on GPUs and CPUs that do bf16 fast.")
+                        self.compile = gr.Checkbox(TrainConfig.compile, label="compile (torch.compile)",
+                                                   info="~25% faster steps on the 135M model, after a ~30 s first step "
+                                                        "(once per app session): worth it for long or repeated runs.")
                         self.seed = gr.Number(TrainConfig.seed, label="seed", precision=0)
 
     @property
     def inputs(self) -> set:
         """Every control a TrainConfig is read from; handlers take them as one dict (gradio's set-of-inputs form)."""
         engine = {self.method, self.steps, self.lr, self.batch, self.params, self.last_k, self.lora_rank,
-                  self.max_length, self.grad_clip, self.precision, self.seed}
+                  self.max_length, self.grad_clip, self.precision, self.compile, self.seed}
         return engine | {c for knobs in self.knobs.values() for c in knobs.values()}
 
     def train_config(self, values: dict) -> TrainConfig:
@@ -140,7 +143,7 @@ class MethodTab:
             batch_size=whole(self.batch, "batch size"), params=values[self.params],
             last_k=whole(self.last_k, "k"), lora_rank=whole(self.lora_rank, "LoRA rank"),
             max_length=whole(self.max_length, "max length"), grad_clip=float(values[self.grad_clip] or 0.0),
-            precision=values[self.precision], seed=whole(self.seed, "seed"),
+            precision=values[self.precision], compile=bool(values[self.compile]), seed=whole(self.seed, "seed"),
         )
 
     def wire(self) -> None:
