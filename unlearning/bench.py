@@ -7,7 +7,9 @@
    `compute_loss` the way common frameworks write gradient difference (fp32, default TrainingArguments), on the
    same model, the same fixed batch, alternated call by call, each call a short run of 10 steps. Both sides run with
    the engine's allocator setting (engine.keep_freed_memory: it is process-wide), so the reference gains from it too.
-   Also the first-step loss of both and the achieved FLOP/s as a share of this machine's measured matmul peak.
+   A third side runs the engine with TrainConfig.compile; its one-off compile time (from an empty torch.compile
+   cache, as on a first run) is reported apart. Also each side's first-step loss, the achieved FLOP/s as a share of
+   this machine's measured matmul peak, and where one compiled step's time goes (torch.profiler).
 2. eval: `evaluate.generate` (batched) vs one prompt at a time as the official SemEval script does, with the
    per-sample scores of both compared.
 3. load: time to a usable default model on a first launch (empty cache: the GGUF is converted) and a second one.
@@ -664,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = load_model("default")
     if "step" in sections:
+        # torch.compile's on-disk cache would make compiling look cheaper than on a user's first run: start it empty
+        inductor_cache = tempfile.TemporaryDirectory(prefix="unlearning-bench-inductor-")  # removed when main returns
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache.name
         peaks = {"bfloat16": matmul_peak(torch.bfloat16), "float32": matmul_peak(torch.float32)}
         forget, retain = step_batch(loaded, args.batch_size)
         rounds, steps = (1, 3) if args.quick else (2, 10)
