@@ -174,11 +174,16 @@ def test_one_forward_for_several_batches_gives_each_its_own_logits(tiny, bundled
 def test_compiled_blocks_train_like_plain_ones_and_are_swapped_back(tiny, bundled):
     """compile=True trains through torch.compile'd decoder blocks: the same losses as the plain engine, and the
     unlearned model comes back with plain blocks and its KV cache on, so generation is unaffected."""
+    from unlearning.jobs import JobRunner
+
     forget, retain = bundled.split("forget")[:4], bundled.split("retain")[:4]
-    runs = {
-        compiled: train(tiny.model, tiny.tokenizer, forget, retain, TrainConfig(steps=3, batch_size=2, learning_rate=1e-3, precision="fp32", compile=compiled))
-        for compiled in (False, True)
-    }
+    configs = {compiled: TrainConfig(steps=3, batch_size=2, learning_rate=1e-3, precision="fp32", compile=compiled) for compiled in (False, True)}
+    runs = {False: train(tiny.model, tiny.tokenizer, forget, retain, configs[False])}
+    # compiled on the job runner's worker thread, where the studio trains
+    runner = JobRunner()
+    job = runner.wait(runner.submit("compiled", lambda job: train(tiny.model, tiny.tokenizer, forget, retain, configs[True])), timeout=300)
+    assert job.state == "done", job.error
+    runs[True] = job.result
     plain, compiled = ([log["loss"] for log in runs[c].history] for c in (False, True))
     assert plain[-1] != plain[0]  # the weights moved, so matching losses at step 3 means matching updates
     assert compiled == pytest.approx(plain, rel=1e-4, abs=1e-5)
