@@ -125,3 +125,10 @@ def test_progress_never_moves_backwards(bundled, tmp_path):
     seen = []
     run_experiment(quick_config(bundled), RunStore(tmp_path), progress=lambda fraction, stage: seen.append(fraction))
     assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_a_compiled_run_says_it_is_compiling_before_its_first_step(bundled, tmp_path):
+    stages = []
+    run_experiment(quick_config(bundled, compile=True), RunStore(tmp_path), progress=lambda fraction, stage: stages.append(stage))
+    first_step = next(i for i, stage in enumerate(stages) if stage.startswith("unlearning: step 1/"))
+    assert "compiling" in stages[first_step - 1]

@@ -123,6 +123,9 @@ def run_experiment(
             if on_step is not None:
                 on_step(log)
 
+        steps = config.train.steps
+        # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
+        progress(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
         result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel)
         if result.status != "completed":  # cancelled or diverged: keep the curve, skip the slow evaluation
             store.set_status(run_id, result.status, result.message)
