@@ -278,10 +278,9 @@ def step_breakdown(
 ) -> dict:
     """Self CPU time of one engine step (the fourth of a run: past the warm-up) by kind of op, from torch.profiler.
 
-    With compile, "other" is mostly the compiled blocks' fused kernels (norms, rotary, activations, their backward).
-
     Why: it says what a faster step would have to shrink. The profiler adds its own overhead to each op, so the
-    profiled step is slower than a timed one; the shares are what to read.
+    profiled step is slower than a timed one; the shares are what to read. With compile, "other" is mostly the
+    compiled blocks' fused kernels (norms, rotary, activations and their backward).
     """
     from torch.profiler import ProfilerActivity, profile
 
