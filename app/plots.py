@@ -1,7 +1,8 @@
 """Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone.
 
-Colours read metric directions (unlearning.evaluate.METRIC_DIRECTION): an "after" value is green when it moved the
-good way (forget down, retain up, MIA AUC towards 0.5), red when it moved the bad way, grey when it barely moved.
+Colours read metric directions from the metric registry (unlearning.evaluation.METRICS): an "after" value is green
+when it moved the good way (forget down, retain up, MIA AUC towards 0.5), red when it moved the bad way, grey when it
+barely moved. Whether a run as a whole broke something is the library's verdict; plots only draw it.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from unlearning.evaluate import METRIC_DIRECTION
+from unlearning.evaluation import METRICS
 
 GOOD, BAD, SAME = "#16a34a", "#dc2626", "#64748b"
 BEFORE = "#94a3b8"
@@ -51,12 +52,12 @@ def empty_figure(message: str, height: int = 320) -> go.Figure:
 
 
 def group_direction(name: str) -> str | None:
-    """Direction of a "Task1/sc/forget"-style group (or a bare split name): read from its split."""
+    """Direction of the official score in a "Task1/sc/forget"-style group: lower on forget, higher on retain."""
     split = name.rsplit("/", 1)[-1]
-    return METRIC_DIRECTION.get(split)
+    return METRICS["official"].better_on(split) if split in ("forget", "retain") else None
 
 
-def verdict(direction: str | None, before: float | None, after: float | None, tolerance: float = TOLERANCE) -> str:
+def moved(direction: str | None, before: float | None, after: float | None, tolerance: float = TOLERANCE) -> str:
     """"good", "bad" or "same" for a move from `before` to `after`; "same" also when either is missing."""
     if direction is None or before is None or after is None:
         return "same"
@@ -67,8 +68,8 @@ def verdict(direction: str | None, before: float | None, after: float | None, to
     return "good" if gain > tolerance else "bad" if gain < -tolerance else "same"
 
 
-def verdict_colour(direction: str | None, before: float | None, after: float | None) -> str:
-    return {"good": GOOD, "bad": BAD, "same": SAME}[verdict(direction, before, after)]
+def moved_colour(direction: str | None, before: float | None, after: float | None) -> str:
+    return {"good": GOOD, "bad": BAD, "same": SAME}[moved(direction, before, after)]
 
 
 # ----------------------------------------------------------------------------------------------------- loss curves
@@ -123,7 +124,7 @@ def before_after_bars(
     fig.add_trace(go.Bar(x=labels, y=before, name="before", marker_color=BEFORE,
                          text=[_fmt(v) for v in before], textposition="outside"))
     fig.add_trace(go.Bar(x=labels, y=after, name="after",
-                         marker_color=[verdict_colour(directions.get(n), b, a) for n, b, a in zip(names, before, after)],
+                         marker_color=[moved_colour(directions.get(n), b, a) for n, b, a in zip(names, before, after)],
                          text=[_fmt(v) for v in after], textposition="outside"))
     fig.update_layout(barmode="group", yaxis_title=y_title)
     if y_range:
@@ -183,18 +184,24 @@ def _mia_title(label: str, result: Mapping | None) -> str:
 # --------------------------------------------------------------------------------------------- utility and final
 
 
-def utility_bars(before: float | None, after: float | None, chance: float = 0.25, name: str = "utility") -> go.Figure:
-    """Accuracy on general questions before and after, with the guessing line: at chance, the model is broken."""
-    if before is None and after is None:
+def utility_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None, chance: float = 0.25,
+                 name: str = "utility") -> go.Figure:
+    """Accuracy per item family (and overall) before and after, with the guessing line: at chance, knowledge is gone."""
+    if not before and not after:
         return empty_figure("Utility was not measured for this run")
-    fig = go.Figure(go.Bar(
-        x=["before", "after"], y=[before, after], text=[_fmt(before), _fmt(after)], textposition="outside",
-        marker_color=[BEFORE, verdict_colour(METRIC_DIRECTION["utility"], before, after)], showlegend=False,
-    ))
+    families = list(dict.fromkeys([*(before or {}), *(after or {})]))
+    b = [(before or {}).get(f) for f in families]
+    a = [(after or {}).get(f) for f in families]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=families, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
+                         textposition="outside"))
+    fig.add_trace(go.Bar(x=families, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
+                         marker_color=[moved_colour("higher", x, y) for x, y in zip(b, a)]))
     fig.add_hline(y=chance, line_dash="dash", line_color=BAD, annotation_text=f"chance ({chance:.2f})",
                   annotation_position="top left")
+    fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.12], title_text="accuracy")
-    return _layout(fig, f"Utility ({name})", height=320)
+    return _layout(fig, f"Utility ({name}) per family", height=320)
 
 
 FINAL_PARTS = (("task_aggregate", "task aggregate"), ("mia_score", "MIA score"), ("utility", "utility"),
@@ -202,10 +209,10 @@ FINAL_PARTS = (("task_aggregate", "task aggregate"), ("mia_score", "MIA score"),
 
 
 def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None,
-                     collapsed: bool = False) -> go.Figure:
+                     broken: bool = False) -> go.Figure:
     """The SemEval final score and its three parts, before and after: the parts say what the mean hides.
 
-    With `collapsed`, the final bar is drawn red whatever its value: a broken model's mean is not an improvement.
+    With `broken` (the library's verdict), the final bar is red whatever its value: a broken model's mean is no gain.
     """
     if not before and not after:
         return empty_figure("No scores yet")
@@ -217,7 +224,7 @@ def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, flo
     fig.add_trace(go.Bar(x=labels, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
                          textposition="outside"))
     fig.add_trace(go.Bar(x=labels, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
-                         marker_color=[BAD if collapsed and k == "final" else verdict_colour(METRIC_DIRECTION.get(k), x, y)
+                         marker_color=[BAD if broken and k == "final" else moved_colour(METRICS[k].better, x, y)
                                        for (k, _), x, y in zip(keys, b, a)]))
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.12], title_text="score (higher is better)")
@@ -238,45 +245,56 @@ def pareto_front(points: Sequence[tuple[float, float]], x_better: str = "lower",
     return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
-def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = ()) -> go.Figure:
+RETAIN_AXES = {"retain_worst": "retain, worst group after (higher = kept)", "retain": "retain, mean after (higher = kept)"}
+
+
+def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (), retain: str = "retain_worst") -> go.Figure:
     """Forget score (x, lower = more forgotten) vs retain score (y, higher = kept), one point per run.
 
-    `runs`: dicts with id, label, method, steps, lr, forget, retain (optionally final, collapsed); `originals`: the models
-    before unlearning (label, forget, retain), drawn as grey crosses, the point every run starts from.
+    `retain` picks the y axis: the worst retain group (default: one damaged group cannot hide behind the mean) or the
+    mean. `runs`: dicts with id, label, method, steps, lr, forget, the retain keys, final and broken (the library's
+    verdict); a broken run is drawn as a red cross, never a dot that could pass for a good trade-off. `originals`: the
+    models before unlearning, grey diamonds, the point every run starts from.
     """
-    runs = [r for r in runs if r.get("forget") is not None and r.get("retain") is not None]
+    runs = [r for r in runs if r.get("forget") is not None and r.get(retain) is not None]
     if not runs and not originals:
         return empty_figure("No finished runs yet: each finished run becomes one point here")
     fig = go.Figure()
     if originals:
         fig.add_trace(go.Scatter(
-            x=[o["forget"] for o in originals], y=[o["retain"] for o in originals], mode="markers",
-            name="original model", marker={"symbol": "x", "size": 11, "color": BEFORE},
+            x=[o["forget"] for o in originals], y=[o.get(retain) for o in originals], mode="markers",
+            name="original model", marker={"symbol": "diamond", "size": 11, "color": BEFORE},
             text=[o.get("label", "original") for o in originals], hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
         ))
     methods = sorted({r["method"] for r in runs})
     for i, method in enumerate(methods):
         mine = [r for r in runs if r["method"] == method]
-        broken = [bool(r.get("collapsed")) for r in mine]
+        broken = [bool(r.get("broken")) for r in mine]
         fig.add_trace(go.Scatter(
-            x=[r["forget"] for r in mine], y=[r["retain"] for r in mine], mode="markers", name=method,
-            marker={"size": 12, "color": PALETTE[i % len(PALETTE)],  # a collapsed run wears a red ring
-                    "line": {"width": [3 if b else 1 for b in broken], "color": [BAD if b else "white" for b in broken]}},
+            x=[r["forget"] for r in mine], y=[r[retain] for r in mine], mode="markers", name=method,
+            marker={"size": [15 if b else 12 for b in broken], "symbol": ["x" if b else "circle" for b in broken],
+                    "color": [BAD if b else PALETTE[i % len(PALETTE)] for b in broken],
+                    "line": {"width": 1, "color": "white"}},
             customdata=[[r["id"], r.get("label", ""), r.get("steps"), r.get("lr"), r.get("final"),
-                         "<br><b>⚠ collapsed</b>" if b else ""] for r, b in zip(mine, broken)],
+                         "<br><b>⚠ broken: " + "; ".join(r.get("what_broke", [])) + "</b>" if b else ""]
+                        for r, b in zip(mine, broken)],
             hovertemplate=(f"<b>{method}</b> %{{customdata[1]}}<br>run %{{customdata[0]}}<br>steps %{{customdata[2]}}, "
                            "lr %{customdata[3]}<br>forget %{x:.2f}, retain %{y:.2f}, final %{customdata[4]}"
                            "%{customdata[5]}<extra></extra>"),
         ))
-    front = pareto_front([(r["forget"], r["retain"]) for r in runs])
+    sound = [r for r in runs if not r.get("broken")]  # a broken run is no trade-off to aim for
+    front = pareto_front([(r["forget"], r[retain]) for r in sound])
     if front:
         fig.add_trace(go.Scatter(
-            x=[runs[i]["forget"] for i in front], y=[runs[i]["retain"] for i in front], mode="lines+markers",
+            x=[sound[i]["forget"] for i in front], y=[sound[i][retain] for i in front], mode="lines+markers",
             name="Pareto front", line={"color": TOTAL, "dash": "dash", "width": 1.5},
             marker={"size": 18, "symbol": "circle-open", "color": TOTAL, "line": {"width": 2}}, hoverinfo="skip",
         ))
     fig.add_annotation(x=0.02, y=1.02, xref="x", yref="y", text="ideal: forgotten and kept", showarrow=False,
                        xanchor="left", font={"color": GOOD, "size": 11})
+    if any(r.get("broken") for r in runs):
+        fig.add_annotation(x=1.0, y=-0.02, xref="paper", yref="paper", text="✕ red: broken (retain damaged or gibberish)",
+                           showarrow=False, xanchor="right", font={"color": BAD, "size": 11})
     fig.update_xaxes(range=[-0.06, 1.06], title_text="forget score after (lower = more forgotten)")
-    fig.update_yaxes(range=[-0.06, 1.1], title_text="retain score after (higher = kept)")
+    fig.update_yaxes(range=[-0.06, 1.1], title_text=RETAIN_AXES[retain])
     return _layout(fig, "Forget / retain trade-off (one point per run)", height=420)

@@ -21,7 +21,7 @@ from transformers import PreTrainedModel
 from app.views import run_summary
 from unlearning.data import DataError, UnlearningData
 from unlearning.engine import decoder_layers
-from unlearning.evaluate import generate
+from unlearning.evaluation import generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
 from unlearning.jobs import Job, JobRunner
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate

@@ -88,6 +88,22 @@ del { background: #fecaca; color: #7f1d1d; text-decoration: line-through; paddin
 .us-kv .k { color: var(--body-text-color-subdued); }
 .us-bottom { align-items: flex-end; }
 #model-info h4 { margin: 10px 0 4px; }
+.us-verdict { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 16px; margin: 6px 0; }
+.us-verdict.broken { border: 2px solid #dc2626; background: #fef2f2; }
+.us-verdict-title { font-weight: 700; font-size: 1.1em; margin-bottom: 6px; }
+.us-verdict-title.broken { color: #7f1d1d; }
+.us-finding { padding: 3px 0 3px 10px; border-left: 5px solid #94a3b8; margin: 3px 0; }
+.us-finding.good { border-left-color: #16a34a; } .us-finding.warn { border-left-color: #f59e0b; }
+.us-finding.bad { border-left-color: #dc2626; } .us-finding.unknown { border-left-color: #cbd5e1; }
+.us-finding-mark { display: inline-block; width: 1.4em; font-weight: 700; }
+.us-finding.good .us-finding-mark { color: #15803d; } .us-finding.bad .us-finding-mark { color: #b91c1c; }
+.us-finding.warn .us-finding-mark { color: #b45309; }
+.us-mode { margin-top: 6px; font-size: 0.88em; color: var(--body-text-color-subdued); }
+.us-gibberish { background: #fee2e2; color: #991b1b; border-radius: 4px; padding: 0 5px; font-size: 0.8em; font-weight: 600; }
+.us-tokens { padding: 8px 12px; border-radius: 10px; background: var(--background-fill-secondary); }
+.us-tokrow { margin: 6px 0; line-height: 2.1; }
+.us-tokrow b { display: inline-block; width: 4em; }
+.us-tok { padding: 2px 1px; margin: 0 1px; border-radius: 3px; white-space: pre; font-family: var(--font-mono); font-size: 0.9em; }
 """
 
 
@@ -131,7 +147,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         demo.load(latest_run, None, shared.current_run)
         demo.load(data.on_load, shared.selection, [shared.selection, *data.load_outputs])
         demo.load(method.on_load, None, method.lr)
-        demo.load(runs.draw_list, None, [runs.table, runs.scatter, runs.count])
+        demo.load(runs.draw_list, runs.axis, [runs.table, runs.scatter, runs.count])
     return demo
 
 

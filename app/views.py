@@ -1,69 +1,91 @@
-"""What the tabs show, computed from saved runs: table rows, metric tables and comparison HTML. No gradio here.
+"""What the tabs show, computed from saved runs: table rows, metric tables, the verdict and comparison HTML. No gradio.
 
-Reports are the dicts runs store on disk (EvalReport.to_dict()), so an old run from a previous session draws exactly
-like a fresh one. All model text is escaped before it becomes HTML.
+Reports are read through the library (EvalReport.from_dict, which also opens runs saved before today's metrics),
+every number's name and direction come from the metric registry, and what counts as forgotten, kept or broken comes
+from the library's verdict: the views only lay them out. All model text is escaped before it becomes HTML.
 """
 from __future__ import annotations
 
 import html
-import statistics
 from collections.abc import Mapping
 
 import pandas as pd
 
 from app.diff import word_diff
-from app.plots import group_direction, verdict
-from unlearning.evaluate import CHANCE, METRIC_DIRECTION, EvalReport, collapse_warnings
+from app.plots import moved
+from unlearning.evaluation import METRICS, EvalReport, judge
+from unlearning.evaluation.metrics import FAMILIES
+from unlearning.evaluation.verdict import ASPECTS, group_label, tradeoff_point
 from unlearning.runs import RunStore
 
-RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓ after", "retain ↑ after", "final ↑ after"]
+RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (worst group)", "verdict", "mode"]
+MARKS = {"good": "✓", "warn": "~", "bad": "✗", "unknown": "?"}
 
 
-def split_mean(report: Mapping | None, split: str) -> float | None:
-    """Mean per-sample score (ROUGE-L recall or exact match) over one split's rows."""
-    if not report:
+def read_report(data: Mapping | None) -> EvalReport | None:
+    """A saved report as an EvalReport; None when it is missing or unreadable (shown as absent, never a crash)."""
+    if not data:
         return None
-    scores = [row["score"] for row in report["rows"] if row["split"] == split]
-    return statistics.fmean(scores) if scores else None
+    try:
+        return EvalReport.from_dict(dict(data))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def run_reports(store: RunStore, run_id: str) -> tuple[EvalReport | None, EvalReport | None]:
+    return read_report(store.read_json(run_id, "before.json")), read_report(store.read_json(run_id, "after.json"))
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def mode_label(report: EvalReport | None) -> str:
+    if report is None:
+        return "–"
+    return "official" if report.mode == "official" and not report.unofficial else f"{report.mode}*" if report.mode == "official" else "fast"
+
+
 # ------------------------------------------------------------------------------------------------------------ runs
 
 
 def run_summary(store: RunStore, run_id: str) -> dict:
-    """One run as the Runs table and the trade-off plot need it."""
+    """One run as the Runs table and the trade-off plot need it, with the library's verdict."""
     config = store.config(run_id)
     status = store.status(run_id)
-    before, after = store.read_json(run_id, "before.json"), store.read_json(run_id, "after.json")
+    before, after = run_reports(store, run_id)
+    start = tradeoff_point(before) if before else {}
+    end = tradeoff_point(after) if after else {}
+    verdict = judge(before, after) if after else None
     return {
-        "id": run_id,
-        "name": config.name,
-        "label": config.name or run_id,
-        "method": config.train.method,
-        "steps": config.train.steps,
-        "lr": config.train.learning_rate,
-        "status": status["status"],
-        "message": status.get("message", ""),
-        "model": config.model,
-        "data": config.data,
-        "forget_ids": len(config.forget_ids),
-        "forget_before": _round(split_mean(before, "forget")),
-        "retain_before": _round(split_mean(before, "retain")),
-        "forget": _round(split_mean(after, "forget")),
-        "retain": _round(split_mean(after, "retain")),
-        "final": _round(after["final"]) if after else None,
-        "collapsed": is_collapsed(before, after),
+        "id": run_id, "name": config.name, "label": config.name or run_id, "method": config.train.method,
+        "steps": config.train.steps, "lr": config.train.learning_rate, "status": status["status"],
+        "message": status.get("message", ""), "model": config.model, "data": config.data,
+        "forget_ids": len(config.forget_ids), "mode": mode_label(after or before),
+        "forget_before": _round(start.get("forget")), "retain_before": _round(start.get("retain")),
+        "retain_worst_before": _round(start.get("retain_worst")),
+        "forget": _round(end.get("forget")), "retain": _round(end.get("retain")),
+        "retain_worst": _round(end.get("retain_worst")),
+        "final": _round(after.value("final")) if after else None,
+        "broken": bool(verdict and verdict.broken),
+        "verdict": {f.aspect: f.status for f in verdict.findings} if verdict else {},
+        "what_broke": verdict.what_broke() if verdict else [],
     }
+
+
+def verdict_marks(verdict: Mapping[str, str]) -> str:
+    """"✓ forgot ✗ kept ..." in the registry's aspect order, for a table cell."""
+    return "  ".join(f"{MARKS[verdict[a]]} {a}" for a in ASPECTS if a in verdict)
 
 
 def runs_frame(summaries: list[dict]) -> pd.DataFrame:
     rows = [
-        [s["id"], s["name"], s["method"], s["steps"], f"{s['lr']:g}", s["status"] + (" ⚠" if s["collapsed"] else ""),
-         _num(s["forget"]), _num(s["retain"]), _num(s["final"])]
+        [s["id"], s["name"], s["method"], s["steps"], f"{s['lr']:g}", s["status"] + (" ⚠ broken" if s["broken"] else ""),
+         _num(s["forget"]), _num(s["retain_worst"]), verdict_marks(s["verdict"]), s["mode"]]
         for s in summaries
     ]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -76,92 +98,129 @@ def originals(summaries: list[dict]) -> list[dict]:
         if s["forget_before"] is not None and s["retain_before"] is not None:
             key = (s["model"], s["forget_before"], s["retain_before"])
             seen.setdefault(key, {"label": f"original {s['model']}", "forget": s["forget_before"],
-                                  "retain": s["retain_before"]})
+                                  "retain": s["retain_before"], "retain_worst": s["retain_worst_before"]})
     return list(seen.values())
+
+
+# --------------------------------------------------------------------------------------------------------- verdict
+
+
+def verdict_html(before: EvalReport | None, after: EvalReport | None) -> str:
+    """The five findings as coloured lines, and what broke in a red box when the run broke something."""
+    if after is None:
+        return ""
+    verdict = judge(before, after)
+    lines = "".join(
+        f'<div class="us-finding {f.status}" data-aspect="{f.aspect}"><span class="us-finding-mark">{MARKS[f.status]}</span>'
+        f'<b>{ASPECTS[f.aspect]}</b> {html.escape(f.text)}</div>'
+        for f in verdict.findings
+    )
+    head = ('<div class="us-verdict-title broken">⚠ This run broke something: read the generations before any score.</div>'
+            if verdict.broken else '<div class="us-verdict-title">Verdict</div>')
+    return f'<div class="us-verdict{" broken" if verdict.broken else ""}" id="verdict">{head}{lines}{mode_note(after)}</div>'
+
+
+def mode_note(report: EvalReport | None) -> str:
+    """Which protocol produced the numbers, and which parts were not official."""
+    if report is None:
+        return ""
+    parts = "; ".join(f"{name}: {why}" for name, why in report.unofficial.items() if name != "protocol")
+    if report.mode != "official":
+        text = f"Fast mode ({report.unofficial.get('protocol', 'batched generation')}): not the official protocol."
+    elif parts:
+        text = f"Official mode, except {parts}."
+    else:
+        text = "Official mode: every part follows the SemEval-2025 protocol."
+    return f'<div class="us-mode" data-mode="{report.mode}">{html.escape(text)}</div>'
+
+
+def finish_summary(before: EvalReport | None, after: EvalReport | None) -> str:
+    """The Run tab's summary of a finished run: forget and worst retain group before/after, and what broke."""
+    if after is None:
+        return ""
+    start, end = (tradeoff_point(before) if before else {}), tradeoff_point(after)
+    rows = "".join(
+        f"<tr><td>{label}</td><td class='num'>{_num(start.get(key))}</td><td class='num'>{_num(end.get(key))}</td>"
+        f"<td class='us-muted'>{hint}</td></tr>"
+        for label, key, hint in (("forget score", "forget", "lower is better"),
+                                 ("retain, worst group", "retain_worst", "higher is better"))
+    )
+    table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
+             f"<tbody>{rows}</tbody></table>")
+    return table + verdict_html(before, after)
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
 
 
-def _metric(label: str, key: str, direction: str | None, before: float | None, after: float | None) -> dict:
+def _row(label: str, key: str, direction: str | None, before: float | None, after: float | None, what: str = "",
+         sub: bool = False) -> dict:
     change = None if before is None or after is None else after - before
     return {"label": label, "key": key, "direction": direction, "before": before, "after": after, "change": change,
-            "verdict": verdict(direction, before, after)}
+            "moved": moved(direction, before, after), "what": what, "sub": sub}
 
 
-def _get(report: Mapping | None, *path: str) -> float | None:
-    value = report
-    for part in path:
-        if not isinstance(value, Mapping) or value.get(part) is None:
-            return None
-        value = value[part]
-    return value
+def _pair(before: EvalReport | None, after: EvalReport | None, read) -> tuple:
+    """read(report) of the before and the after report (None for a report that is missing)."""
+    return (read(before) if before else None), (read(after) if after else None)
 
 
-def metric_rows(before: Mapping | None, after: Mapping | None) -> list[dict]:
-    """Every number worth comparing, each with its direction and whether it moved the good way.
-
-    When the model collapsed, the final score's verdict is "bad" whichever way it moved: its rise is an artefact.
-    """
-    rows = [
-        _metric("Forget score (mean)", "forget", "lower", split_mean(before, "forget"), split_mean(after, "forget")),
-        _metric("Retain score (mean)", "retain", "higher", split_mean(before, "retain"), split_mean(after, "retain")),
-    ]
-    groups = sorted(set((before or {}).get("group_means", {})) | set((after or {}).get("group_means", {})))
-    for name in groups:
-        rows.append(_metric(f"  {name.replace('/', ' · ')}", f"group:{name}", group_direction(name),
-                            _get(before, "group_means", name), _get(after, "group_means", name)))
-    rows += [
-        _metric("Task aggregate (harmonic mean)", "task_aggregate", METRIC_DIRECTION["task_aggregate"],
-                _get(before, "aggregate"), _get(after, "aggregate")),
-        _metric("MIA AUC", "mia_auc", METRIC_DIRECTION["mia_auc"], _get(before, "mia", "auc"), _get(after, "mia", "auc")),
-        _metric("MIA score", "mia_score", METRIC_DIRECTION["mia_score"], _get(before, "mia", "score"),
-                _get(after, "mia", "score")),
-        _metric("Utility (accuracy)", "utility", METRIC_DIRECTION["utility"], _get(before, "utility", "accuracy"),
-                _get(after, "utility", "accuracy")),
-        _metric("SemEval final score", "final", METRIC_DIRECTION["final"], _get(before, "final"), _get(after, "final")),
-    ]
-    if is_collapsed(before, after):
-        rows[-1]["verdict"] = "bad"
-        rows[-1]["label"] += " ⚠ collapsed model"
+def metric_rows(before: EvalReport | None, after: EvalReport | None) -> list[dict]:
+    """Every registered metric before and after, family by family: per-sample ones per split (the official score also
+    per task/kind group), model ones once. A broken run's final score is red whichever way it moved."""
+    rows = []
+    reports = [r for r in (before, after) if r is not None]
+    for family in FAMILIES:
+        for m in (m for m in METRICS.values() if m.family == family and any(m.name in r.metrics for r in reports)):
+            if not m.per_sample:
+                rows.append(_row(m.title, m.name, m.better, *_pair(before, after, lambda r: r.value(m.name)), m.what))
+                continue
+            for split in ("forget", "retain"):
+                rows.append(_row(f"{m.title} · {split}", f"{m.name}:{split}", m.better_on(split),
+                                 *_pair(before, after, lambda r: r.split(m.name, split)), m.what))
+                if m.name == "official":
+                    names = sorted({g for r in reports for g in r.groups("official", split)})
+                    rows += [_row(group_label(g), f"official:{g}", m.better_on(split),
+                                  *_pair(before, after, lambda r: r.groups("official").get(g)), sub=True) for g in names]
+    families = sorted({f for r in reports for f in r.metrics.get("utility", {}).get("families", {})})
+    at = next((i for i, row in enumerate(rows) if row["key"] == "utility"), len(rows))
+    rows[at + 1 : at + 1] = [_row(f, f"utility:{f}", "higher",
+                                  *_pair(before, after, lambda r: r.metrics.get("utility", {}).get("families", {}).get(f)),
+                                  sub=True) for f in families]
+    if after is not None and judge(before, after).broken:
+        for row in rows:
+            if row["key"] == "final":
+                row["moved"], row["label"] = "bad", row["label"] + " ⚠ broken model"
     return [r for r in rows if r["before"] is not None or r["after"] is not None]
 
 
 _BETTER = {"lower": "↓ lower", "higher": "↑ higher", "0.5": "→ 0.5", None: "–"}
 
 
-def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def metrics_table_html(rows: list[dict]) -> str:
     body = []
     for r in rows:
         change = "–" if r["change"] is None else f"{r['change']:+.3f}"
-        sub = " sub" if r["label"].startswith("  ") else ""
         body.append(
-            f'<tr class="{sub.strip()}"><td>{html.escape(r["label"].strip())}</td><td class="dir">{_BETTER[r["direction"]]}</td>'
-            f'<td class="num">{_num(r["before"])}</td>'
-            f'<td class="num {r["verdict"]}" data-metric="{html.escape(r["key"])}">{_num(r["after"])}</td>'
-            f'<td class="num {r["verdict"]}">{change}</td></tr>'
+            f'<tr class="{"sub" if r["sub"] else ""}" title="{html.escape(r["what"])}"><td>{html.escape(r["label"])}</td>'
+            f'<td class="dir">{_BETTER[r["direction"]]}</td><td class="num">{_num(r["before"])}</td>'
+            f'<td class="num {r["moved"]}" data-metric="{html.escape(r["key"])}">{_num(r["after"])}</td>'
+            f'<td class="num {r["moved"]}">{change}</td></tr>'
         )
     return ('<table class="us-table metrics-table"><thead><tr><th>metric</th><th>better</th><th>before</th>'
             f'<th>after</th><th>change</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def score_cards_html(before: Mapping | None, after: Mapping | None) -> str:
+def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str:
     """The final score and its three parts as four cards, so the mean is never read without its parts."""
+    broken = after is not None and judge(before, after).broken
     cards = []
-    collapsed = is_collapsed(before, after)
-    for key, label, value_b, value_a in (
-        ("final", "SemEval final", _get(before, "final"), _get(after, "final")),
-        ("task_aggregate", "Task aggregate", _get(before, "aggregate"), _get(after, "aggregate")),
-        ("mia_score", "MIA score", _get(before, "mia", "score"), _get(after, "mia", "score")),
-        ("utility", "Utility", _get(before, "utility", "accuracy"), _get(after, "utility", "accuracy")),
-    ):
-        state = "bad" if collapsed and key == "final" else verdict(METRIC_DIRECTION[key], value_b, value_a)
-        if collapsed and key == "final":
-            label += " ⚠ collapsed model"
+    for key in ("final", "task_aggregate", "mia_score", "utility"):
+        value_b, value_a = (before.value(key) if before else None), (after.value(key) if after else None)
+        label = METRICS[key].title
+        state = "bad" if broken and key == "final" else moved(METRICS[key].better, value_b, value_a)
+        if broken and key == "final":
+            label += " ⚠ broken model"
         cards.append(
             f'<div class="us-card {state}"><div class="us-card-label">{label}</div>'
             f'<div class="us-card-value">{_num(value_a)}</div><div class="us-card-was">before {_num(value_b)}</div></div>'
@@ -171,89 +230,76 @@ def score_cards_html(before: Mapping | None, after: Mapping | None) -> str:
     return f'<div class="us-cards">{"".join(cards)}</div>{note}'
 
 
-NOTHING_KNOWN = 0.05  # a "before" score under this: the original model never reproduced that split
-
-
-def is_collapsed(before: Mapping | None, after: Mapping | None) -> bool:
-    """Collapse warnings fired, and the original did reproduce its retain data (else nothing was there to break)."""
-    retain_before = split_mean(before, "retain")
-    return bool(alerts(before, after)) and not (retain_before is not None and retain_before < NOTHING_KNOWN)
-
-
-def alerts(before: Mapping | None, after: Mapping | None) -> list[str]:
-    """Collapse warnings for the "after" model, judged against "before" when there is one."""
-    if not after:
-        return []
-    if before:
-        found = collapse_warnings(EvalReport.from_dict(dict(after)), EvalReport.from_dict(dict(before)))
-    else:
-        found = list(after.get("warnings", []))
-    retain = split_mean(after, "retain")
-    utility = _get(after, "utility", "accuracy")
-    if not found and retain is not None and retain < 0.05:
-        found.append(f"Retain score is {retain:.3f}: the model no longer reproduces what it should keep.")
-    if not found and utility is not None and utility <= CHANCE + 0.05 and (_get(before, "utility", "accuracy") or 1) > CHANCE + 0.05:
-        found.append(f"Utility is {utility:.2f}, at chance level ({CHANCE:.2f}).")
-    return found
-
-
-
-
-def alerts_html(before: Mapping | None, after: Mapping | None) -> str:
-    """A red box when the model collapsed; a plainer note when the original knew nothing of the data to begin with."""
-    found = alerts(before, after)
-    notes = []
-    forget_before, retain_before = split_mean(before, "forget"), split_mean(before, "retain")
-    if forget_before is not None and forget_before < NOTHING_KNOWN:
-        notes.append(f"The original model did not reproduce the forget samples to begin with (forget score "
-                     f"{forget_before:.2f} before): there was nothing to forget. Prepare a target in the Model tab first, "
-                     "so the model has memorised the data.")
-    if not found:
-        return _box("note", "Note", notes) if notes else ""
-    final = _get(after, "final")
-    tail = (f"The SemEval final score after is {final:.2f}. A collapsed model can still reach about 0.4: the inverted "
-            "forget terms and the MIA score reward a model that says nothing useful. Never read it alone."
-            if final is not None else "")
-    if retain_before is not None and retain_before < NOTHING_KNOWN:
-        return _box("note", "Check: the original model did not know this data either", notes + found)
-    return _box("alert", "⚠ Collapse detected: this model broke rather than forgot selectively", found, tail)
-
-
-def _box(kind: str, title: str, items: list[str], tail: str = "") -> str:
-    rows = "".join(f"<li>{html.escape(text)}</li>" for text in items)
-    tail = f"<p>{html.escape(tail)}</p>" if tail else ""
-    return f'<div class="us-{kind}"><div class="us-{kind}-title">{html.escape(title)}</div><ul>{rows}</ul>{tail}</div>'
-
-
 # --------------------------------------------------------------------------------------------------------- compare
 
 
-def compare_html(before: Mapping | None, after: Mapping | None, split: str, limit: int | None = None) -> str:
+def compare_html(before: EvalReport | None, after: EvalReport | None, split: str, limit: int | None = None) -> str:
     """Side by side per sample: prompt, expected answer, generation before and after (word diff), scores."""
-    if not before or not after:
+    if before is None or after is None:
         return '<p class="us-muted">This run has no before/after evaluation yet.</p>'
-    after_rows = {row["id"]: row for row in after["rows"]}
-    pairs = [(row, after_rows[row["id"]]) for row in before["rows"] if row["split"] == split and row["id"] in after_rows]
+    after_rows = {row["id"]: row for row in after.rows}
+    pairs = [(row, after_rows[row["id"]]) for row in before.rows if row["split"] == split and row["id"] in after_rows]
     if not pairs:
         return f'<p class="us-muted">No {split} samples in this run\'s evaluation.</p>'
     shown = pairs[:limit] if limit else pairs
-    direction = METRIC_DIRECTION.get(split)
+    direction = METRICS["official"].better_on(split)
     body = []
     for b, a in shown:
         before_html, after_html = word_diff(b["generation"], a["generation"])
-        state = verdict(direction, b["score"], a["score"])
+        if a.get("gibberish"):
+            after_html += ' <span class="us-gibberish" title="empty, looping or implausible to the original model">gibberish</span>'
+        state = moved(direction, b["official"], a["official"])
         metric = "ROUGE-L recall" if b["kind"] == "sc" else "exact match"
         body.append(
             f'<tr><td class="cmp-id"><code>{html.escape(b["id"])}</code><br><span class="us-muted">'
             f'{html.escape(b["task"])} · {html.escape(b["kind"])}</span></td>'
             f'<td>{html.escape(b["input"])}</td><td class="cmp-expected">{html.escape(b["output"])}</td>'
             f'<td class="cmp-gen">{before_html}</td><td class="cmp-gen">{after_html}</td>'
-            f'<td class="num score {state}" title="{metric}">{b["score"]:.2f} → {a["score"]:.2f}</td></tr>'
+            f'<td class="num score {state}" title="{metric}">{b["official"]:.2f} → {a["official"]:.2f}</td></tr>'
         )
     more = (f'<p class="us-muted">Showing {len(shown)} of {len(pairs)} {split} samples.</p>'
             if len(shown) < len(pairs) else "")
     better = {"lower": "lower is better: the model should no longer reproduce these",
-              "higher": "higher is better: the model should still reproduce these"}.get(direction or "", "")
+              "higher": "higher is better: the model should still reproduce these"}[direction]
     return (f'<table class="us-table compare-table" data-split="{split}"><thead><tr><th>sample</th><th>prompt</th>'
             "<th>expected</th><th>generation before</th><th>generation after</th>"
             f'<th title="{better}">score</th></tr></thead><tbody>{"".join(body)}</tbody></table>{more}')
+
+
+def sample_choices(report: EvalReport | None) -> list[tuple[str, str]]:
+    """(label, id) of every sample with per-token probabilities, forget first."""
+    if report is None:
+        return []
+    rows = sorted((r for r in report.rows if r.get("token_probs")), key=lambda r: r["split"] != "forget")
+    return [(f"{r['split']} · {r['id']} · {r['input'][:50]}", r["id"]) for r in rows]
+
+
+def _token_spans(tokens: list[str], probs: list[float], reference: list[float] | None = None) -> str:
+    spans = []
+    for i, (token, p) in enumerate(zip(tokens, probs)):
+        # lightness follows probability: a likely token is dark green, an unlikely one pale red
+        hue, light = (140, 90 - 55 * p) if p >= 0.5 else (0, 95 - 40 * (0.5 - p))
+        change = "" if reference is None else f", was {reference[i]:.2f}"
+        text = html.escape(token).replace("\n", "↵") or "·"
+        spans.append(f'<span class="us-tok" style="background:hsl({hue},70%,{light:.0f}%)" '
+                     f'title="p = {p:.2f}{change}" data-p="{p:.4f}">{text}</span>')
+    return "".join(spans)
+
+
+def token_view_html(before: EvalReport | None, after: EvalReport | None, sample_id: str | None) -> str:
+    """The chosen sample's answer, token by token, coloured by the probability each model gives the true token."""
+    if before is None or after is None or not sample_id:
+        return '<p class="us-muted">Pick a sample to see which answer tokens lost probability.</p>'
+    b = next((r for r in before.rows if r["id"] == sample_id), None)
+    a = next((r for r in after.rows if r["id"] == sample_id), None)
+    if not b or not a or not b.get("token_probs") or not a.get("token_probs"):
+        return '<p class="us-muted">This run has no per-token probabilities for that sample (saved before they existed).</p>'
+    lost = sorted(range(len(b["tokens"])), key=lambda i: a["token_probs"][i] - b["token_probs"][i])[:5]
+    biggest = ", ".join(f"“{html.escape(b['tokens'][i].strip() or b['tokens'][i])}” {b['token_probs'][i]:.2f}→{a['token_probs'][i]:.2f}"
+                        for i in lost if a["token_probs"][i] < b["token_probs"][i] - 0.05)
+    return (f'<div class="us-tokens" data-sample="{html.escape(sample_id)}">'
+            f'<div class="us-muted">{html.escape(b["split"])} sample <code>{html.escape(sample_id)}</code>: '
+            f'{html.escape(b["input"])}</div>'
+            f'<div class="us-tokrow"><b>before</b> {_token_spans(b["tokens"], b["token_probs"])}</div>'
+            f'<div class="us-tokrow" id="tokens-after"><b>after</b> {_token_spans(a["tokens"], a["token_probs"], b["token_probs"])}</div>'
+            f'<div class="us-muted">Largest drops: {biggest or "none above 0.05"}. Hover a token for its probability.</div></div>')

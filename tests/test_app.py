@@ -12,11 +12,13 @@ import pytest
 
 from app import selection as sel
 from app.state import Studio, lora_parameters, model_facts, suggested_training
-from app.views import (alerts, alerts_html, compare_html, is_collapsed, metric_rows, metrics_table_html, originals, run_summary,
-                       runs_frame, score_cards_html)
+from app.views import (compare_html, metric_rows, metrics_table_html, originals, read_report, run_summary, runs_frame,
+                       score_cards_html, token_view_html, verdict_html)
 from unlearning.data import DataError
 from unlearning.engine import TrainConfig
-from unlearning.evaluate import EvalReport, final_score, group_means, task_aggregate
+from unlearning.evaluation import EvalConfig, EvalReport
+from unlearning.evaluation.official import final_score, task_aggregate
+from unlearning.evaluation.report import sample_summary
 from unlearning.runs import RunConfig, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,25 +76,30 @@ def test_retain_set_excludes_ticked_retain_samples(bundled):
 # --------------------------------------------------------------------------------------------------- fake runs
 
 
-def report(scores: dict[str, float], generation: str = "an answer", utility: float = 0.6, auc: float = 0.8) -> dict:
+def report(scores: dict[str, float], generation: str = "an answer", utility: float = 0.6, auc: float = 0.8,
+           gibberish: float = 0.0) -> dict:
     """A valid EvalReport dict with one row per (id, split) and the given score, built by the library's own maths."""
     rows = [{"id": rid, "task": "Task2", "kind": "qa", "split": split, "input": f"Q {rid}?", "output": "A",
-             "generation": generation, "score": score, "loss": 1.0}
+             "generation": generation, "official": score, "answer_nll": 1.0, "gibberish": gibberish,
+             "tokens": ["A", "⏎"], "token_probs": [score or 0.01, 0.9]}
             for (rid, split), score in scores.items()]
+    metrics = {name: sample_summary(rows, name) for name in ("official", "answer_nll", "gibberish")}
     aggregate, parts = task_aggregate(rows)
-    mia = {"auc": auc, "score": 1 - 2 * abs(auc - 0.5), "variants": {}, "member_losses": [1.0], "nonmember_losses": [2.0]}
-    final, final_parts = final_score(aggregate, mia["score"], utility)
-    return EvalReport(rows=rows, aggregate=aggregate, aggregate_parts=parts, group_means=group_means(rows),
-                      loss_means=group_means(rows, "loss"), mia=mia,
-                      utility={"name": "probe", "accuracy": utility, "chance": 0.25, "questions": 40, "note": ""},
-                      final=final, final_parts=final_parts, warnings=[], seconds=1.0, config={}).to_dict()
+    mia_score = 1 - 2 * abs(auc - 0.5)
+    final, final_parts = final_score({"task_aggregate": aggregate, "mia_score": mia_score, "utility": utility})
+    metrics |= {"task_aggregate": {"value": aggregate, "parts": parts},
+                "mia_auc": {"value": auc, "variants": {}, "member_losses": [1.0], "nonmember_losses": [2.0]},
+                "mia_score": {"value": mia_score}, "final": {"value": final, "parts": final_parts},
+                "utility": {"value": utility, "name": "items", "chance": 0.25, "families": {"capitals": utility}}}
+    return EvalReport(rows=rows, metrics=metrics, skipped={}, unofficial={"protocol": "fast mode"}, mode="fast",
+                      seconds=1.0, config={}).to_dict()
 
 
 BEFORE = report({("f1", "forget"): 1.0, ("f2", "forget"): 1.0, ("r1", "retain"): 1.0, ("r2", "retain"): 1.0})
 GOOD_AFTER = report({("f1", "forget"): 0.0, ("f2", "forget"): 0.0, ("r1", "retain"): 1.0, ("r2", "retain"): 1.0},
                     auc=0.5)
 COLLAPSED = report({("f1", "forget"): 0.0, ("f2", "forget"): 0.0, ("r1", "retain"): 0.0, ("r2", "retain"): 0.0},
-                   generation="", utility=0.25, auc=0.5)
+                   generation="", utility=0.25, auc=0.5, gibberish=1.0)
 
 
 def fake_run(store: RunStore, name: str, method: str, after: dict | None, status: str = "completed") -> str:
@@ -122,55 +129,79 @@ def test_runs_table_rows_from_a_store_with_two_runs(store):
     assert len(frame) == 2
     rows = {row["name"]: row for row in frame.to_dict("records")}
     assert rows["good"]["method"] == "npo" and rows["good"]["steps"] == 12 and rows["good"]["lr"] == "0.001"
-    assert rows["good"]["status"] == "completed"
-    assert rows["good"]["forget ↓ after"] == "0.000" and rows["good"]["retain ↑ after"] == "1.000"
-    assert rows["broken"]["status"] == "completed ⚠"  # collapse is flagged in the list, not only in Metrics
-    assert rows["good"]["final ↑ after"] == f"{GOOD_AFTER['final']:.3f}"
-    assert originals(summaries) == [{"label": "original tiny", "forget": 1.0, "retain": 1.0}]  # one shared start
+    assert rows["good"]["status"] == "completed" and rows["good"]["mode"] == "fast"
+    assert rows["good"]["forget ↓"] == "0.000" and rows["good"]["retain ↑ (worst group)"] == "1.000"
+    assert rows["good"]["verdict"] == "✓ forgot  ✓ kept  ✓ fluent  ✓ utility  ✓ privacy"
+    assert rows["broken"]["status"] == "completed ⚠ broken"  # flagged in the list, not only in Metrics
+    assert "✗ kept  ✗ fluent  ✗ utility" in rows["broken"]["verdict"]
+    assert originals(summaries) == [{"label": "original tiny", "forget": 1.0, "retain": 1.0, "retain_worst": 1.0}]
 
 
-def test_metric_rows_follow_metric_direction():
-    rows = {r["key"]: r for r in metric_rows(BEFORE, GOOD_AFTER)}
-    assert rows["forget"]["verdict"] == "good" and rows["forget"]["change"] == -1.0
-    assert rows["retain"]["verdict"] == "same"
-    assert rows["mia_auc"]["verdict"] == "good"  # 0.8 -> 0.5
-    assert rows["group:Task2/qa/forget"]["direction"] == "lower"
+def test_metric_rows_follow_the_registry_directions():
+    rows = {r["key"]: r for r in metric_rows(read_report(BEFORE), read_report(GOOD_AFTER))}
+    assert rows["official:forget"]["moved"] == "good" and rows["official:forget"]["change"] == -1.0
+    assert rows["official:forget"]["direction"] == "lower" and rows["official:retain"]["direction"] == "higher"
+    assert rows["official:retain"]["moved"] == "same"
+    assert rows["answer_nll:forget"]["direction"] == "higher"  # forgetting raises the NLL
+    assert rows["mia_auc"]["moved"] == "good"  # 0.8 -> 0.5
+    assert rows["official:Task2/qa/forget"]["sub"] and rows["utility:capitals"]["sub"]
+    assert "exact_memorization:forget" not in rows  # not measured in these reports: absent, not zero
     html = metrics_table_html(list(rows.values()))
-    assert 'data-metric="final"' in html and 'class="num good" data-metric="forget">0.000<' in html
+    assert 'data-metric="final"' in html and 'class="num good" data-metric="official:forget">0.000<' in html
 
 
-def test_collapse_is_loud_and_a_good_run_is_quiet():
-    assert alerts(BEFORE, GOOD_AFTER) == [] and alerts_html(BEFORE, GOOD_AFTER) == ""
-    found = alerts(BEFORE, COLLAPSED)
-    assert any("Retain score is 0.000" in w for w in found)
-    assert any("chance" in w for w in found)
-    box = alerts_html(BEFORE, COLLAPSED)
-    assert "Collapse detected" in box and f"{COLLAPSED['final']:.2f}" in box
+def test_a_broken_run_is_loud_and_a_good_run_is_quiet():
+    good = verdict_html(read_report(BEFORE), read_report(GOOD_AFTER))
+    assert "broke something" not in good and good.count('class="us-finding good"') == 5
+    assert "fast mode" in good.lower()  # the mode that produced the numbers is always said
+    box = verdict_html(read_report(BEFORE), read_report(COLLAPSED))
+    assert "broke something" in box and 'data-aspect="kept"' in box and "Retain damaged" in box
 
 
-def test_a_collapsed_model_never_gets_a_green_final_score():
-    rows = {r["key"]: r for r in metric_rows(BEFORE, COLLAPSED)}
-    assert COLLAPSED["final"] > BEFORE["final"]  # the mean went up...
-    assert rows["final"]["verdict"] == "bad" and "collapsed" in rows["final"]["label"]  # ...and is still shown red
-    assert 'us-card bad"><div class="us-card-label">SemEval final ⚠ collapsed model' in score_cards_html(BEFORE, COLLAPSED)
+def test_a_broken_model_never_gets_a_green_final_score():
+    before, broken = read_report(BEFORE), read_report(COLLAPSED)
+    rows = {r["key"]: r for r in metric_rows(before, broken)}
+    assert broken.value("final") > before.value("final")  # the mean went up...
+    assert rows["final"]["moved"] == "bad" and "broken" in rows["final"]["label"]  # ...and is still shown red
+    assert 'us-card bad"><div class="us-card-label">SemEval final score ⚠ broken model' in score_cards_html(before, broken)
 
 
-def test_a_model_that_never_knew_the_data_gets_a_note_not_a_collapse_alarm():
-    blank = report({("f1", "forget"): 0.0, ("r1", "retain"): 0.0}, generation="", utility=0.25)
-    box = alerts_html(blank, blank)
-    assert "nothing to forget" in box and "Collapse detected" not in box
-    assert not is_collapsed(blank, blank) and is_collapsed(BEFORE, COLLAPSED)
+def test_a_model_that_never_knew_the_data_is_not_called_broken():
+    blank = read_report(report({("f1", "forget"): 0.0, ("r1", "retain"): 0.0}, generation="", utility=0.25))
+    box = verdict_html(blank, blank)
+    assert "nothing to forget" in box and "broke something" not in box
     assert "⚠" not in score_cards_html(blank, blank)
 
 
 def test_compare_html_pairs_samples_and_escapes_text():
-    after = json.loads(json.dumps(GOOD_AFTER))
+    after = json.loads(json.dumps(COLLAPSED))
     after["rows"][0]["generation"] = "<img src=x onerror=alert(1)> gone"
-    html = compare_html(BEFORE, after, "forget")
+    html = compare_html(read_report(BEFORE), read_report(after), "forget")
     assert html.count("<tr>") == 3  # header + two forget samples
     assert "<img" not in html and "&lt;img" in html
-    assert "1.00 → 0.00" in html and "score good" in html
-    assert "no before/after" in compare_html(BEFORE, None, "forget")
+    assert "1.00 → 0.00" in html and "score good" in html and "us-gibberish" in html
+    assert "no before/after" in compare_html(read_report(BEFORE), None, "forget")
+
+
+def test_token_view_colours_each_answer_token_by_its_probability():
+    html = token_view_html(read_report(BEFORE), read_report(GOOD_AFTER), "f1")
+    assert html.count('class="us-tok"') == 4  # two answer tokens, before and after
+    assert 'data-p="1.0000"' in html and 'data-p="0.0100"' in html and "“A” 1.00→0.01" in html
+    assert "no per-token" in token_view_html(read_report(BEFORE), read_report(GOOD_AFTER), "missing")
+
+
+def test_an_old_run_still_opens_in_every_view(tmp_path):
+    from tests.test_metrics import OLD_REPORT
+
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig(model="tiny", forget_ids=["a1sc1"], eval=EvalConfig(utility="probe")))
+    store.write_json(run_id, "before.json", OLD_REPORT)
+    store.write_json(run_id, "after.json", OLD_REPORT)
+    summary = run_summary(store, run_id)
+    assert summary["forget"] == 0.5 and summary["verdict"]["fluent"] == "unknown"
+    before, after = read_report(OLD_REPORT), read_report(OLD_REPORT)
+    assert "Hardly forgotten" in verdict_html(before, after) and metric_rows(before, after)
+    assert "no per-token" in token_view_html(before, after, "a1sc1")
 
 
 # ---------------------------------------------------------------------------------------------------------- Studio
@@ -307,8 +338,6 @@ def test_help_works_without_loading_anything():
 
 
 def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, bundled):
-    from unlearning.evaluate import EvalConfig
-
     studio = Studio(runs=tmp_path, model="tiny", preload=False)
     forget = [r.id for r in bundled.split("forget")]
     configs = [

@@ -158,14 +158,25 @@ def test_whole_flow(server, page: Page):
     expect(forget_rows).to_have_count(3, timeout=20_000)
     expect(forget_rows.first.locator("td.score")).to_contain_text("→")
     expect(page.locator("#compare-retain table.compare-table tbody tr").first).to_be_visible()
+    # the verdict says what happened in words, and the per-token view colours the chosen answer's tokens
+    expect(page.locator("#compare-verdict .us-finding")).to_have_count(5)
+    expect(page.locator("#compare-verdict")).to_contain_text("Forgot")
+    tokens = page.locator("#token-view #tokens-after .us-tok")
+    expect(tokens.first).to_be_visible()
+    assert tokens.count() >= 2 and tokens.first.get_attribute("title").startswith("p = ")
     shoot(page, "compare")
 
     # Metrics: real numbers in the before/after table
     open_tab(page, "Metrics")
     final = page.locator('#metrics-table td[data-metric="final"]')
     expect(final).to_have_text(re.compile(r"^\d\.\d{3}$"), timeout=20_000)
-    expect(page.locator('#metrics-table td[data-metric="forget"]')).to_have_text(re.compile(r"^\d\.\d{3}$"))
+    expect(page.locator('#metrics-table td[data-metric="official:forget"]')).to_have_text(re.compile(r"^\d\.\d{3}$"))
+    expect(page.locator('#metrics-table td[data-metric="extraction_strength:forget"]')).to_have_text(re.compile(r"^\d\.\d{3}$"))
     expect(page.locator("#metrics-cards")).to_contain_text("SemEval final")
+    verdict = page.locator("#metrics-verdict")
+    for aspect in ("Forgot", "Kept", "Still fluent", "Utility kept", "Privacy"):
+        expect(verdict).to_contain_text(aspect)
+    expect(verdict.locator(".us-mode")).to_contain_text("Fast mode")
     shoot(page, "metrics")
 
     # A reload re-attaches: the finished run is in the Runs table, read from disk

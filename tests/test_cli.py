@@ -20,11 +20,13 @@ def test_run_saves_a_run_that_lists_and_reloads(capsys, tmp_path):
                         "--max-new-tokens", "4", "--runs", runs, "--set", "alpha=2")
     assert code == 0 and out["status"] == "completed" and out["steps"] == 2
     assert out["config"]["train"]["method_options"] == {"alpha": 2} and out["config"]["train"]["compile"] is False
-    assert set(out["before"]["aggregate_parts"]) == set(out["after"]["aggregate_parts"])
+    parts = lambda report: set(report["metrics"]["task_aggregate"]["parts"])  # noqa: E731
+    assert parts(out["before"]) == parts(out["after"]) and out["after"]["mode"] == "fast"
+    assert {f["aspect"] for f in out["verdict"]["findings"]} == {"forgot", "kept", "fluent", "utility", "privacy"}
     code, listed = run_cli(capsys, "runs", "--runs", runs)
     assert [r["run_id"] for r in listed] == [out["run_id"]] and listed[0]["method"] == "grad_diff"
     code, shown = run_cli(capsys, "runs", out["run_id"], "--runs", runs)
-    assert shown["after"]["final"] == out["after"]["final"]
+    assert shown["after"]["metrics"]["final"] == out["after"]["metrics"]["final"]
 
 
 def test_bad_input_gives_an_error_message_not_a_traceback(capsys, tmp_path):

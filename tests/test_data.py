@@ -50,7 +50,7 @@ def test_custom_jsonl_all_columns(tmp_path):
     assert [(r.id, r.kind, r.task, r.split) for r in data.records] == [
         ("a7qa2", "qa", "T", "retain"), ("b", "sc", "custom", "holdout"), ("c", "sc", "custom", "forget")]
     assert data.records[0].output == "1947"
-    assert data.mia_members == ["Whybecause"] and data.mia_nonmembers == ["Once upon"]
+    assert data.mia_members == ["Why because"] and data.mia_nonmembers == ["Once upon"]
 
 
 def test_custom_parquet(tmp_path):

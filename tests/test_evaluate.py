@@ -1,4 +1,5 @@
-"""Evaluation: hand-computed metrics, and the batched pipeline against a literal copy of the official procedure."""
+"""Evaluation: hand-computed official metrics, and the pipeline against a literal copy of the official procedure."""
+import copy
 import json
 import math
 import statistics
@@ -10,8 +11,11 @@ import torch
 from rouge_score import rouge_scorer
 from sklearn.metrics import auc, roc_curve
 
-from unlearning import evaluate as ev
 from unlearning.data.records import Record, kind_from_id
+from unlearning.evaluation import EvalConfig, EvalReport, evaluate, generate
+from unlearning.evaluation import mia as mia_module
+from unlearning.evaluation import official as ev
+from unlearning.evaluation.utility import UtilityUnavailable, choice_picks, load_items, load_mmlu
 from unlearning.models import tiny_model
 
 LUME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lume-validation"
@@ -99,7 +103,7 @@ def test_score_picks_metric_by_kind():
 
 
 def _rows(scores):
-    return [{"task": t, "kind": k, "split": s, "score": x} for (t, k, s), xs in scores.items() for x in xs]
+    return [{"task": t, "kind": k, "split": s, "official": x} for (t, k, s), xs in scores.items() for x in xs]
 
 
 HAND = {
@@ -129,20 +133,20 @@ def test_task_aggregate_any_zero_is_zero():
 
 
 def test_mia_auc_and_score():
-    assert ev.attack([3, 1], [2, 0]) == {"auc": 0.75, "score": 0.5}  # 3 of 4 member/non-member pairs ranked right
-    members = ev.DocumentScores(loss=[0.5, 0.6, 0.7], min_k_logprob=[-1.0, -1.1, -1.2], zlib_ratio=[0.01, 0.02, 0.03])
-    nonmembers = ev.DocumentScores(loss=[2.0, 2.5, 3.0], min_k_logprob=[-5.0, -6.0, -7.0], zlib_ratio=[0.1, 0.2, 0.3])
-    result = ev.mia(members, nonmembers)
+    assert mia_module.attack([3, 1], [2, 0]) == {"auc": 0.75, "score": 0.5}  # 3 of 4 member/non-member pairs ranked right
+    members = mia_module.DocumentScores(loss=[0.5, 0.6, 0.7], min_k_logprob=[-1.0, -1.1, -1.2], zlib_ratio=[0.01, 0.02, 0.03])
+    nonmembers = mia_module.DocumentScores(loss=[2.0, 2.5, 3.0], min_k_logprob=[-5.0, -6.0, -7.0], zlib_ratio=[0.1, 0.2, 0.3])
+    result = mia_module.mia(members, nonmembers)
     assert result["auc"] == 1.0 and result["score"] == 0.0  # members plainly lower loss: fully exposed
     assert all(v == {"auc": 1.0, "score": 0.0} for v in result["variants"].values())
-    same = ev.mia(members, members)
+    same = mia_module.mia(members, members)
     assert same["auc"] == 0.5 and same["score"] == 1.0  # indistinguishable: the ideal after unlearning
 
 
 def test_final_score_keeps_parts():
-    final, parts = ev.final_score(0.6, 0.3, 0.9)
+    final, parts = ev.final_score({"task_aggregate": 0.6, "mia_score": 0.3, "utility": 0.9})
     assert final == pytest.approx(0.6) and parts == {"task_aggregate": 0.6, "mia_score": 0.3, "utility": 0.9}
-    final, parts = ev.final_score(0.6, None, 0.9)
+    final, parts = ev.final_score({"task_aggregate": 0.6, "mia_score": None, "utility": 0.9})
     assert final == pytest.approx(0.75) and set(parts) == {"task_aggregate", "utility"}
 
 
@@ -161,7 +165,7 @@ PROMPTS = [
 
 
 def test_generate_left_padding_matches_one_by_one(tiny):
-    batched = ev.generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=4)
+    batched = generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=4)
     assert batched == official_generate(tiny.model, tiny.tokenizer, PROMPTS, MAX_NEW)
     assert tiny.tokenizer.padding_side == "right"  # shared tokenizer left untouched
 
@@ -181,7 +185,7 @@ def _records_from(generations):
 def test_scoring_equals_official_on_same_generations(tiny):
     generations = official_generate(tiny.model, tiny.tokenizer, PROMPTS, MAX_NEW) * 2
     records = _records_from(generations[:8])
-    rows = [{**r.to_dict(), "score": ev.score(r, g)} for r, g in zip(records, generations)]
+    rows = [{**r.to_dict(), "official": ev.score(r, g)} for r, g in zip(records, generations)]
     aggregate, parts = ev.task_aggregate(rows)
     assert len(parts) == 8 and 0 < aggregate < 1
     assert aggregate == pytest.approx(official_aggregate([r.to_dict() for r in records], generations), abs=1e-12)
@@ -191,34 +195,48 @@ def test_evaluate_end_to_end_matches_official(tiny):
     model, tokenizer = tiny.model, tiny.tokenizer
     records = _records_from(official_generate(model, tokenizer, PROMPTS, MAX_NEW))
     members, nonmembers = PROMPTS[:4], PROMPTS[5:]  # not "Hi": one token leaves nothing to predict
-    config = ev.EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="probe")
-    stages = []
-    report = ev.evaluate(model, tokenizer, records, members, nonmembers, config, lambda s, d, t: stages.append(s))
+    config = EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="items")
+    fractions = []
+    report = evaluate(model, tokenizer, records, members, nonmembers, config, lambda f, stage: fractions.append(f))
 
     generations = official_generate(model, tokenizer, [r.input for r in records], MAX_NEW)
     assert [row["generation"] for row in report.rows] == generations
-    assert report.aggregate == pytest.approx(official_aggregate([r.to_dict() for r in records], generations), abs=0.01)
+    assert report.value("task_aggregate") == pytest.approx(official_aggregate([r.to_dict() for r in records], generations), abs=0.01)
     member_loss, nonmember_loss, mia_score = official_mia(model, tokenizer, members, nonmembers)
-    assert report.mia["member_losses"] == pytest.approx(member_loss, abs=1e-4)
-    assert report.mia["nonmember_losses"] == pytest.approx(nonmember_loss, abs=1e-4)
-    assert report.mia["score"] == pytest.approx(mia_score, abs=0.01)
-    assert set(report.mia["variants"]) == {"min_k_20", "zlib"}
-    assert report.utility["name"] == "probe" and 0 <= report.utility["accuracy"] <= 1
-    assert report.final == pytest.approx(statistics.fmean([report.aggregate, report.mia["score"], report.utility["accuracy"]]))
-    assert all(math.isfinite(row["loss"]) and row["loss"] > 0 for row in report.rows)
-    assert {"generate", "mia", "utility", "done"} <= set(stages)
-    assert ev.EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+    assert report.metrics["mia_auc"]["member_losses"] == pytest.approx(member_loss, abs=1e-4)
+    assert report.metrics["mia_auc"]["nonmember_losses"] == pytest.approx(nonmember_loss, abs=1e-4)
+    assert report.value("mia_score") == pytest.approx(mia_score, abs=0.01)
+    assert set(report.metrics["mia_auc"]["variants"]) == {"min_k_20", "zlib"}
+    assert report.metrics["utility"]["name"] == "items" and 0 <= report.value("utility") <= 1
+    assert report.value("final") == pytest.approx(
+        statistics.fmean([report.value("task_aggregate"), report.value("mia_score"), report.value("utility")]))
+    assert all(math.isfinite(row["answer_nll"]) and row["answer_nll"] > 0 for row in report.rows)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 5  # it moves, only forward
+    assert report.mode == "fast" and "batched generation of 8 new tokens" in report.unofficial["protocol"]
+    assert EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
+
+
+def test_official_mode_generates_one_at_a_time_in_bf16(tiny):
+    config = EvalConfig(mode="official", max_new_tokens=3)  # the protocol wins over what was asked
+    assert (config.max_new_tokens, config.generation_batch_size, config.dtype, config.retain_rows) == (256, 1, "bf16", 0)
+    records = [Record(f"{i}sc1", p, "x", "Task1", "forget", "sc") for i, p in enumerate(PROMPTS[:5])]
+    config.max_new_tokens, config.utility = MAX_NEW, "none"  # keep the test fast; the rest stays official
+    report = evaluate(tiny.model, tiny.tokenizer, records, [], [], config)
+    bf16 = copy.deepcopy(tiny.model).to(torch.bfloat16)
+    assert [row["generation"] for row in report.rows] == official_generate(bf16, tiny.tokenizer, PROMPTS[:5], MAX_NEW)
+    assert tiny.model.dtype == torch.float32  # evaluated on a copy: the caller's model is untouched
+    assert report.mode == "official" and "utility" in report.unofficial  # MMLU was not measured, and it says so
 
 
 # --- Utility --------------------------------------------------------------------------------------------------
 
 
-def test_probe_and_batched_multiple_choice(tiny):
-    items = ev.load_probe()
-    assert len(items) >= 40 and all(len(i["choices"]) == 4 and 0 <= i["answer"] < 4 for i in items)
-    assert ev.multiple_choice_prompt(items[0]).endswith("\nD. Rome\nAnswer:")
-    one_by_one = ev.multiple_choice_accuracy(tiny.model, tiny.tokenizer, items[:12], batch_size=1)
-    assert ev.multiple_choice_accuracy(tiny.model, tiny.tokenizer, items[:12], batch_size=12) == one_by_one
+def test_items_and_batched_multiple_choice(tiny):
+    items = load_items()
+    assert len(items) >= 100 and all(len(i["choices"]) == 4 and i["answer"] == 0 for i in items)
+    assert len({i["family"] for i in items}) >= 5
+    one_by_one = choice_picks(tiny.model, tiny.tokenizer, items[:12], batch_size=1)
+    assert choice_picks(tiny.model, tiny.tokenizer, items[:12], batch_size=12) == one_by_one
 
 
 def test_mmlu_unreachable_fails_fast_and_evaluate_falls_back(tiny, monkeypatch):
@@ -229,39 +247,12 @@ def test_mmlu_unreachable_fails_fast_and_evaluate_falls_back(tiny, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", unreachable)
-    with pytest.raises(ev.UtilityUnavailable, match="not reachable"):
-        ev.load_mmlu(n=1)
+    with pytest.raises(UtilityUnavailable, match="not reachable"):
+        load_mmlu(n=1)
     records = [Record("1qa0", "Hi", "there", "Task1", "retain", "qa")]
-    report = ev.evaluate(tiny.model, tiny.tokenizer, records, [], [], ev.EvalConfig(max_new_tokens=2, utility="mmlu"))
-    assert report.utility["name"] == "probe" and "MMLU unavailable" in report.utility["note"]
-    assert report.mia is None and set(report.final_parts) == {"task_aggregate", "utility"}
-
-
-# --- Collapse warnings ----------------------------------------------------------------------------------------
-
-
-def _report(retain_score, generation, accuracy):
-    rows = [
-        {"id": f"{i}qa0", "task": "Task1", "kind": "qa", "split": split, "input": "Q?", "output": "A",
-         "generation": generation, "score": 0.0 if split == "forget" else retain_score, "loss": 1.0}
-        for i, split in enumerate(["forget", "retain"] * 3)
-    ]
-    aggregate, parts = ev.task_aggregate(rows)
-    utility = {"name": "probe", "accuracy": accuracy, "chance": ev.CHANCE, "questions": 40, "note": ""}
-    final, final_parts = ev.final_score(aggregate, None, accuracy)
-    return ev.EvalReport(rows, aggregate, parts, ev.group_means(rows), ev.group_means(rows, "loss"), None, utility,
-                         final, final_parts, [], 0.0, {})
-
-
-def test_collapse_warnings_fire_only_on_collapse():
-    healthy = _report(0.6, "The answer is Paris, the capital of France.", 0.6)
-    assert ev.collapse_warnings(healthy) == []
-    collapsed = _report(0.0, "the the the the the", 0.25)
-    warnings = ev.collapse_warnings(collapsed, before=healthy)
-    assert len(warnings) == 3 and "0.60 before" in warnings[0]
-    assert ev.collapse_warnings(_report(0.0, "", 0.6))  # empty generations alone
-    assert ev.collapse_warnings(_report(0.1, "Paris", 0.6), before=healthy)  # retain fell by more than 80%
-    assert ev.is_degenerate("!!!!!!!!") and not ev.is_degenerate("42") and not ev.is_degenerate("Paris")
+    report = evaluate(tiny.model, tiny.tokenizer, records, [], [], EvalConfig(max_new_tokens=2, utility="mmlu"))
+    assert report.metrics["utility"]["name"] == "items" and "MMLU unavailable" in report.metrics["utility"]["note"]
+    assert "mia_auc" in report.skipped and set(report.metrics["final"]["parts"]) == {"task_aggregate", "utility"}
 
 
 # --- Real LUME validation files -------------------------------------------------------------------------------
@@ -275,7 +266,7 @@ def _lume_rows():
 
 
 def test_lume_references_score_forget_zero_retain_one():
-    rows = [{**row, "score": ev.score(Record(**row), row["output"])} for row in _lume_rows()]
+    rows = [{**row, "official": ev.score(Record(**row), row["output"])} for row in _lume_rows()]
     aggregate, parts = ev.task_aggregate(rows)
     assert len(parts) == 12
     assert all(v == 0.0 for k, v in parts.items() if k.endswith("/forget"))
@@ -290,7 +281,7 @@ def test_lume_partial_generations_match_official():
         row["output"][: len(row["output"]) // 2] if row["kind"] == "sc" else (row["output"] if i % 3 else "no")
         for i, row in enumerate(rows)
     ]
-    scored = [{**row, "score": ev.score(Record(**row), g)} for row, g in zip(rows, generations)]
+    scored = [{**row, "official": ev.score(Record(**row), g)} for row, g in zip(rows, generations)]
     aggregate, _ = ev.task_aggregate(scored)
     assert 0 < aggregate < 1
     assert aggregate == pytest.approx(official_aggregate(rows, generations), abs=1e-12)
@@ -301,7 +292,7 @@ def test_lume_document_losses(tiny):
         pytest.skip("LUME validation data not present")
     members = pd.read_json(LUME / "mia_member.jsonl", lines=True)["document"].tolist()[:2]
     nonmembers = pd.read_json(LUME / "mia_nonmember.jsonl", lines=True)["document"].tolist()[:2]
-    scores = ev.document_losses(tiny.model, tiny.tokenizer, members + nonmembers, batch_size=2)
+    scores = mia_module.document_losses(tiny.model, tiny.tokenizer, members + nonmembers, batch_size=2)
     member_loss, nonmember_loss, _ = official_mia(tiny.model, tiny.tokenizer, members, nonmembers)
     assert scores.loss == pytest.approx(member_loss + nonmember_loss, abs=1e-4)
     # Min-K% averages the least likely tokens, so it sits below the mean log-prob (-loss).

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTModel
 
-from unlearning.evaluate import generate
+from unlearning.evaluation import generate
 from unlearning.models import ModelLoadError, load_model, memory_estimate
 
 

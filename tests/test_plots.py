@@ -36,7 +36,7 @@ def test_loss_curves_without_steps_say_so():
     assert "first training step" in fig.layout.annotations[0].text
 
 
-# -------------------------------------------------------------------------------------------------------- verdicts
+# ---------------------------------------------------------------------------------------------------- directions
 
 
 @pytest.mark.parametrize("direction, before, after, expected", [
@@ -44,8 +44,8 @@ def test_loss_curves_without_steps_say_so():
     ("higher", 0.5, 0.502, "same"), ("0.5", 0.95, 0.55, "good"), ("0.5", 0.5, 0.1, "bad"), ("0.5", 0.2, 0.8, "same"),
     (None, 0.1, 0.9, "same"), ("lower", None, 0.3, "same"),
 ])
-def test_verdict_reads_the_direction(direction, before, after, expected):
-    assert plots.verdict(direction, before, after) == expected
+def test_moved_reads_the_direction(direction, before, after, expected):
+    assert plots.moved(direction, before, after) == expected
 
 
 def test_group_direction_comes_from_the_split():
@@ -81,15 +81,6 @@ def test_mia_histograms_overlay_members_and_nonmembers_before_and_after():
     assert "Before: AUC 0.90 (score 0.20)" in titles and "After: AUC 0.55 (score 0.90)" in titles
 
 
-def test_utility_bars_draw_the_chance_line():
-    fig = plots.utility_bars(0.6, 0.26, chance=0.25, name="probe")
-    assert list(fig.data[0].y) == [0.6, 0.26]
-    assert list(fig.data[0].marker.color) == [plots.BEFORE, plots.BAD]
-    line = fig.layout.shapes[0]
-    assert line.y0 == line.y1 == 0.25
-    assert any("chance" in a.text for a in fig.layout.annotations)
-
-
 def test_final_parts_bars_show_the_three_parts_and_the_mean():
     before = {"task_aggregate": 0.5, "mia_score": 0.2, "utility": 0.6, "final": 0.433}
     after = {"task_aggregate": 0.0, "mia_score": 0.95, "utility": 0.25, "final": 0.4}
@@ -115,9 +106,9 @@ def test_pareto_front_matches_the_hand_computed_one():
 
 def test_tradeoff_scatter_marks_the_front_and_hovers_method_and_steps():
     runs = [{"id": f"r{i}", "label": f"run {i}", "method": "npo" if i % 2 else "grad_diff", "steps": 10 * (i + 1),
-             "lr": 1e-5, "forget": x, "retain": y, "final": 0.5} for i, (x, y) in enumerate(POINTS)]
-    runs.append({"id": "unfinished", "method": "npo", "steps": 5, "lr": 1e-5, "forget": None, "retain": None})
-    fig = plots.tradeoff_scatter(runs, originals=[{"label": "original tiny", "forget": 0.9, "retain": 0.9}])
+             "lr": 1e-5, "forget": x, "retain_worst": y, "final": 0.5} for i, (x, y) in enumerate(POINTS)]
+    runs.append({"id": "unfinished", "method": "npo", "steps": 5, "lr": 1e-5, "forget": None, "retain_worst": None})
+    fig = plots.tradeoff_scatter(runs, originals=[{"label": "original tiny", "forget": 0.9, "retain_worst": 0.9}])
     names = [t.name for t in fig.data]
     assert names == ["original model", "grad_diff", "npo", "Pareto front"]
     front = trace(fig, "Pareto front")
@@ -126,20 +117,38 @@ def test_tradeoff_scatter_marks_the_front_and_hovers_method_and_steps():
     assert len(npo.x) == 3  # the unfinished run has no point
     assert npo.customdata[0][0] == "r1" and npo.customdata[0][2] == 20
     assert "steps %{customdata[2]}" in npo.hovertemplate and "npo" in npo.hovertemplate
+    assert "worst group" in fig.layout.yaxis.title.text
 
 
-def test_tradeoff_scatter_rings_collapsed_runs_in_red():
-    runs = [{"id": "a", "method": "npo", "forget": 0.2, "retain": 0.8},
-            {"id": "b", "method": "npo", "forget": 0.0, "retain": 0.0, "collapsed": True}]
-    npo = trace(plots.tradeoff_scatter(runs), "npo")
-    assert list(npo.marker.line.color) == ["white", plots.BAD]
-    assert npo.customdata[1][5].endswith("collapsed</b>")
+def test_tradeoff_scatter_reads_the_chosen_retain_axis():
+    runs = [{"id": "a", "method": "npo", "forget": 0.2, "retain": 0.8, "retain_worst": 0.3}]
+    assert list(trace(plots.tradeoff_scatter(runs), "npo").y) == [0.3]
+    assert list(trace(plots.tradeoff_scatter(runs, retain="retain"), "npo").y) == [0.8]
 
 
-def test_final_bar_of_a_collapsed_model_is_red_even_when_it_rose():
+def test_tradeoff_scatter_draws_broken_runs_as_red_crosses_off_the_front():
+    runs = [{"id": "a", "method": "npo", "forget": 0.2, "retain_worst": 0.8},
+            {"id": "b", "method": "npo", "forget": 0.0, "retain_worst": 0.85, "broken": True,
+             "what_broke": ["Retain damaged: Task2 completions 0.94 → 0.31."]}]
+    fig = plots.tradeoff_scatter(runs)
+    npo = trace(fig, "npo")
+    assert list(npo.marker.symbol) == ["circle", "x"] and list(npo.marker.color)[1] == plots.BAD
+    assert "Task2 completions" in npo.customdata[1][5]
+    assert list(trace(fig, "Pareto front").x) == [0.2]  # b would dominate a, but a broken run is no trade-off
+
+
+def test_final_bar_of_a_broken_model_is_red_even_when_it_rose():
     before, after = {"final": 0.3}, {"final": 0.42}
     assert list(plots.final_parts_bars(before, after).data[1].marker.color) == [plots.GOOD]
-    assert list(plots.final_parts_bars(before, after, collapsed=True).data[1].marker.color) == [plots.BAD]
+    assert list(plots.final_parts_bars(before, after, broken=True).data[1].marker.color) == [plots.BAD]
+
+
+def test_utility_bars_per_family_with_the_chance_line():
+    fig = plots.utility_bars({"capitals": 0.9, "facts": 0.8}, {"capitals": 0.3, "facts": 0.8}, chance=0.25)
+    assert list(fig.data[1].x) == ["capitals", "facts"]
+    assert list(fig.data[1].marker.color) == [plots.BAD, plots.SAME]
+    assert fig.layout.shapes[0].y0 == fig.layout.shapes[0].y1 == 0.25
+    assert any("chance" in a.text for a in fig.layout.annotations)
 
 
 def test_tradeoff_scatter_without_runs_explains_itself():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluate import EvalConfig
+from unlearning.evaluation import EvalConfig
 from unlearning.experiment import run_experiment
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig, RunStore

@@ -1,8 +1,10 @@
 """Records to token tensors: prompt tokens masked out of the labels, EOS appended, padding per batch."""
 from __future__ import annotations
 
+import inspect
+
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.data.records import Record
 
@@ -53,3 +55,8 @@ def answer_logits_only(batch: Batch) -> Batch:
     first = int(answer[0]) if len(answer) else 1
     keep = batch["labels"].shape[1] - first + 1  # +1: the logit at `first - 1` predicts the first answer token
     return {**batch, "labels": batch["labels"][:, -keep:], "logits_to_keep": keep}
+
+
+def supports_logits_to_keep(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (recent transformers causal LMs do; custom ones may not)."""
+    return "logits_to_keep" in inspect.signature(type(model).forward).parameters

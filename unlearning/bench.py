@@ -10,7 +10,7 @@
    A third side runs the engine with TrainConfig.compile; its one-off compile time (from an empty torch.compile
    cache, as on a first run) is reported apart. Also each side's first-step loss, the achieved FLOP/s as a share of
    this machine's measured matmul peak, and where one compiled step's time goes (torch.profiler).
-2. eval: `evaluate.generate` (batched) vs one prompt at a time as the official SemEval script does, with the
+2. eval: `evaluation.generate` (batched) vs one prompt at a time as the official SemEval script does, with the
    per-sample scores of both compared.
 3. load: time to a usable default model on a first launch (empty cache: the GGUF is converted) and a second one.
 4. 1b: peak memory and seconds per step of a random OLMo-1B-0724 through the engine, full fine-tuning and LoRA.
@@ -39,7 +39,8 @@ from unlearning.batching import collate, encode
 from unlearning.data import bundled_dataset
 from unlearning.data.records import Record
 from unlearning.engine import TrainConfig, autocast_dtype, cpu_has_bf16, keep_freed_memory, train
-from unlearning.evaluate import EvalConfig, generate, score, task_aggregate
+from unlearning.evaluation import EvalConfig, generate
+from unlearning.evaluation.official import score, task_aggregate
 from unlearning.models import LoadedModel, memory_estimate
 
 SECTIONS = ("step", "eval", "load", "1b")
@@ -395,7 +396,7 @@ def eval_benchmark(loaded: LoadedModel, records: list[Record], max_new_tokens: i
     again, second = timed(lambda: generate(model, tokenizer, prompts, max_new_tokens, batch_size))
     batched_seconds = (first + second) / 2
     scores = {"batched": [score(r, g) for r, g in zip(records, batched)], "one_at_a_time": [score(r, g) for r, g in zip(records, single)]}
-    rows = {k: [{**r.to_dict(), "score": s} for r, s in zip(records, v)] for k, v in scores.items()}
+    rows = {k: [{**r.to_dict(), "official": s} for r, s in zip(records, v)] for k, v in scores.items()}
     aggregates = {k: task_aggregate(v)[0] for k, v in rows.items()}
     ratio = single_seconds / batched_seconds
     return {
@@ -419,7 +420,7 @@ def print_eval(result: dict) -> None:
         ["implementation", "seconds", "mean score", "task aggregate"],
         [
             ["one at a time (official loop)", result["one_at_a_time_seconds"], result["mean_score"]["one_at_a_time"], result["task_aggregate"]["one_at_a_time"]],
-            [f"evaluate.generate (batch {result['batch_size']})", result["mean_batched_seconds"], result["mean_score"]["batched"], result["task_aggregate"]["batched"]],
+            [f"evaluation.generate (batch {result['batch_size']})", result["mean_batched_seconds"], result["mean_score"]["batched"], result["task_aggregate"]["batched"]],
         ],
     )
     print(

@@ -1,4 +1,4 @@
-"""Headless command line: python -m unlearning prepare-target | run | eval | runs | methods. Results print as JSON."""
+"""Headless command line: python -m unlearning prepare-target | run | eval | runs | methods | metrics. Results print as JSON."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from dataclasses import fields
 from tqdm import tqdm
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluate import EvalConfig, evaluate
+from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.experiment import cached_data, cached_model, run_experiment, select
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig, RunStore
@@ -69,20 +69,33 @@ def cmd_run(args) -> dict:
         batch_size=args.batch_size, params=args.params, last_k=args.last_k, lora_rank=args.lora_rank, seed=args.seed,
         compile=args.compile,
     )
-    config = RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train,
-                       eval=EvalConfig(max_new_tokens=args.max_new_tokens), save_weights=args.save_weights, name=args.name)
+    config = RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train, eval=eval_config(args),
+                       save_weights=args.save_weights, name=args.name)
     store = RunStore(args.runs)
     run_id, _ = run_experiment(config, store, bar)
     bar.close()
     return summary(store, run_id)
 
 
+def eval_config(args) -> EvalConfig:
+    return EvalConfig(mode="official" if args.official else "fast", max_new_tokens=args.max_new_tokens,
+                      retain_rows=args.retain_rows)
+
+
+def report_summary(report: dict) -> dict:
+    """A saved report without its per-sample rows: every metric, what was skipped, what was not official."""
+    return {k: v for k, v in EvalReport.from_dict(report).to_dict().items() if k != "rows"}
+
+
 def summary(store: RunStore, run_id: str) -> dict:
     out = {"run_id": run_id, **store.status(run_id), "config": store.read_json(run_id, "config.json")}
-    for name in ("before", "after"):
-        report = store.read_json(run_id, f"{name}.json")
+    reports = {name: store.read_json(run_id, f"{name}.json") for name in ("before", "after")}
+    for name, report in reports.items():
         if report:
-            out[name] = {k: v for k, v in report.items() if k != "rows"}
+            out[name] = report_summary(report)
+    if reports["after"]:
+        before = EvalReport.from_dict(reports["before"]) if reports["before"] else None
+        out["verdict"] = judge(before, EvalReport.from_dict(reports["after"])).to_dict()
     steps = store.steps(run_id)
     out["steps"] = len(steps)
     out["last_step"] = steps[-1] if steps else None
@@ -92,13 +105,12 @@ def summary(store: RunStore, run_id: str) -> dict:
 def cmd_eval(args) -> dict:
     bar = Bar()
     loaded, data = cached_model(args.model), cached_data(args.data)
-    config = RunConfig(model=args.model, data=args.data, forget_ids=[r.id for r in data.split("forget")])
-    sel = select(data, config, retain_eval_size=args.retain_n)
-    eval_config = EvalConfig(max_new_tokens=args.max_new_tokens)
-    report = evaluate(loaded.model, loaded.tokenizer, sel.forget + sel.retain_eval, sel.mia_members, sel.mia_nonmembers, eval_config,
-                      lambda stage, done, total: bar(done / max(total, 1), stage))
+    config = RunConfig(model=args.model, data=args.data, forget_ids=[r.id for r in data.split("forget")], eval=eval_config(args))
+    sel = select(data, config)
+    report = evaluate(loaded.model, loaded.tokenizer, sel.forget + sel.retain_eval, sel.mia_members, sel.mia_nonmembers,
+                      config.eval, bar, mia_source=sel.mia_source, notes=sel.notes)
     bar.close()
-    return {k: v for k, v in report.to_dict().items() if k != "rows"}
+    return report_summary(report.to_dict())
 
 
 def cmd_runs(args) -> dict | list:
@@ -106,6 +118,10 @@ def cmd_runs(args) -> dict | list:
     if args.run_id:
         return summary(store, args.run_id)
     return [{"run_id": r, **store.status(r), "method": store.config(r).train.method} for r in store.ids()]
+
+
+def cmd_metrics(args) -> list:
+    return [m.describe() for m in METRICS.values()]
 
 
 def cmd_methods(args) -> list:
@@ -122,6 +138,15 @@ def parser() -> argparse.ArgumentParser:
     def model_data(sp):
         sp.add_argument("--model", default="default", help="'default' (offline SmolLM2-135M), 'tiny', a folder or a hub id")
         sp.add_argument("--data", default="bundled", help="'bundled', a LUME folder or hub id, a TOFU json, or your CSV/JSONL/parquet")
+
+    def eval_opts(sp):
+        sp.add_argument("--official", action="store_true",
+                        help="the SemEval protocol: one prompt at a time in bf16, 256 new tokens, every retain row, the "
+                             "data's own MIA files, MMLU when reachable (slow on a CPU)")
+        sp.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
+                        help="tokens generated per prompt (fast mode; official: 256)")
+        sp.add_argument("--retain-rows", type=int, default=EvalConfig.retain_rows,
+                        help="retain rows scored, a fixed sample; 0 = all (fast mode; official: all)")
 
     def target_opts(sp):
         sp.add_argument("--epochs", type=int, default=TargetConfig.epochs)
@@ -140,8 +165,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
     sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
     sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
-    for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0), ("max-new-tokens", 64)):
+    for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0)):
         sp.add_argument(f"--{name}", type=int, default=default)
+    eval_opts(sp)
     sp.add_argument("--lr", type=float, default=1e-5, help="learning rate")
     sp.add_argument("--params", default="full", choices=["full", "last_k", "lora"])
     sp.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks: faster steps after a ~30 s first one")
@@ -152,8 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="score a model on the forget and retain sets, MIA and utility")
     model_data(sp)
-    sp.add_argument("--max-new-tokens", type=int, default=256)
-    sp.add_argument("--retain-n", type=int, default=40, help="retain samples to score")
+    eval_opts(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("runs", help="list saved runs, or show one")
@@ -163,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("methods", help="list the unlearning methods and their options")
     sp.set_defaults(func=cmd_methods)
+
+    sp = sub.add_parser("metrics", help="list every metric: what it measures, which way is better, chance and ideal")
+    sp.set_defaults(func=cmd_metrics)
     return p
 
 

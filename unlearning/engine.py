@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import functools
-import inspect
 import math
 import os
 import shutil
@@ -24,7 +23,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import answer_logits_only, collate, encode
+from unlearning.batching import answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
 
@@ -231,8 +230,7 @@ def train(
         view: [encode(tokenizer, prompt, answer, config.max_length) for prompt, answer in method.view_pairs(view, forget, retain)]
         for view in method.views
     }
-    keeps_logits = "logits_to_keep" in inspect.signature(type(original).forward).parameters
-    trim = answer_logits_only if keeps_logits else (lambda batch: batch)
+    trim = answer_logits_only if supports_logits_to_keep(original) else (lambda batch: batch)
     generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
     history: list[dict] = []
     status, message = "completed", ""

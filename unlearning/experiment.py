@@ -16,14 +16,12 @@ from transformers import PreTrainedModel
 from unlearning.data import UnlearningData, load_data
 from unlearning.data.records import Record
 from unlearning.engine import check_data, train
-from unlearning.evaluate import EvalReport, collapse_warnings, evaluate
+from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.jobs import user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
 from unlearning.runs import RunConfig, RunStore, write_atomic
 
 Progress = Callable[[float, str], None]
-# Share of an evaluation's time each stage of `evaluate` takes, roughly: (start, width) within its progress span.
-EVAL_STAGES = {"generate": (0.0, 0.7), "losses": (0.7, 0.1), "mia": (0.8, 0.1), "utility": (0.9, 0.1), "done": (1.0, 0.0)}
 
 
 @functools.lru_cache(maxsize=2)
@@ -41,23 +39,37 @@ def cached_data(source: str) -> UnlearningData:
 class Selection:
     forget: list[Record]
     retain: list[Record]  # trained on (the retain term)
-    retain_eval: list[Record]  # evaluated before and after: a fixed sample, so every run is scored alike
+    retain_eval: list[Record]  # evaluated before and after: a fixed sample (fast) or all of them (official)
     mia_members: list[str]
     mia_nonmembers: list[str]
+    mia_source: str  # what the members are, shown next to every MIA number
+    notes: dict[str, str]  # how this selection departs from the official protocol
 
 
-def select(data: UnlearningData, config: RunConfig, retain_eval_size: int = 40) -> Selection:
-    """Resolve the run's ids into records, refusing empty or overlapping choices."""
+def select(data: UnlearningData, config: RunConfig) -> Selection:
+    """Resolve the run's ids into records, refusing empty or overlapping choices; choose the MIA documents.
+
+    MIA members: in official mode the data's own member documents (LUME's files; for other data, its forget split's
+    documents built as the official files are); in fast mode the selected forget samples' documents, since those are
+    what this run unlearns. Non-members are always the data's (LUME's files, else its holdout documents).
+    """
     forget = data.by_ids(config.forget_ids)
     retain = data.by_ids(config.retain_ids) if config.retain_ids is not None else data.split("retain")
     overlap = {r.id for r in forget} & {r.id for r in retain}
     if overlap:
         raise ValueError(f"{len(overlap)} sample(s) are in both the forget and the retain set, e.g. {sorted(overlap)[0]!r}.")
     retain_eval = sorted(retain, key=lambda r: r.id)
-    retain_eval = random.Random(0).sample(retain_eval, min(retain_eval_size, len(retain_eval)))
-    # MIA asks: do the forgotten samples still look like training data, compared with text never trained on?
-    holdout = [r.text for r in data.split("holdout")]
-    return Selection(forget, retain, retain_eval, [r.text for r in forget], data.mia_nonmembers or holdout)
+    if config.eval.retain_rows:
+        retain_eval = random.Random(0).sample(retain_eval, min(config.eval.retain_rows, len(retain_eval)))
+    notes = {}
+    if config.eval.mode == "official":
+        members, source = data.mia_members, data.mia_source
+        if not data.mia_official:
+            notes["mia"] = f"the data has no member/non-member files: MIA documents {data.mia_source}"
+    else:
+        members = [r.text for r in forget]
+        source = f"the {len(forget)} selected forget samples, each as input + ' ' + output"
+    return Selection(forget, retain, retain_eval, members, data.mia_nonmembers, source, notes)
 
 
 def source_stamp(source: str) -> float:
@@ -66,13 +78,18 @@ def source_stamp(source: str) -> float:
     return max((f.stat().st_mtime for f in folder.iterdir() if f.is_file()), default=0.0) if folder.is_dir() else 0.0
 
 
-def evaluate_cached(model: PreTrainedModel, loaded: LoadedModel, key: dict, records: list[Record], sel: Selection, config: RunConfig, progress) -> EvalReport:
+def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: Selection, config: RunConfig,
+                    progress: Progress, cancel: threading.Event | None) -> EvalReport:
     """The original model's scores depend only on model, samples and settings: compute them once per combination."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     file = cache_dir() / "evals" / f"{digest}.json"
     if file.exists():
-        return EvalReport.from_dict(json.loads(file.read_text()))
-    report = evaluate(model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress)
+        try:
+            return EvalReport.from_dict(json.loads(file.read_text()))
+        except (OSError, ValueError):  # a cache entry of an older or damaged format: measure again
+            pass
+    report = evaluate(loaded.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress,
+                      cancel=cancel, mia_source=sel.mia_source, notes=sel.notes)
     file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(file, json.dumps(report.to_dict()))
     return report
@@ -105,16 +122,12 @@ def run_experiment(
     store.set_status(run_id, "running", "evaluating the original model")
     try:
 
-        def eval_progress(start: float, span: float, label: str):
-            def report(stage: str, done: int, total: int) -> None:
-                begin, width = EVAL_STAGES[stage]  # stages in order, so the bar never moves backwards
-                progress(start + span * (begin + width * done / max(total, 1)), f"{label}: {stage} {done}/{total}")
-
-            return report
+        def eval_progress(start: float, span: float, label: str) -> Progress:
+            return lambda fraction, stage: progress(start + span * fraction, f"{label}: {stage}")
 
         key = {"model": config.model, "stamp": source_stamp(config.model), "data": config.data,
-               "ids": [r.id for r in records], "eval": config.eval.__dict__}
-        before = evaluate_cached(loaded.model, loaded, key, records, sel, config, eval_progress(0.0, 0.15, "evaluating before"))
+               "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
+        before = evaluate_cached(loaded, key, records, sel, config, eval_progress(0.0, 0.15, "evaluating before"), cancel)
         store.write_json(run_id, "before.json", before.to_dict())
 
         def step_logged(log: dict) -> None:
@@ -131,8 +144,9 @@ def run_experiment(
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)
             return run_id, None
-        after = evaluate(result.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, eval_progress(0.75, 0.25, "evaluating after"))
-        after.warnings = collapse_warnings(after, before)  # relative checks: what this run broke, not what was never there
+        after = evaluate(result.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval,
+                         eval_progress(0.75, 0.25, "evaluating after"), reference=loaded.model, cancel=cancel,
+                         mia_source=sel.mia_source, notes=sel.notes)
         store.write_json(run_id, "after.json", after.to_dict())
         if config.save_weights:  # a full model folder, loadable later as a model source; plus the adapter alone
             result.model.save_pretrained(store.path(run_id) / "model")
@@ -142,6 +156,11 @@ def run_experiment(
         store.set_status(run_id, result.status, result.message)
         progress(1.0, result.message or "done")
         return run_id, result.model
+    except Cancelled:
+        message = "cancelled by the user during the evaluation; the curve so far is kept"
+        store.set_status(run_id, "cancelled", message)
+        progress(1.0, message)
+        return run_id, None
     except BaseException as error:
         store.set_status(run_id, "failed", user_message(error))
         raise

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluate import EvalConfig
+from unlearning.evaluation.report import EvalConfig
 
 ACTIVE = ("queued", "running")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")

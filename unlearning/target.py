@@ -15,7 +15,8 @@ from typing import Callable
 
 from unlearning.data.records import Record
 from unlearning.engine import TrainConfig, train
-from unlearning.evaluate import generate, rouge_l_recall
+from unlearning.evaluation.generation import generate
+from unlearning.evaluation.official import rouge_l_recall
 from unlearning.models import LoadedModel, cache_dir
 from unlearning.runs import write_atomic
 

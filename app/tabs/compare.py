@@ -8,7 +8,7 @@ import gradio as gr
 from app.diff import word_diff
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import alerts_html, compare_html
+from app.views import compare_html, run_reports, sample_choices, token_view_html, verdict_html
 
 RETAIN_SHOWN = 25  # retain rows drawn: enough to judge collateral damage without a wall of text
 
@@ -20,7 +20,7 @@ class CompareTab:
             with gr.Row(equal_height=True):
                 self.run = gr.Dropdown([], label="Run", scale=3, elem_id="compare-run")
                 self.header = gr.Markdown(scale=5)
-            self.alerts = gr.HTML()
+            self.verdict = gr.HTML(elem_id="compare-verdict")
             with gr.Row(equal_height=True, elem_classes="us-bottom"):
                 self.prompt = gr.Textbox(label="Ask both models: the original answers first, then the unlearned one",
                                          scale=6, elem_id="free-prompt",
@@ -29,6 +29,11 @@ class CompareTab:
                                         min_width=90)
                 self.ask = gr.Button("Ask both", variant="primary", scale=1, min_width=100)
             self.answers = gr.HTML(elem_id="free-answers")
+            gr.Markdown("#### Token by token: which facts lost probability\n<span class='us-muted'>The sample's true "
+                        "answer, each token coloured by the probability the model gives it (teacher forced): dark green "
+                        "= the model would say it, pale red = it would not. Hover for the numbers.</span>")
+            self.sample = gr.Dropdown([], label="Sample", elem_id="token-sample")
+            self.token_view = gr.HTML(elem_id="token-view")
             gr.Markdown("#### Forget samples: the model should no longer reproduce these\n"
                         "<span class='us-muted'>Changed words: <del>no longer said</del>, <mark>newly said</mark>. "
                         "Score: ROUGE-L recall (sc) or exact match (qa), before → after.</span>")
@@ -41,17 +46,25 @@ class CompareTab:
         choices = run_choices(studio)
         if not run_id:
             empty = '<p class="us-muted">No run selected.</p>'
-            return gr.update(choices=choices, value=None), run_header(studio, None), "", empty, empty
-        before = studio.store.read_json(run_id, "before.json")
-        after = studio.store.read_json(run_id, "after.json")
-        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), alerts_html(before, after),
-                compare_html(before, after, "forget"), compare_html(before, after, "retain", RETAIN_SHOWN))
+            return (gr.update(choices=choices, value=None), run_header(studio, None), "", empty, empty,
+                    gr.update(choices=[], value=None), token_view_html(None, None, None))
+        before, after = run_reports(studio.store, run_id)
+        samples = sample_choices(before)
+        first = samples[0][1] if samples else None
+        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), verdict_html(before, after),
+                compare_html(before, after, "forget"), compare_html(before, after, "retain", RETAIN_SHOWN),
+                gr.update(choices=samples, value=first), token_view_html(before, after, first))
+
+    def draw_tokens(self, run_id: str | None, sample_id: str | None) -> str:
+        before, after = run_reports(self.studio.store, run_id) if run_id else (None, None)
+        return token_view_html(before, after, sample_id)
 
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
-        outputs = [self.run, self.header, self.alerts, self.forget, self.retain]
+        outputs = [self.run, self.header, self.verdict, self.forget, self.retain, self.sample, self.token_view]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw, shared.current_run, outputs,
               show_progress="hidden")
+        self.sample.input(self.draw_tokens, [shared.current_run, self.sample], self.token_view, show_progress="hidden")
         self.run.input(lambda run_id: run_id, self.run, shared.current_run)
 
         @friendly

@@ -1,4 +1,4 @@
-"""Metrics tab: every score of the current run before and after, coloured by which way is better, and alarms."""
+"""Metrics tab: the verdict, then every registered metric of the current run before and after, and their plots."""
 from __future__ import annotations
 
 import gradio as gr
@@ -6,8 +6,8 @@ import gradio as gr
 from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, run_choices, run_header
-from app.views import alerts_html, is_collapsed, metric_rows, metrics_table_html, score_cards_html
-from unlearning.evaluate import CHANCE
+from app.views import metric_rows, metrics_table_html, run_reports, score_cards_html, verdict_html
+from unlearning.evaluation import METRICS, EvalReport, judge
 
 
 class MetricsTab:
@@ -17,7 +17,7 @@ class MetricsTab:
             with gr.Row(equal_height=True):
                 self.run = gr.Dropdown([], label="Run", scale=3, elem_id="metrics-run")
                 self.header = gr.Markdown(scale=5)
-            self.alerts = gr.HTML(elem_id="metrics-alerts")
+            self.verdict = gr.HTML(elem_id="metrics-verdict")
             self.cards = gr.HTML(elem_id="metrics-cards")
             with gr.Row():
                 with gr.Column(scale=5):
@@ -31,33 +31,46 @@ class MetricsTab:
     def draw(self, run_id: str | None):
         studio = self.studio
         choices = gr.update(choices=run_choices(studio), value=run_id)
-        before = studio.store.read_json(run_id, "before.json") if run_id else None
-        after = studio.store.read_json(run_id, "after.json") if run_id else None
-        if not after:
+        before, after = run_reports(studio.store, run_id) if run_id else (None, None)
+        if after is None:
             note = plots.empty_figure("This run has no 'after' evaluation (yet)")
             missing = '<p class="us-muted">No scores for this run yet: it is still running, or it stopped early.</p>'
-            return (choices, run_header(studio, run_id), "", missing, "", note, note, note,
-                    plots.mia_histograms(before and before.get("mia"), None))
-        parts_before = {**before["final_parts"], "final": before["final"]} if before else None
-        parts_after = {**after["final_parts"], "final": after["final"]}
-        groups = {name: ((before or {}).get("group_means", {}).get(name), value)
-                  for name, value in after["group_means"].items()}
-        utility_before = (before or {}).get("utility") or {}
-        utility_after = after.get("utility") or {}
+            return choices, run_header(studio, run_id), "", missing, "", note, note, note, plots.mia_histograms(_mia(before), None)
+        groups = {name: ((before.groups("official").get(name) if before else None), value)
+                  for name, value in after.groups("official").items()}
         return (
-            choices, run_header(studio, run_id), alerts_html(before, after), score_cards_html(before, after),
+            choices, run_header(studio, run_id), verdict_html(before, after), score_cards_html(before, after),
             metrics_table_html(metric_rows(before, after)),
-            plots.final_parts_bars(parts_before, parts_after, collapsed=is_collapsed(before, after)),
-            plots.utility_bars(utility_before.get("accuracy"), utility_after.get("accuracy"),
-                               utility_after.get("chance", CHANCE), utility_after.get("name", "utility")),
-            plots.before_after_bars(groups, title="Scores per task, kind and split",
-                                    y_title="mean score"),
-            plots.mia_histograms(before and before.get("mia"), after.get("mia")),
+            plots.final_parts_bars(_final_parts(before), _final_parts(after), broken=judge(before, after).broken),
+            plots.utility_bars(_families(before), _families(after), METRICS["utility"].chance,
+                               after.metrics.get("utility", {}).get("name", "utility")),
+            plots.before_after_bars(groups, title="Official score per task, kind and split", y_title="mean score"),
+            plots.mia_histograms(_mia(before), _mia(after)),
         )
 
     def wire(self) -> None:
-        outputs = [self.run, self.header, self.alerts, self.cards, self.table, self.final, self.utility, self.groups,
+        outputs = [self.run, self.header, self.verdict, self.cards, self.table, self.final, self.utility, self.groups,
                    self.mia]
         gr.on([self.shared.current_run.change, self.shared.runs_changed.change], self.draw, self.shared.current_run,
               outputs, show_progress="hidden")
         self.run.input(lambda run_id: run_id, self.run, self.shared.current_run)
+
+
+def _final_parts(report: EvalReport | None) -> dict | None:
+    if report is None or report.value("final") is None:
+        return None
+    return {**report.metrics["final"].get("parts", {}), "final": report.value("final")}
+
+
+def _families(report: EvalReport | None) -> dict | None:
+    """Utility per item family; runs saved before families existed show their one overall accuracy."""
+    if report is None or report.value("utility") is None:
+        return None
+    return report.metrics["utility"].get("families") or {"all": report.value("utility")}
+
+
+def _mia(report: EvalReport | None) -> dict | None:
+    """The MIA result as the histogram plot reads it: AUC, score and both sides' document losses."""
+    if report is None or report.value("mia_auc") is None:
+        return None
+    return {**report.metrics["mia_auc"], "auc": report.value("mia_auc"), "score": report.value("mia_score")}

@@ -15,16 +15,16 @@ from app.plots import empty_figure, loss_curves
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
 from app.tabs.method import MethodTab
-from app.views import alerts_html, split_mean
+from app.views import finish_summary, run_reports
 from unlearning.engine import check_data
-from unlearning.evaluate import EvalConfig
+from unlearning.evaluation import EvalConfig
 from unlearning.experiment import select
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig
 
-UTILITY = [("offline probe (40 questions)", "probe"), ("MMLU subset (needs the hub; falls back to the probe)", "mmlu"),
-           ("none", "none")]
+UTILITY = [("bundled multiple choice (6 families, offline)", "items"),
+           ("MMLU subset (needs the hub; falls back to the bundled items)", "mmlu"), ("none", "none")]
 
 
 class RunTab:
@@ -47,10 +47,14 @@ class RunTab:
                         self.name = gr.Textbox(label="Run name (optional)", placeholder="e.g. npo-beta-0.5")
                         self.save = gr.Checkbox(False, label="Save the unlearned weights",
                                                 info="Needed to chat with this run's model after a restart; costs disk.")
-                        self.max_new = gr.Number(64, label="max new tokens per generation", precision=0, minimum=1,
-                                                 elem_id="max-new-tokens",
+                        self.official = gr.Checkbox(False, label="Official SemEval protocol", elem_id="official-mode",
+                                                    info="One prompt at a time in bf16, 256 new tokens, every retain row, "
+                                                         "the data's own MIA files, MMLU when reachable. Several times "
+                                                         "slower; the settings below are then ignored.")
+                        self.max_new = gr.Number(EvalConfig.max_new_tokens, label="max new tokens per generation",
+                                                 precision=0, minimum=1, maximum=1024, elem_id="max-new-tokens",
                                                  info="The official setting is 256; fewer is faster on a CPU.")
-                        self.utility = gr.Radio(UTILITY, value="probe", label="Utility benchmark")
+                        self.utility = gr.Radio(UTILITY, value=EvalConfig.utility, label="Utility benchmark")
                         self.mia = gr.Checkbox(True, label="Membership inference attack (MIA)")
             with gr.Row():
                 with gr.Column(scale=3):
@@ -71,7 +75,8 @@ class RunTab:
         if train.batch_size > len(selected):  # a batch cannot hold more samples than there are: shrink it, not fail
             train = dataclasses.replace(train, batch_size=len(selected))
         max_new = values[self.max_new]
-        evaluation = EvalConfig(max_new_tokens=int(max_new or 0), utility=values[self.utility], mia=bool(values[self.mia]))
+        evaluation = EvalConfig(mode="official" if values[self.official] else "fast", max_new_tokens=int(max_new or 0),
+                                utility=values[self.utility], mia=bool(values[self.mia]))
         config = RunConfig(model=self.studio.model_source, data=self.studio.data_source, forget_ids=list(selected),
                            retain_ids=sel.retain_ids(data, selected), train=train, eval=evaluation,
                            save_weights=bool(values[self.save]), name=(values[self.name] or "").strip())
@@ -90,6 +95,9 @@ class RunTab:
         text = (f"**Plan:** forget **{len(config.forget_ids)}** samples (keep {retain}) of `{config.data}` from model "
                 f"`{config.model}` with **{METHODS[t.method].title}**: {t.steps} steps, lr {t.learning_rate:g}, "
                 f"batch {t.batch_size}, {t.params}.")
+        e = config.eval
+        text += (" Evaluation: **official SemEval protocol** (one prompt at a time in bf16, slow on a CPU)."
+                 if e.mode == "official" else f" Evaluation: fast mode ({e.max_new_tokens} new tokens, {e.retain_rows} retain rows).")
         if t.batch_size < (values[method_tab.batch] or 0):
             text += f" The batch size is lowered to {t.batch_size}: there are only {t.batch_size} forget samples."
         return text
@@ -105,21 +113,9 @@ class RunTab:
             return f'<div class="us-alert"><div class="us-alert-title">The run diverged</div><p>{html.escape(text)}</p></div>'
         if state == "cancelled" or job.state == "cancelled":
             return f'<div class="us-box">Stopped: {html.escape(text or "cancelled")}. The curve so far is kept in Runs.</div>'
-        before = self.studio.store.read_json(job.run_id, "before.json")
-        after = self.studio.store.read_json(job.run_id, "after.json")
-        rows = []
-        for label, split, good in (("forget", "forget", "lower"), ("retain", "retain", "higher")):
-            b, a = split_mean(before, split), split_mean(after, split)
-            if b is not None and a is not None:
-                rows.append(f"<tr><td>{label} score</td><td class='num'>{b:.2f}</td><td class='num'>{a:.2f}</td>"
-                            f"<td class='us-muted'>{good} is better</td></tr>")
-        if after:
-            rows.append(f"<tr><td>final score</td><td class='num'>{before['final']:.2f}</td>"
-                        f"<td class='num'>{after['final']:.2f}</td><td class='us-muted'>read its parts in Metrics</td></tr>")
-        table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
-                 f"<tbody>{''.join(rows)}</tbody></table>")
+        before, after = run_reports(self.studio.store, job.run_id)
         return (f'<div class="us-box done"><b>Run {html.escape(job.run_id)} finished.</b> See <b>Compare</b> for the '
-                f"generations and <b>Metrics</b> for every score.{table}</div>{alerts_html(before, after)}")
+                f"generations and <b>Metrics</b> for every score.</div>{finish_summary(before, after)}")
 
     def _queue(self) -> str:
         waiting = [q for q in self.studio.queue() if q["state"] == "queued"]
@@ -132,8 +128,8 @@ class RunTab:
 
     def wire(self, method_tab: MethodTab) -> None:
         studio, shared = self.studio, self.shared
-        inputs = method_tab.inputs | {shared.selection, self.name, self.save, self.max_new, self.utility, self.mia,
-                                      shared.runs_changed}
+        inputs = method_tab.inputs | {shared.selection, self.name, self.save, self.official, self.max_new, self.utility,
+                                      self.mia, shared.runs_changed}
 
         @friendly
         def start(values: dict):

@@ -14,13 +14,17 @@ class RunsTab:
         self.studio, self.shared = studio, shared
         with gr.Tab("Runs", id="runs"):
             gr.Markdown("### All runs\nClick a row to open that run: its curves below, its generations in **Compare** "
-                        "and its scores in **Metrics**. ⚠ marks a run whose model collapsed.")
+                        "and its scores in **Metrics**. The verdict column reads ✓ good, ~ partly, ✗ bad, ? not "
+                        "measured; ⚠ broken marks a run that damaged retain samples or turned answers into gibberish.")
             with gr.Row():
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
                 self.count = gr.Markdown()
             self.table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=300,
                                       elem_id="runs-table", show_label=False,
-                                      column_widths=["19%", "13%", "10%", "6%", "7%", "12%", "11%", "11%", "11%"])
+                                      column_widths=["15%", "9%", "8%", "5%", "6%", "11%", "7%", "8%", "24%", "7%"])
+            self.axis = gr.Radio([("worst retain group", "retain_worst"), ("retain mean", "retain")], value="retain_worst",
+                                 label="Trade-off plot: retain axis", elem_id="runs-axis",
+                                 info="The worst group cannot hide behind a mean that one good group props up.")
             self.scatter = gr.Plot(show_label=False, elem_id="runs-scatter")
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
@@ -34,11 +38,13 @@ class RunsTab:
                     with gr.Accordion("Configuration (enough to reproduce the run)", open=False):
                         self.config = gr.JSON(show_label=False)
 
-    def draw_list(self):
+    def draw_list(self, axis: str = "retain_worst"):
         summaries = self.studio.summaries()
         done = sum(s["status"] == "completed" for s in summaries)
-        count = f"{len(summaries)} runs, {done} completed. Saved under `{self.studio.store.root}`."
-        return runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries)), count
+        broken = sum(s["broken"] for s in summaries)
+        count = (f"{len(summaries)} runs, {done} completed" + (f", {broken} broken" if broken else "")
+                 + f". Saved under `{self.studio.store.root}`.")
+        return runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis), count
 
     def draw_run(self, run_id: str | None):
         choices = gr.update(choices=run_choices(self.studio), value=run_id)
@@ -52,8 +58,9 @@ class RunsTab:
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
         listing = [self.table, self.scatter, self.count]
-        self.refresh.click(self.draw_list, None, listing, show_progress="hidden")
-        shared.runs_changed.change(self.draw_list, None, listing, show_progress="hidden")
+        self.refresh.click(self.draw_list, self.axis, listing, show_progress="hidden")
+        shared.runs_changed.change(self.draw_list, self.axis, listing, show_progress="hidden")
+        self.axis.change(self.draw_list, self.axis, listing, show_progress="hidden")
         run_outputs = [self.run, self.header, self.curves, self.config]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw_run, shared.current_run, run_outputs,
               show_progress="hidden")

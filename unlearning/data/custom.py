@@ -102,9 +102,9 @@ def validate_records(records: list[Record], source: str, max_chars: int | None =
         for column in ("id", "input", "output"):
             if not getattr(record, column).strip():
                 raise DataError(f"{source}: row {row}: column {column!r} is empty")
-        if max_chars is not None and len(record.text) > max_chars:
-            raise DataError(
-                f"{source}: row {row}: input+output is {len(record.text)} characters, over the limit of {max_chars}")
+        size = len(record.input) + len(record.output)
+        if max_chars is not None and size > max_chars:
+            raise DataError(f"{source}: row {row}: input+output is {size} characters, over the limit of {max_chars}")
         if record.id in first_row:
             raise DataError(f"{source}: rows {first_row[record.id]} and {row} have the same id {record.id!r}")
         first_row[record.id] = row

@@ -29,14 +29,28 @@ def load_lume(folder: str | Path, part: str = "validation") -> UnlearningData:
         path = _find_split_file(folder, split, part)
         records += records_from_frame(read_table(path), str(path), split=split)
     validate_records(records, str(folder))  # an id may also repeat across the two files
-    mia_files = sorted(folder.rglob("*member*.jsonl"))
+    mia_files = _mia_files(folder, part)
+    # "nonmember" contains "member", so test for it first
+    members = [p for p in mia_files if "nonmember" not in p.name]
+    nonmembers = [p for p in mia_files if "nonmember" in p.name]
+    names = ", ".join(p.relative_to(folder).as_posix() for p in mia_files)
     return UnlearningData(
         name=f"lume-{part}",
         records=records,
-        # "nonmember" contains "member", so test for it first
-        mia_members=_documents(p for p in mia_files if "nonmember" not in p.name),
-        mia_nonmembers=_documents(p for p in mia_files if "nonmember" in p.name),
+        mia_members=_documents(members),
+        mia_nonmembers=_documents(nonmembers),
+        mia_source=f"the data's own MIA files ({names})" if mia_files else "none: the folder has no MIA files",
+        mia_official=bool(members and nonmembers),
     )
+
+
+def _mia_files(folder: Path, part: str) -> list[Path]:
+    """The MIA documents of `part` only. A public copy holds mia_data/*.jsonl (train) beside
+    mia_data/validation/*.jsonl: files whose path names the part win; otherwise those naming no other part."""
+    files = sorted(folder.rglob("*member*.jsonl"))
+    named = lambda path, name: name in path.relative_to(folder).as_posix()  # noqa: E731
+    own = [p for p in files if named(p, part)]
+    return own or [p for p in files if not any(named(p, other) for other in PARTS if other != part)]
 
 
 def _find_split_file(folder: Path, split: str, part: str) -> Path:

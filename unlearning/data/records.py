@@ -34,8 +34,13 @@ class Record:
 
     @property
     def text(self) -> str:
-        """The whole memorised text, as an MIA attack sees it: a completion continues its prompt, an answer follows it."""
-        return self.input + self.output if self.kind == "sc" else f"{self.input} {self.output}"
+        """The whole document, built as the official MIA files are: `input + " " + output`.
+
+        Every LUME member document is its completion row's input and output joined by one space; where the data
+        already has a space at the join (the bundled outputs start with one), no second space is added.
+        """
+        joined = self.input[-1:].isspace() or self.output[:1].isspace()
+        return self.input + self.output if joined else f"{self.input} {self.output}"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +54,9 @@ class UnlearningData:
     records: list[Record]
     mia_members: list[str] = field(default_factory=list)
     mia_nonmembers: list[str] = field(default_factory=list)
+    # where the MIA documents come from: the data's own member files (official) or built from its records
+    mia_source: str = "built from the forget and holdout records (input + ' ' + output)"
+    mia_official: bool = False  # the members and non-members are the benchmark's own files
 
     def split(self, name: str) -> list[Record]:
         return [r for r in self.records if r.split == name]
