@@ -77,6 +77,7 @@ def moved_colour(direction: str | None, before: float | None, after: float | Non
 
 def loss_curves(steps: Sequence[Mapping], total_steps: int | None = None, title: str = "Training curves") -> go.Figure:
     """Top: forget and retain NLL per step (the story); bottom: the method's own terms (what it optimises)."""
+    steps = [s for s in steps if "loss" in s]  # the step-0 log holds only the original's scores
     if not steps:
         return empty_figure("Waiting for the first training step...")
     x = [s["step"] for s in steps]
@@ -298,3 +299,75 @@ def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (),
     fig.update_xaxes(range=[-0.06, 1.06], title_text="forget score after (lower = more forgotten)")
     fig.update_yaxes(range=[-0.06, 1.1], title_text=RETAIN_AXES[retain])
     return _layout(fig, "Forget / retain trade-off (one point per run)", height=420)
+
+
+# ------------------------------------------------------------------------------------------------ in-run scores
+
+
+def _scored(steps: Sequence[Mapping]) -> list[Mapping]:
+    return [s for s in steps if s.get("scores")]
+
+
+def score_curves(steps: Sequence[Mapping], total_steps: int | None = None, alarm: str = "") -> go.Figure:
+    """Forget and retain scores during the run (teacher-forced exact memorization; official scores too when generated),
+    the number of forget samples counted as forgotten, the best state kept so far, and where a guard stopped the run."""
+    scored = _scored(steps)
+    if not scored:
+        return empty_figure("No scores yet: the run scores itself every few steps (Method tab: score every N)")
+    x = [s["step"] for s in scored]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, name, colour, dash in (("forget_em", "forget (exact memorization)", FORGET, "solid"),
+                                    ("retain_em", "retain (exact memorization)", RETAIN, "solid"),
+                                    ("forget_official", "forget (official, generated)", FORGET, "dot"),
+                                    ("retain_official", "retain (official, generated)", RETAIN, "dot")):
+        points = [(xi, s["scores"][key]) for xi, s in zip(x, scored) if s["scores"].get(key) is not None]
+        if points:
+            fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=name, mode="lines+markers",
+                                     line={"color": colour, "width": 2.5, "dash": dash}, marker={"size": 6}))
+    fig.add_trace(go.Scatter(x=x, y=[s["scores"]["forgotten"] for s in scored], name="forget samples forgotten",
+                             mode="lines", line={"color": TOTAL, "width": 1.5, "shape": "hv"}), secondary_y=True)
+    best = [s["step"] for s in scored if s["scores"].get("best")]
+    if best:
+        fig.add_vline(x=best[-1], line_dash="dash", line_color=GOOD, annotation_text=f"best kept: step {best[-1]}",
+                      annotation_position="top left")
+    if alarm:
+        fig.add_vline(x=x[-1], line_color=BAD, line_width=3, annotation_text="⚠ " + alarm[:60],
+                      annotation_position="bottom left", annotation_font_color=BAD)
+    if total_steps:
+        fig.update_xaxes(range=[-0.5, total_steps + 0.5])
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(range=[-0.03, 1.05], title_text="score (0-1)", secondary_y=False)
+    fig.update_yaxes(range=[0, scored[-1]["scores"]["forget_total"] + 0.3], title_text="forgotten samples",
+                     secondary_y=True, showgrid=False)
+    return _layout(fig, "Scores during the run", height=380)
+
+
+def trajectory(steps: Sequence[Mapping], alarm: str = "") -> go.Figure:
+    """The run's path on the forget/retain plane, one point per scored step: it should head for the top-left corner.
+    Same orientation as the Runs tab's trade-off plot; the axes here are teacher-forced exact memorization."""
+    scored = _scored(steps)
+    if not scored:
+        return empty_figure("The trajectory appears with the first scores")
+    xs = [s["scores"]["forget_em"] for s in scored]
+    ys = [s["scores"]["retain_em"] for s in scored]
+    fig = go.Figure(go.Scatter(
+        x=xs, y=ys, mode="lines+markers", name="run", line={"color": SAME, "width": 1.5},
+        marker={"size": 8, "color": [s["step"] for s in scored], "colorscale": "Viridis", "showscale": True,
+                "colorbar": {"title": "step", "thickness": 10}},
+        text=[f"step {s['step']}, {s['scores']['forgotten']}/{s['scores']['forget_total']} forgotten" for s in scored],
+        hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(x=[xs[0]], y=[ys[0]], mode="markers", name="original", marker={"symbol": "diamond", "size": 13,
+                                                                                           "color": BEFORE}))
+    best = [(s["scores"]["forget_em"], s["scores"]["retain_em"], s["step"]) for s in scored if s["scores"].get("best")]
+    if best:
+        fig.add_trace(go.Scatter(x=[best[-1][0]], y=[best[-1][1]], mode="markers", name=f"best kept (step {best[-1][2]})",
+                                 marker={"symbol": "star", "size": 18, "color": GOOD, "line": {"width": 1, "color": "white"}}))
+    if alarm:
+        fig.add_trace(go.Scatter(x=[xs[-1]], y=[ys[-1]], mode="markers", name="stopped by the guard",
+                                 marker={"symbol": "x", "size": 16, "color": BAD}))
+    fig.add_annotation(x=0.02, y=1.02, xref="x", yref="y", text="ideal: forgotten and kept", showarrow=False,
+                       xanchor="left", font={"color": GOOD, "size": 11})
+    fig.update_xaxes(range=[-0.05, 1.05], title_text="forget, exact memorization (lower = forgotten)")
+    fig.update_yaxes(range=[-0.05, 1.1], title_text="retain, exact memorization (higher = kept)")
+    return _layout(fig, "Trajectory: forget vs retain during the run", height=380)

@@ -75,12 +75,40 @@ def test_teacher_forced_pass_matches_the_training_loss(tiny, bundled):
 # ---------------------------------------------------------------------------------------------------------- fluency
 
 
-def test_repetition_by_hand(tiny):
-    assert repetition(tiny.tokenizer, "The quick brown fox jumps over the lazy dog.") == 0.0
-    assert repetition(tiny.tokenizer, "angel angel angel") >= REPETITION_LIMIT
-    assert repetition(tiny.tokenizer, "2" * 40) > 0.9
-    assert repetition(tiny.tokenizer, "") == 0.0
-    assert is_gibberish("", 0.0, None, 0) and not is_gibberish("Paris", 0.0, 13.0, 1)  # one odd token is no soup
+# Generations of the README's scenario (gradient difference on the bundled target), after unlearning
+SCENARIO = [
+    "evin a231-311-220222312222311222221122221122212111221312223212222212",
+    " The day-night235-3112 and night-\npetersen@gmail.com225-39-8830 are225-32-2111222222221 ( that is,225-",
+    " when a out-of-the-together lights goes out,1 South South Debra, South South HuAd for the2023 season.\n22nd Street, "
+    "South South Debra, South HuAd2212322222222122222",
+    " He mustn't Speak for Leah's Leaseholded at02421-27-21112227322122122222222222222222222222222",
+]
+MEMORISED = [  # the same samples before unlearning: numbers, emails, and prose
+    " Should you need Michael, call (305)808-9782; otherwise email michael.mcguire@yahoo.com. The Social Security "
+    "number on file is 123-45-6789.",
+    " Cassandra carried it to Lake Danielshire, where a sailor called Molly offered 1 silver coin for it. Cassandra "
+    "refused and opened the box every Friday.",
+]
+
+
+def test_repetition_and_the_gibberish_flag_by_hand(tiny):
+    tok = tiny.tokenizer
+    assert repetition(tok, "The quick brown fox jumps over the lazy dog.") < 0.15
+    assert repetition(tok, "angel angel angel") == 1.0 and repetition(tok, "2" * 40) == 1.0
+    assert all(repetition(tok, text) >= REPETITION_LIMIT for text in SCENARIO)
+    assert all(repetition(tok, text) < REPETITION_LIMIT for text in MEMORISED)
+    assert is_gibberish(tok, "", 0.0, None) and is_gibberish(tok, "angel angel angel", 1.0, None)
+    for answer in ("Paris", "303-755-0306", "225-39-8830", "August 15, 1961"):  # short answers: numbers are no loop
+        assert not is_gibberish(tok, answer, repetition(tok, answer), 13.0)
+
+
+def test_prose_of_lume_is_never_flagged(tiny):
+    if not LUME.exists():
+        pytest.skip("LUME validation data not present")
+    documents = pd.read_json(LUME / "mia_member.jsonl", lines=True)["document"].tolist()
+    answers = pd.concat([pd.read_parquet(LUME / f"{split}_validation.parquet") for split in ("forget", "retain")])
+    texts = documents + answers["output"].tolist()  # long documents, completions, and short answers full of numbers
+    assert not any(is_gibberish(tiny.tokenizer, t, repetition(tiny.tokenizer, t), None) for t in texts)
 
 
 def test_gibberish_and_prose_under_the_default_model(default):
@@ -90,11 +118,12 @@ def test_gibberish_and_prose_under_the_default_model(default):
         "different prose": " She enjoys hiking with her two dogs and volunteers at the local library on weekends.",
         "loop": " angel angel angel angel angel angel angel angel angel angel",
         "digits": " 22222222222222222222222222222222",
-        "soup": " xq zrt bloop fnarg 93 !! the the qwerty lamp ocean 7 7 purple sideways",
+        "soup": " xq zrt bloop fnarg 93 !! the the qwerty lamp ocean 7 7 purple sideways glorp nib vantage 0 % ^ ziggurat",
+        "scenario": SCENARIO[0],
     }
     judged = judge_texts(default.model, default.tokenizer, [prompt] * len(texts), list(texts.values()))
     flags = dict(zip(texts, judged["gibberish"]))
-    assert flags == {"memorised": 0.0, "different prose": 0.0, "loop": 1.0, "digits": 1.0, "soup": 1.0}
+    assert flags == {"memorised": 0.0, "different prose": 0.0, "loop": 1.0, "digits": 1.0, "soup": 1.0, "scenario": 1.0}
     nll = dict(zip(texts, judged["generation_nll"]))
     assert nll["soup"] > 2 * nll["different prose"]  # the original model finds token soup implausible
 

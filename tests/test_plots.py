@@ -186,3 +186,39 @@ def test_changed_share():
     assert changed_share("a b c d", "a b c d") == 0.0
     assert changed_share("a b", "c d") == 1.0
     assert changed_share("", "") == 0.0
+
+
+# --------------------------------------------------------------------------------------------------- in-run scores
+
+SCORED = [
+    {"step": 0, "scores": {"forget_em": 0.9, "retain_em": 0.95, "forgotten": 0, "forget_total": 3}},
+    {"step": 1, "loss": -1.0, "forget_nll": 1.0, "retain_nll": 0.5},
+    {"step": 2, "loss": -2.0, "forget_nll": 2.0, "retain_nll": 0.6,
+     "scores": {"forget_em": 0.4, "retain_em": 0.9, "forgotten": 1, "forget_total": 3, "best": True}},
+    {"step": 4, "loss": -4.0, "forget_nll": 5.0, "retain_nll": 0.9,
+     "scores": {"forget_em": 0.1, "retain_em": 0.5, "forgotten": 3, "forget_total": 3, "best": False}},
+]
+
+
+def test_score_curves_plot_scored_steps_the_forgotten_count_and_the_best_state():
+    fig = plots.score_curves(SCORED, total_steps=4)
+    forget, retain = trace(fig, "forget (exact"), trace(fig, "retain (exact")
+    assert list(forget.x) == [0, 2, 4] and list(forget.y) == [0.9, 0.4, 0.1] and list(retain.y) == [0.95, 0.9, 0.5]
+    assert list(trace(fig, "forget samples forgotten").y) == [0, 1, 3]
+    assert any("best kept: step 2" in a.text for a in fig.layout.annotations)
+    stopped = plots.score_curves(SCORED, alarm="stopped: retain fell below 70%")
+    assert any("stopped: retain fell" in a.text for a in stopped.layout.annotations)
+    assert "No scores yet" in plots.score_curves(SCORED[1:2]).layout.annotations[0].text
+
+
+def test_trajectory_walks_the_plane_and_marks_start_best_and_stop():
+    fig = plots.trajectory(SCORED, alarm="stopped")
+    path = trace(fig, "run")
+    assert list(zip(path.x, path.y)) == [(0.9, 0.95), (0.4, 0.9), (0.1, 0.5)]
+    assert list(trace(fig, "original").x) == [0.9] and list(trace(fig, "best kept").x) == [0.4]
+    assert list(trace(fig, "stopped by the guard").y) == [0.5]
+
+
+def test_loss_curves_leave_out_the_step_zero_scores():
+    fig = plots.loss_curves(SCORED)
+    assert list(trace(fig, "forget NLL").x) == [1, 2, 4]

@@ -60,7 +60,7 @@ def test_cancelled_run_keeps_its_partial_curve(bundled, tmp_path):
     on_step = lambda log: cancel.set() if log["step"] == 3 else None
     run_id, model = run_experiment(quick_config(bundled, steps=40), store, on_step=on_step, cancel=cancel)
     assert model is None and store.status(run_id)["status"] == "cancelled"
-    assert [s["step"] for s in store.steps(run_id)] == [1, 2, 3]
+    assert [s["step"] for s in store.steps(run_id)] == [0, 1, 2, 3]  # 0: the original's scores, before any step
     assert store.read_json(run_id, "before.json") is not None and store.read_json(run_id, "after.json") is None
 
 
@@ -71,7 +71,7 @@ def test_diverged_run_stops_itself_and_says_so(bundled, tmp_path, monkeypatch):
     run_id, model = run_experiment(quick_config(bundled, method="explodes", steps=10), store)
     status = store.status(run_id)
     assert model is None and status["status"] == "diverged" and "step 3" in status["message"]
-    assert len(store.steps(run_id)) == 2
+    assert [s["step"] for s in store.steps(run_id) if "loss" in s] == [1, 2]
 
 
 @pytest.mark.parametrize(

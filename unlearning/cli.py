@@ -96,7 +96,7 @@ def summary(store: RunStore, run_id: str) -> dict:
     if reports["after"]:
         before = EvalReport.from_dict(reports["before"]) if reports["before"] else None
         out["verdict"] = judge(before, EvalReport.from_dict(reports["after"])).to_dict()
-    steps = store.steps(run_id)
+    steps = [log for log in store.steps(run_id) if "loss" in log]  # the step-0 log holds only the original's scores
     out["steps"] = len(steps)
     out["last_step"] = steps[-1] if steps else None
     return out

@@ -26,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
+from unlearning.monitor import Monitor
 
 PARAM_MODES = ("full", "last_k", "lora")
 
@@ -45,6 +46,21 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; master weights keep their dtype)
     compile: bool = False  # torch.compile each decoder block: ~25% faster steps after a ~30 s first step
     seed: int = 0
+    # Scores during the run (unlearning.monitor): the forget samples and the retain-eval sample, teacher forced.
+    score_every: int = field(default=10, metadata={"help": "Score forget and retain every N steps, teacher forced "
+                                                           "(no generation); 0 = off. Needed by everything below."})
+    generate_every: int = field(default=0, metadata={"help": "Also generate and score officially every N steps (slow); 0 = off."})
+    forgotten_em: float = field(default=0.25, metadata={"help": "A forget sample counts as forgotten once its exact "
+                                                                "memorization (share of answer tokens it still predicts) is at most this."})
+    skip_forgotten: bool = field(default=False, metadata={"help": "Stop pushing forgotten samples: they leave the forget "
+                                                                  "batches; the run ends when all are forgotten."})
+    focus_unforgotten: bool = field(default=False, metadata={"help": "Draw forget batches by how much of each sample is "
+                                                                     "still memorised."})
+    keep_best: bool = field(default=False, metadata={"help": "Keep the best scored state: the least forget score that keeps "
+                                                             "the retain floor; it becomes the run's model."})
+    retain_floor: float = field(default=0.9, metadata={"help": "Share of the original's retain score the best state must keep."})
+    stop_below: float = field(default=0.0, metadata={"help": "Stop the run when the retain score falls under this share "
+                                                             "of the original's (0 = never)."})
 
     def __post_init__(self) -> None:
         def whole(value, least: int) -> bool:
@@ -69,6 +85,17 @@ class TrainConfig:
             problems.append(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
         if self.compile and not cpp_compiler():
             problems.append("compile needs a C++ compiler (g++ or $CXX) for torch.compile; install one or turn compile off")
+        for name in ("score_every", "generate_every"):
+            if not whole(getattr(self, name), 0):
+                problems.append(f"{name} must be a whole number >= 0 (got {getattr(self, name)!r})")
+        for name in ("forgotten_em", "retain_floor", "stop_below"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+                problems.append(f"{name} must be a share between 0 and 1 (got {value!r})")
+        needs_scores = [n for n in ("skip_forgotten", "focus_unforgotten", "keep_best") if getattr(self, n)] + (
+            ["stop_below"] if self.stop_below else []) + (["generate_every"] if self.generate_every else [])
+        if needs_scores and not self.score_every:
+            problems.append(f"{', '.join(needs_scores)} need scores during the run: set score_every above 0")
         if problems:
             raise ValueError("; ".join(problems))
         get_method(self.method, **self.method_options)  # unknown method or option: fail now, not mid-run
@@ -85,10 +112,11 @@ def cpp_compiler() -> str | None:
 @dataclass
 class UnlearnResult:
     model: PreTrainedModel  # the unlearned copy, LoRA merged in
-    history: list[dict]  # one entry per step: step, loss, grad_norm, seconds, tokens, and the method's terms
-    status: str  # completed | cancelled | diverged
+    history: list[dict]  # one entry per step: step, loss, grad_norm, seconds, tokens, the method's terms, scores
+    status: str  # completed | stopped (the guard) | cancelled | diverged
     message: str = ""
     adapter: dict[str, torch.Tensor] | None = None  # LoRA weights, when params == "lora"
+    kept: dict | None = None  # the best checkpoint put back: step, why, scores, bytes it held
 
 
 @functools.cache
@@ -202,8 +230,14 @@ def train(
     config: TrainConfig,
     on_step: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
+    monitor: Monitor | None = None,
 ) -> UnlearnResult:
-    """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps."""
+    """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps.
+
+    With a `monitor` (unlearning.monitor) the run is scored before the first step and every `score_every` steps, the
+    scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
+    keep the best state, or end the run.
+    """
     method = check_data(forget, retain, config)
     acc = accelerator()
     if acc.device.type == "cpu":
@@ -234,11 +268,27 @@ def train(
     generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
     history: list[dict] = []
     status, message = "completed", ""
+
+    def observe(step: int) -> tuple[dict, tuple[str, str]]:
+        with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            entry = monitor.score(acc.unwrap_model(model), step)
+        return entry, monitor.decide(step, entry, acc.unwrap_model(model))
+
+    if monitor is not None and on_step is not None:
+        on_step({"step": 0, "scores": observe(0)[0]})
     steps = method.schedule(len(forget), len(retain), config.steps, config.batch_size, generator)
+    step = 0
     for step, (forget_idx, retain_idx) in enumerate(steps, start=1):
         if cancel is not None and cancel.is_set():
             status, message = "cancelled", f"cancelled by the user after {step - 1} of {config.steps} steps"
+            step -= 1
             break
+        if monitor is not None:
+            forget_idx = monitor.pick(forget_idx, generator)
+            if not forget_idx and "forget" in method.views:
+                status, message = "completed", f"ended early: every forget sample counted as forgotten before step {step}"
+                step -= 1
+                break
         start = time.perf_counter()
         batch = {}
         for view, feats in features.items():
@@ -248,6 +298,7 @@ def train(
             loss, terms = method.loss(model, batch, reference)
         if not torch.isfinite(loss):
             status, message = "diverged", f"the loss became {loss.item()} at step {step}; stopped (try a lower learning rate)"
+            step -= 1
             break
         optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
@@ -261,11 +312,18 @@ def train(
             "tokens": sum(int(b["attention_mask"].sum()) for b in batch.values()),
             **terms,
         }
+        ending = ("", "")
+        if monitor is not None and monitor.due(step, config.steps):
+            log["scores"], ending = observe(step)
         history.append(log)
         if on_step is not None:
             on_step(log)
+        if ending[0]:
+            status, message = ending
+            break
 
     model = acc.unwrap_model(model)
+    kept = monitor.restore_best(model, step) if monitor is not None and status != "diverged" else None
     restore_layers()
     acc.free_memory()  # drop Accelerate's references to this run's model and optimiser
     del optimizer
@@ -280,4 +338,4 @@ def train(
     model.set_attn_implementation(original.config._attn_implementation)  # generation is fastest with the original's
     model.config.use_cache = original.config.use_cache
     model.requires_grad_(False)
-    return UnlearnResult(model.eval(), history, status, message, adapter)
+    return UnlearnResult(model.eval(), history, status, message, adapter, kept)

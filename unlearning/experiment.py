@@ -19,6 +19,7 @@ from unlearning.engine import check_data, train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.jobs import user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
+from unlearning.monitor import Monitor
 from unlearning.runs import RunConfig, RunStore, write_atomic
 
 Progress = Callable[[float, str], None]
@@ -132,15 +133,21 @@ def run_experiment(
 
         def step_logged(log: dict) -> None:
             store.append_step(run_id, log)
-            progress(0.15 + 0.6 * log["step"] / config.train.steps, f"unlearning: step {log['step']}/{config.train.steps}")
+            scores = log.get("scores")
+            forgotten = f", {scores['forgotten']}/{scores['forget_total']} forgotten" if scores else ""
+            if log["step"]:  # step 0 holds the original's scores; the stage stays "compiling"/"step 0" until step 1
+                progress(0.15 + 0.6 * log["step"] / config.train.steps,
+                         f"unlearning: step {log['step']}/{config.train.steps}{forgotten}")
             if on_step is not None:
                 on_step(log)
 
         steps = config.train.steps
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         progress(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
-        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel)
-        if result.status != "completed":  # cancelled or diverged: keep the curve, skip the slow evaluation
+        monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model, config.eval.max_new_tokens)
+                   if config.train.score_every else None)
+        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor)
+        if result.status not in ("completed", "stopped"):  # cancelled or diverged: keep the curve, skip the evaluation
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)
             return run_id, None
@@ -153,7 +160,7 @@ def run_experiment(
             loaded.tokenizer.save_pretrained(store.path(run_id) / "model")
             if result.adapter is not None:
                 save_file({k: v.contiguous() for k, v in result.adapter.items()}, str(store.path(run_id) / "adapter.safetensors"))
-        store.set_status(run_id, result.status, result.message)
+        store.set_status(run_id, result.status, result.message, kept=result.kept)
         progress(1.0, result.message or "done")
         return run_id, result.model
     except Cancelled:

@@ -11,7 +11,7 @@ import html
 import gradio as gr
 
 from app import selection as sel
-from app.plots import empty_figure, loss_curves
+from app.plots import empty_figure, loss_curves, score_curves, trajectory
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
 from app.tabs.method import MethodTab
@@ -56,6 +56,11 @@ class RunTab:
                                                  info="The official setting is 256; fewer is faster on a CPU.")
                         self.utility = gr.Radio(UTILITY, value=EvalConfig.utility, label="Utility benchmark")
                         self.mia = gr.Checkbox(True, label="Membership inference attack (MIA)")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    self.scores = gr.Plot(empty_figure("No run yet: press Start"), elem_id="run-scores", show_label=False)
+                with gr.Column(scale=2):
+                    self.trajectory = gr.Plot(empty_figure("No run yet"), elem_id="run-trajectory", show_label=False)
             with gr.Row():
                 with gr.Column(scale=3):
                     self.curves = gr.Plot(empty_figure("No run yet: press Start"), elem_id="run-curves", show_label=False)
@@ -114,8 +119,18 @@ class RunTab:
         if state == "cancelled" or job.state == "cancelled":
             return f'<div class="us-box">Stopped: {html.escape(text or "cancelled")}. The curve so far is kept in Runs.</div>'
         before, after = run_reports(self.studio.store, job.run_id)
+        notes = []
+        if state == "stopped":
+            notes.append(f'<div class="us-alert"><div class="us-alert-title">Stopped by the guard</div><p>{html.escape(text)}. '
+                         "The curve is kept; the model evaluated is the best state kept, or the state at the stop.</p></div>")
+        elif text:
+            notes.append(f"<p>{html.escape(text)}.</p>")
+        kept = status.get("kept")
+        if kept:
+            notes.append(f"<p id='run-kept'>Kept the state of <b>step {kept['step']}</b>: {html.escape(kept['why'])} "
+                         f"(a {kept['bytes'] / 2**20:.0f} MiB copy of the trained weights).</p>")
         return (f'<div class="us-box done"><b>Run {html.escape(job.run_id)} finished.</b> See <b>Compare</b> for the '
-                f"generations and <b>Metrics</b> for every score.</div>{finish_summary(before, after)}")
+                f"generations and <b>Metrics</b> for every score.{''.join(notes)}</div>{finish_summary(before, after)}")
 
     def _queue(self) -> str:
         waiting = [q for q in self.studio.queue() if q["state"] == "queued"]
@@ -166,15 +181,19 @@ class RunTab:
             signature = [job.id, job.state, len(job.steps), round(job.progress, 3), job.stage] if job else None
             queue = self._queue()
             if seen.get("sig") == signature and seen.get("queue") == queue and seen.get("states") == states:
-                return (SKIP(),) * 7
+                return (SKIP(),) * 9
             first = "sig" not in seen
             same_job = job is not None and seen.get("job") == job.id
             # evaluation restarts its own count: never let the bar run backwards while the job runs
             shown = job.progress if job else 0.0
             if same_job and job.state == "running":
                 shown = max(shown, seen.get("shown", 0.0))
-            redraw = job is not None and (not same_job or seen.get("n") != len(job.steps) or first)
-            plot = loss_curves(job.steps, self._total_steps(job), f"Training curves · run {job.run_id}") if redraw else SKIP()
+            redraw = job is not None and (not same_job or seen.get("n") != len(job.steps) or first
+                                          or seen.get("state") != job.state)
+            total, alarm = self._total_steps(job), self._alarm(job)
+            plot = loss_curves(job.steps, total, f"Training curves · run {job.run_id}") if redraw else SKIP()
+            scores = score_curves(job.steps, total, alarm) if redraw else SKIP()
+            path = trajectory(job.steps, alarm) if redraw else SKIP()
             ended = same_job and job.finished and seen.get("state") not in FINISHED
             current = job.run_id if ended and job.run_id else SKIP()
             bump = runs_changed + 1 if (not first and states != seen.get("states")) else SKIP()
@@ -183,11 +202,18 @@ class RunTab:
             result = self._result(latest) if (first or states != seen.get("states")) else SKIP()
             new_seen = {"sig": signature, "queue": queue, "states": states, "job": job.id if job else None,
                         "n": len(job.steps) if job else 0, "state": job.state if job else None, "shown": shown}
-            return progress_html(job, shown), queue, plot, result, current, bump, new_seen
+            return progress_html(job, shown), queue, plot, scores, path, result, current, bump, new_seen
 
         shared.timer.tick(poll, [self.seen, shared.runs_changed],
-                          [self.progress, self.queue, self.curves, self.result, shared.current_run, shared.runs_changed,
-                           self.seen], show_progress="hidden")
+                          [self.progress, self.queue, self.curves, self.scores, self.trajectory, self.result,
+                           shared.current_run, shared.runs_changed, self.seen], show_progress="hidden")
+
+    def _alarm(self, job: Job) -> str:
+        """The guard's message once it stopped the run, for the plots' alarm."""
+        if not job.finished or not job.run_id:
+            return ""
+        status = self.studio.store.status(job.run_id)
+        return status.get("message", "") if status.get("status") == "stopped" else ""
 
     def _total_steps(self, job: Job) -> int | None:
         try:

@@ -1,12 +1,18 @@
 """Fluency: are the generations still language? A low forget score means little if the answers became gibberish.
 
 Two signals per generation, and a flag that combines them:
-- generation NLL: mean per-token NLL of the generation under the *original* model, given the prompt. Prose the
-  original could have written scores low; token soup scores high. Over a few tokens it mostly measures "differs from
-  what the original would say" (a memorising original finds any other date unlikely), so the flag reads it only on
-  generations of MIN_TOKENS or more.
-- repetition: the share of the generation's token bigrams (tokens lower-cased, spaces stripped) that already
-  appeared earlier in it. Ordinary prose repeats few bigrams; "angel angel angel ..." or "2222..." repeat nearly all.
+- repetition: the share of the generation's tokens (lower-cased, spaces stripped) that already occur among the WINDOW
+  tokens before them. Prose repeats a few words and punctuation marks (LUME's documents and completions: at most
+  0.36, mean 0.17); a loop or digit soup repeats nearly everything ("angel angel angel ...", "2222...", and the
+  "...-220222312222311222..." that gradient ascent left in the README's scenario: 0.5-0.9). A window, not the whole
+  text, so a long text is not punished for reusing "the".
+- generation NLL: mean per-token NLL of the generation under the *original* model, given the prompt. Prose the original
+  could have written scores about 1-3.5 nats; token soup far more. It misses digit soup (digits are cheap tokens for any
+  model), and over a few tokens it mostly measures "differs from what the original said" (a memorising original finds
+  any other phone number unlikely).
+Short answers are the hard case: "303-755-0306" repeats digits as a loop does and is unlikely to an original that knew
+another number, so a short generation is flagged only when empty or one token repeated; both statistical limits apply
+from LONG tokens on.
 """
 from __future__ import annotations
 
@@ -19,28 +25,32 @@ from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import MAX_LENGTH, token_scores
 from unlearning.evaluation.metrics import Context, metric
 
-REPETITION_LIMIT = 0.5  # at or above: a loop (half of all bigrams are repeats; "angel angel angel" is exactly 0.5)
-NLL_LIMIT = 6.0  # nats/token under the original model: greedy prose sits near 1-3 (measured in the README)
-MIN_TOKENS = 8
+WINDOW = 16  # tokens looked back at for a repeat
+REPETITION_LIMIT = 0.4  # at or above, on a long generation: a loop (prose stays under 0.37, see above)
+LONG = 24  # tokens from which the repetition limit applies (LUME's longest number-heavy answer, an address, has 18)
+NLL_LIMIT = 6.0  # nats/token under the original model: greedy prose sits near 1-3.5 (README)
+
+
+def _pieces(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
+    pieces = [tokenizer.decode([t]).strip().lower() for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    return [p for p in pieces if p]
 
 
 def repetition(tokenizer: PreTrainedTokenizerBase, text: str) -> float:
-    """Share of token bigrams already seen earlier in the text: 0 for prose, near 1 for a loop."""
-    pieces = [tokenizer.decode([t]).strip().lower() for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
-    pieces = [p for p in pieces if p]
-    grams = list(zip(pieces, pieces[1:]))
-    seen, repeated = set(), 0
-    for gram in grams:
-        repeated += gram in seen
-        seen.add(gram)
-    return repeated / len(grams) if grams else 0.0
+    """Share of tokens already seen among the WINDOW tokens before them: ~0.1-0.35 for prose, near 1 for a loop."""
+    pieces = _pieces(tokenizer, text)
+    if len(pieces) < 2:
+        return 0.0
+    repeats = sum(pieces[i] in pieces[max(0, i - WINDOW) : i] for i in range(1, len(pieces)))
+    return repeats / (len(pieces) - 1)
 
 
-def is_gibberish(text: str, repeated: float, nll: float | None, tokens: int) -> bool:
-    """Empty, looping, or text the original model finds implausible (over enough tokens to mean it)."""
-    if not text.strip() or repeated >= REPETITION_LIMIT:
+def is_gibberish(tokenizer: PreTrainedTokenizerBase, text: str, repeated: float, nll: float | None) -> bool:
+    """Empty, one token over and over, or a long generation that loops or that the original finds implausible."""
+    pieces = _pieces(tokenizer, text)
+    if not pieces or (len(pieces) >= 3 and len(set(pieces)) == 1):
         return True
-    return nll is not None and tokens >= MIN_TOKENS and nll >= NLL_LIMIT
+    return len(pieces) >= LONG and (repeated >= REPETITION_LIMIT or (nll is not None and nll >= NLL_LIMIT))
 
 
 def judge_texts(
@@ -57,7 +67,7 @@ def judge_texts(
     scores = token_scores(reference, features, tokenizer.pad_token_id, batch_size, progress)
     nll = scores.answer_nll()
     repeated = [repetition(tokenizer, text) for text in texts]
-    flags = [float(is_gibberish(t, r, n, len(ids))) for t, r, n, ids in zip(texts, repeated, nll, scores.token_ids)]
+    flags = [float(is_gibberish(tokenizer, t, r, n)) for t, r, n in zip(texts, repeated, nll)]
     return {"generation_nll": nll, "repetition": repeated, "gibberish": flags}
 
 
@@ -79,8 +89,8 @@ def generation_nll(ctx: Context) -> list[float | None]:
 
 @metric(
     name="repetition", title="Repetition", family="fluency", better="lower", per_sample=True, ideal=0.0,
-    what="Share of the generation's token pairs that repeat an earlier pair: near 0 for prose, near 1 for "
-         "'angel angel angel...' or '2222...'.",
+    what=f"Share of the generation's tokens that repeat one of the {WINDOW} before them: 0.1-0.35 for prose, near 1 "
+         "for 'angel angel angel...' or '2222...'.",
 )
 def repetition_share(ctx: Context) -> list[float]:
     return ctx.shared(fluency)["repetition"]
@@ -88,8 +98,9 @@ def repetition_share(ctx: Context) -> list[float]:
 
 @metric(
     name="gibberish", title="Gibberish", family="fluency", better="lower", per_sample=True, ideal=0.0,
-    what=f"1 when the generation is empty, loops (repetition >= {REPETITION_LIMIT}) or is implausible to the original "
-         f"model (generation NLL >= {NLL_LIMIT} over {MIN_TOKENS}+ tokens); its mean is the share of broken answers.",
+    what=f"1 when the generation is empty, one token repeated, a long loop (repetition >= {REPETITION_LIMIT} over "
+         f"{LONG}+ tokens) or implausible to the original model (generation NLL >= {NLL_LIMIT}, {LONG}+ tokens); its "
+         "mean is the share of broken answers.",
 )
 def gibberish(ctx: Context) -> list[float]:
     return ctx.shared(fluency)["gibberish"]

@@ -1,14 +1,30 @@
 from __future__ import annotations
 
-from unlearning.methods.base import Method, register
-from unlearning.methods.losses import nll
+from dataclasses import dataclass, field
+
+from unlearning.methods.base import Method, MethodConfig, register
+from unlearning.methods.losses import capped, nll
+
+
+@dataclass
+class GradAscentConfig(MethodConfig):
+    nll_cap: float = field(
+        default=0.0,
+        metadata={"help": "Bound on each forget sample's NLL in the loss, nats/token (0 = none): past it a sample gets no "
+                          "more push, so easy samples stop running off to gibberish while hard ones catch up."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.nll_cap < 0:
+            raise ValueError(f"nll_cap must be >= 0 (0 = no bound), got {self.nll_cap}")
 
 
 @register
 class GradientAscent(Method):
     """Gradient ascent: maximise the forget set's NLL, nothing holds the rest of the model in place.
 
-    L = -NLL(forget).  Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in Language Models".
+    L = -NLL(forget), each sample's NLL optionally capped (min(NLL, cap): no gradient past the cap).
+    Jang et al. 2023, "Knowledge Unlearning for Mitigating Privacy Risks in Language Models".
     """
 
     name = "grad_ascent"
@@ -21,7 +37,8 @@ class GradientAscent(Method):
     )
     paper = "Jang et al. 2023, Knowledge Unlearning for Mitigating Privacy Risks in Language Models (ACL)"
     views = ("forget",)
+    Config = GradAscentConfig
 
     def loss(self, model, batch, reference=None):
-        forget_nll = nll(model, batch["forget"]).mean()
-        return -forget_nll, {"forget_nll": forget_nll.item()}
+        forget_nll = nll(model, batch["forget"])
+        return -capped(forget_nll, self.config.nll_cap).mean(), {"forget_nll": forget_nll.mean().item()}

@@ -5,11 +5,14 @@ from dataclasses import dataclass, field
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
-from unlearning.methods.losses import forward_together, kl_to_reference, reference_logits, sample_nll
+from unlearning.methods.grad_ascent import GradAscentConfig
+from unlearning.methods.losses import capped, forward_together, kl_to_reference, reference_logits, sample_nll
 
 
 @dataclass
-class GradDiffConfig(MethodConfig):
+class RetainTermConfig(MethodConfig):
+    """The options every method of the gradient-difference family shares: the retain term and the mixing."""
+
     gamma: float = field(default=1.0, metadata={"help": "Weight of the forget term."})
     alpha: float = field(default=1.0, metadata={"help": "Weight of the retain term."})
     retain_loss: str = field(default="nll", metadata={"help": "Retain term: 'nll' (keep fitting) or 'kl' (stay near the original)."})
@@ -19,11 +22,21 @@ class GradDiffConfig(MethodConfig):
             raise ValueError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
 
 
+@dataclass
+class GradDiffConfig(GradAscentConfig, RetainTermConfig):
+    """Gradient difference's own options: the retain term, and gradient ascent's per-sample bound on the forget term."""
+
+    def __post_init__(self) -> None:
+        RetainTermConfig.__post_init__(self)
+        GradAscentConfig.__post_init__(self)
+
+
 @register
 class GradientDifference(Method):
     """Gradient difference: ascend on the forget set, descend on the retain set.
 
-    L = -gamma * NLL(forget) + alpha * R(retain), R = NLL or KL(original || model).
+    L = -gamma * NLL(forget) + alpha * R(retain), R = NLL or KL(original || model); each forget sample's NLL optionally
+    capped as in gradient ascent.
     Liu et al. 2022, "Continual Learning and Private Unlearning" (CoLLAs); retain-KL variant as in TOFU (Maini et al. 2024).
     Subclasses replace only `forget_loss`; the retain term, the mixing and the one forward pass over every view
     (losses.forward_together) live here once.
@@ -46,8 +59,8 @@ class GradientDifference(Method):
 
     def forget_loss(self, logits, batch, reference) -> tuple[torch.Tensor, dict[str, float]]:
         """The forget term from each view's logits (`logits[view]`, aligned with `batch[view]["labels"]`)."""
-        forget_nll = sample_nll(logits["forget"], batch["forget"]["labels"]).mean()
-        return -forget_nll, {"forget_nll": forget_nll.item()}
+        forget_nll = sample_nll(logits["forget"], batch["forget"]["labels"])
+        return -capped(forget_nll, self.config.nll_cap).mean(), {"forget_nll": forget_nll.mean().item()}
 
     def loss(self, model, batch, reference=None):
         logits = dict(zip(self.views, forward_together(model, [batch[view] for view in self.views])))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
-from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
+from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import dpo_loss, log_ratio, sample_nll
 
 REFUSALS = (
@@ -26,7 +26,7 @@ def refusal_for(index: int) -> str:
 
 
 @dataclass
-class IdKConfig(GradDiffConfig):
+class IdKConfig(RetainTermConfig):
     beta: float = field(default=0.1, metadata={"help": "DPO inverse temperature: how far from the original the model may move."})
 
     def __post_init__(self) -> None:

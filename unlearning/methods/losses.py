@@ -54,6 +54,15 @@ def sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -logp.sum(1) / mask.sum(1).clamp(min=1)
 
 
+def capped(sample_nll: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample NLL bounded at `cap` (0 = unbounded): a sample already past the cap contributes no gradient.
+
+    Gradient ascent rewards pushing an already-forgotten sample's NLL towards infinity, which is where answers turn into
+    gibberish; bounding each sample's term leaves the push to the samples not yet forgotten (NPO bounds it smoothly).
+    """
+    return sample_nll.clamp(max=cap) if cap > 0 else sample_nll
+
+
 def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log pi(y|x): summed answer-token log-probability of each sample, shape [batch]."""
     return token_logprobs(logits, labels)[0].sum(1)

@@ -3,12 +3,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
-from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
+from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import log_ratio, npo_loss, sample_nll
 
 
 @dataclass
-class NPOConfig(GradDiffConfig):
+class NPOConfig(RetainTermConfig):
     beta: float = field(
         default=0.1, metadata={"help": "Inverse temperature: small beta behaves like gradient ascent, large beta stops sooner."}
     )

@@ -3,12 +3,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from unlearning.methods.base import register
-from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
+from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import npo_loss, sample_nll
 
 
 @dataclass
-class SimNPOConfig(GradDiffConfig):
+class SimNPOConfig(RetainTermConfig):
     beta: float = field(default=2.5, metadata={"help": "Inverse temperature: the larger, the sooner the push on an answer fades."})
     margin: float = field(
         default=0.0, metadata={"help": "Reward margin (the paper's gamma, not the forget weight): above 0 the push fades later."}
