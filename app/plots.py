@@ -6,6 +6,7 @@ barely moved. Whether a run as a whole broke something is the library's verdict;
 """
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
@@ -249,13 +250,35 @@ def pareto_front(points: Sequence[tuple[float, float]], x_better: str = "lower",
 RETAIN_AXES = {"retain_worst": "retain, worst group after (higher = kept)", "retain": "retain, mean after (higher = kept)"}
 
 
-def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (), retain: str = "retain_worst") -> go.Figure:
+def _seed_spread(fig: go.Figure, runs: Sequence[Mapping], retain: str) -> None:
+    """Mean and standard deviation of runs that share every setting but the seed: how much of a difference is luck."""
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in runs:
+        key = tuple(sorted((k, str(v)) for k, v in r.get("params", {}).items() if k != "seed"))
+        groups.setdefault(key, []).append(r)
+    spread = [g for k, g in groups.items() if k and len(g) > 1]
+    if not spread:
+        return
+    stats = [(statistics.fmean(xs), statistics.stdev(xs), statistics.fmean(ys), statistics.stdev(ys))
+             for g in spread for xs, ys in [([r["forget"] for r in g], [r[retain] for r in g])]]
+    fig.add_trace(go.Scatter(
+        x=[s[0] for s in stats], y=[s[2] for s in stats], mode="markers", name="mean ± sd over seeds",
+        marker={"symbol": "cross-thin", "size": 14, "color": TOTAL, "line": {"width": 2, "color": TOTAL}},
+        error_x={"array": [s[1] for s in stats], "color": TOTAL}, error_y={"array": [s[3] for s in stats], "color": TOTAL},
+        hoverinfo="skip",
+    ))
+
+
+def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (), retain: str = "retain_worst",
+                     colour: str = "method") -> go.Figure:
     """Forget score (x, lower = more forgotten) vs retain score (y, higher = kept), one point per run.
 
     `retain` picks the y axis: the worst retain group (default: one damaged group cannot hide behind the mean) or the
-    mean. `runs`: dicts with id, label, method, steps, lr, forget, the retain keys, final and broken (the library's
-    verdict); a broken run is drawn as a red cross, never a dot that could pass for a good trade-off. `originals`: the
-    models before unlearning, grey diamonds, the point every run starts from.
+    mean. `colour` groups the points by a setting ("method", or one a sweep varied: "lr", "alpha", ...). `runs`: dicts
+    with id, label, method, params, steps, lr, forget, the retain keys, final and broken (the library's verdict); a
+    broken run is drawn as a red cross, never a dot that could pass for a good trade-off. Runs that differ only in
+    their seed also get their mean with one standard deviation each way. `originals`: the models before unlearning,
+    grey diamonds, the point every run starts from.
     """
     runs = [r for r in runs if r.get("forget") is not None and r.get(retain) is not None]
     if not runs and not originals:
@@ -267,22 +290,25 @@ def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (),
             name="original model", marker={"symbol": "diamond", "size": 11, "color": BEFORE},
             text=[o.get("label", "original") for o in originals], hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
         ))
-    methods = sorted({r["method"] for r in runs})
-    for i, method in enumerate(methods):
-        mine = [r for r in runs if r["method"] == method]
+    value = (lambda r: r["method"]) if colour == "method" else (lambda r: str(r.get("params", {}).get(colour)))  # noqa: E731
+    groups = sorted({value(r) for r in runs})
+    for i, group in enumerate(groups):
+        mine = [r for r in runs if value(r) == group]
         broken = [bool(r.get("broken")) for r in mine]
+        name = group if colour == "method" else f"{colour}={group}"
         fig.add_trace(go.Scatter(
-            x=[r["forget"] for r in mine], y=[r[retain] for r in mine], mode="markers", name=method,
+            x=[r["forget"] for r in mine], y=[r[retain] for r in mine], mode="markers", name=name,
             marker={"size": [15 if b else 12 for b in broken], "symbol": ["x" if b else "circle" for b in broken],
                     "color": [BAD if b else PALETTE[i % len(PALETTE)] for b in broken],
                     "line": {"width": 1, "color": "white"}},
             customdata=[[r["id"], r.get("label", ""), r.get("steps"), r.get("lr"), r.get("final"),
                          "<br><b>⚠ broken: " + "; ".join(r.get("what_broke", [])) + "</b>" if b else ""]
                         for r, b in zip(mine, broken)],
-            hovertemplate=(f"<b>{method}</b> %{{customdata[1]}}<br>run %{{customdata[0]}}<br>steps %{{customdata[2]}}, "
+            hovertemplate=(f"<b>{name}</b> %{{customdata[1]}}<br>run %{{customdata[0]}}<br>steps %{{customdata[2]}}, "
                            "lr %{customdata[3]}<br>forget %{x:.2f}, retain %{y:.2f}, final %{customdata[4]}"
                            "%{customdata[5]}<extra></extra>"),
         ))
+    _seed_spread(fig, runs, retain)
     sound = [r for r in runs if not r.get("broken")]  # a broken run is no trade-off to aim for
     front = pareto_front([(r["forget"], r[retain]) for r in sound])
     if front:

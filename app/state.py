@@ -26,6 +26,7 @@ from unlearning.experiment import cached_data, cached_model, run_experiment
 from unlearning.jobs import Job, JobRunner
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.runs import RunConfig, RunStore
+from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, prepare_target
 
 TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
@@ -222,6 +223,19 @@ class Studio:
         job = self.submit("run", title, work)
         job.run_id = run_id
         return job
+
+    def start_sweep(self, configs: list[RunConfig]) -> Job:
+        """A sweep is one job: its points run in turn, each a run of its own; the Run tab follows the current point."""
+
+        def started(job: Job, run_id: str) -> None:
+            job.steps.clear()  # the live curves show the point being trained
+            job.run_id = run_id
+
+        def work(job: Job) -> list[str]:
+            return run_sweep(configs, self.store, job.report, job.cancel, lambda run_id: started(job, run_id),
+                             job.steps.append)
+
+        return self.submit("run", f"Sweep of {len(configs)} points ({configs[0].sweep})", work)
 
     def _remember(self, run_id: str, model: PreTrainedModel) -> None:
         with self._lock:

@@ -147,7 +147,8 @@ def build_app(studio: Studio) -> gr.Blocks:
         demo.load(latest_run, None, shared.current_run)
         demo.load(data.on_load, shared.selection, [shared.selection, *data.load_outputs])
         demo.load(method.on_load, None, method.lr)
-        demo.load(runs.draw_list, runs.axis, [runs.table, runs.scatter, runs.count])
+        demo.load(runs.draw_list, [runs.axis, runs.sweep, runs.colour], [runs.table, runs.scatter, runs.count, runs.sweep,
+                                                                          runs.colour])
     return demo
 
 

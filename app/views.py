@@ -61,8 +61,11 @@ def run_summary(store: RunStore, run_id: str) -> dict:
     start = tradeoff_point(before) if before else {}
     end = tradeoff_point(after) if after else {}
     verdict = judge(before, after) if after else None
+    train = config.train
     return {
         "id": run_id, "name": config.name, "label": config.name or run_id, "method": config.train.method,
+        "sweep": config.sweep, "params": {"method": train.method, "lr": train.learning_rate, "steps": train.steps,
+                                          "params": train.params, "seed": train.seed, **train.method_options},
         "steps": config.train.steps, "lr": config.train.learning_rate, "status": status["status"],
         "message": status.get("message", ""), "model": config.model, "data": config.data,
         "forget_ids": len(config.forget_ids), "mode": mode_label(after or before),
@@ -89,6 +92,12 @@ def runs_frame(summaries: list[dict]) -> pd.DataFrame:
         for s in summaries
     ]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def varied(summaries: list[dict]) -> list[str]:
+    """The settings that differ between these runs: what the trade-off plot can colour by."""
+    keys = sorted({k for s in summaries for k in s["params"]})
+    return [k for k in keys if len({str(s["params"].get(k)) for s in summaries}) > 1]
 
 
 def originals(summaries: list[dict]) -> list[dict]:

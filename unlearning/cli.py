@@ -4,15 +4,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 from tqdm import tqdm
 
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
+from unlearning.evaluation.verdict import tradeoff_point
 from unlearning.experiment import cached_data, cached_model, run_experiment, select
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig, RunStore
+from unlearning.sweep import ALIASES, TRAIN_FIELDS, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.target import TargetConfig, prepare_target
 
 
@@ -56,25 +59,58 @@ def cmd_prepare_target(args) -> dict:
     return {"target": folder, **report}
 
 
-def cmd_run(args) -> dict:
-    bar = Bar()
+def run_config(args, bar: Bar) -> RunConfig:
+    """The RunConfig the `run` options describe (shared by `run` and `sweep`); prepares the target when asked."""
     model = target_for(args, bar)[0] if args.target else args.model
     data = cached_data(args.data)
     if args.forget_ids:
         forget_ids = args.forget_ids.split(",")
     else:
         forget_ids = data.sample_forget(args.forget_n or len(data.records), args.seed, args.forget_kind)
-    train = TrainConfig(
-        method=args.method, method_options=dict(args.set), steps=args.steps, learning_rate=args.lr,
-        batch_size=args.batch_size, params=args.params, last_k=args.last_k, lora_rank=args.lora_rank, seed=args.seed,
-        compile=args.compile,
-    )
-    config = RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train, eval=eval_config(args),
-                       save_weights=args.save_weights, name=args.name)
+    settings = dict(args.set)
+    training = {k: settings.pop(k) for k in list(settings) if k in TRAIN_FIELDS}
+    train = TrainConfig(**{
+        "method": args.method, "method_options": settings, "steps": args.steps, "learning_rate": args.lr,
+        "batch_size": args.batch_size, "params": args.params, "last_k": args.last_k, "lora_rank": args.lora_rank,
+        "seed": args.seed, "compile": args.compile, **training,
+    })
+    return RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train, eval=eval_config(args),
+                     save_weights=args.save_weights, name=args.name)
+
+
+def cmd_run(args) -> dict:
+    bar = Bar()
     store = RunStore(args.runs)
-    run_id, _ = run_experiment(config, store, bar)
+    run_id, _ = run_experiment(run_config(args, bar), store, bar)
     bar.close()
     return summary(store, run_id)
+
+
+def cmd_sweep(args) -> dict:
+    grid = parse_grid(args.grid)
+    if args.grid_file:
+        grid |= {ALIASES.get(k, k): v for k, v in json.loads(Path(args.grid_file).read_text()).items()}
+    bar = Bar()
+    sweep_id = new_sweep_id()
+    configs = points(run_config(args, bar), grid, sweep_id)  # every point checked before the first one runs
+    store = RunStore(args.runs)
+    run_ids = run_sweep(configs, store, bar)
+    bar.close()
+    return {"sweep": sweep_id, "points": [point_summary(store, run_id) for run_id in run_ids]}
+
+
+def point_summary(store: RunStore, run_id: str) -> dict:
+    """One sweep point: its settings, where it started and ended on the forget/retain plane, and the verdict."""
+    out = summary(store, run_id)
+    point = {"run_id": run_id, "name": out["config"]["name"], "status": out["status"], "message": out["message"]}
+    for name in ("before", "after"):
+        report = store.read_json(run_id, f"{name}.json")
+        if report:
+            point |= {f"{name}_{axis}": value for axis, value in tradeoff_point(EvalReport.from_dict(report)).items()}
+    verdict = out.get("verdict")
+    point["verdict"] = {f["aspect"]: f["status"] for f in verdict["findings"]} if verdict else {}
+    point["broken"] = bool(verdict and verdict["broken"])
+    return point
 
 
 def eval_config(args) -> EvalConfig:
@@ -157,24 +193,35 @@ def parser() -> argparse.ArgumentParser:
     model_data(sp), target_opts(sp)
     sp.set_defaults(func=cmd_prepare_target)
 
+    def run_opts(sp):
+        model_data(sp), target_opts(sp)
+        sp.add_argument("--target", action="store_true", help="run on the memorised target of --model on --data (prepared if missing)")
+        sp.add_argument("--method", default="grad_diff", choices=[m for m, c in METHODS.items() if c.unlearns])
+        sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                        help="a method option (alpha=30) or any training setting (score_every=5, skip_forgotten=true)")
+        sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
+        sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
+        sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
+        for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0)):
+            sp.add_argument(f"--{name}", type=int, default=default)
+        eval_opts(sp)
+        sp.add_argument("--lr", type=float, default=1e-5, help="learning rate")
+        sp.add_argument("--params", default="full", choices=["full", "last_k", "lora"])
+        sp.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks: faster steps after a ~30 s first one")
+        sp.add_argument("--save-weights", action="store_true")
+        sp.add_argument("--name", default="")
+        sp.add_argument("--runs", default="runs", help="runs directory")
+
     sp = sub.add_parser("run", help="unlearn some forget samples, evaluate before and after, save the run")
-    model_data(sp), target_opts(sp)
-    sp.add_argument("--target", action="store_true", help="run on the memorised target of --model on --data (prepared if missing)")
-    sp.add_argument("--method", default="grad_diff", choices=[m for m, c in METHODS.items() if c.unlearns])
-    sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE", help="method option, e.g. alpha=2")
-    sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
-    sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
-    sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
-    for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0)):
-        sp.add_argument(f"--{name}", type=int, default=default)
-    eval_opts(sp)
-    sp.add_argument("--lr", type=float, default=1e-5, help="learning rate")
-    sp.add_argument("--params", default="full", choices=["full", "last_k", "lora"])
-    sp.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks: faster steps after a ~30 s first one")
-    sp.add_argument("--save-weights", action="store_true")
-    sp.add_argument("--name", default="")
-    sp.add_argument("--runs", default="runs", help="runs directory")
+    run_opts(sp)
     sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("sweep", help="run a grid of settings, each point a saved run tagged with the sweep id")
+    run_opts(sp)
+    sp.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                    help="a setting and its values: lr=1e-5,3e-5, alpha=10,30, method=grad_diff,npo, seed=0,1, ...")
+    sp.add_argument("--grid-file", help="a JSON file {name: [values]} (added to --grid)")
+    sp.set_defaults(func=cmd_sweep)
 
     sp = sub.add_parser("eval", help="score a model on the forget and retain sets, MIA and utility")
     model_data(sp)

@@ -37,6 +37,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_weights: bool = False
     name: str = ""
+    sweep: str = ""  # the sweep this run is a point of (unlearning.sweep), "" for a run of its own
 
     def to_dict(self) -> dict:
         return asdict(self)

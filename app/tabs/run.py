@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import re
 
 import gradio as gr
 
@@ -22,6 +23,7 @@ from unlearning.experiment import select
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig
+from unlearning.sweep import new_sweep_id, parse_grid, points
 
 UTILITY = [("bundled multiple choice (6 families, offline)", "items"),
            ("MMLU subset (needs the hub; falls back to the bundled items)", "mmlu"), ("none", "none")]
@@ -40,6 +42,14 @@ class RunTab:
                         self.start = gr.Button("Start unlearning", variant="primary", elem_id="start-run", scale=3)
                         self.stop = gr.Button("Stop", variant="stop", elem_id="stop-run", scale=1)
                         self.cancel_queued = gr.Button("Drop queued", scale=1, min_width=120)
+                    with gr.Accordion("Sweep: run a grid of settings as one job", open=False, elem_id="sweep-box"):
+                        self.grid = gr.Textbox(label="Settings to vary", elem_id="sweep-grid", lines=2,
+                                               placeholder="lr=1e-5,3e-5; alpha=10,30; seed=0,1",
+                                               info="name=value1,value2 separated by ';' or new lines: any training "
+                                                    "setting (lr, steps, params, last_k, seed...), method, or a method "
+                                                    "option (alpha, beta...). Every other setting is the one above.")
+                        self.sweep_plan = gr.Markdown(elem_id="sweep-plan")
+                        self.start_sweep = gr.Button("Start sweep", elem_id="start-sweep")
                     self.progress = gr.HTML(progress_html(None), elem_id="run-progress")
                     self.queue = gr.Markdown(elem_id="run-queue", elem_classes="us-muted")
                 with gr.Column(scale=2):
@@ -158,6 +168,30 @@ class RunTab:
             return values[shared.runs_changed] + 1
 
         self.start.click(start, inputs, shared.runs_changed, show_progress="hidden", concurrency_limit=None)
+
+        def sweep_points(values: dict) -> list[RunConfig]:
+            grid = parse_grid([item for item in re.split(r"[;\n]", values[self.grid] or "") if item.strip()])
+            return points(self._config(values, method_tab), grid, new_sweep_id())
+
+        def sweep_plan(values: dict) -> str:
+            try:
+                configs = sweep_points(values)
+            except (ValueError, KeyError) as error:
+                return f"**Not ready:** {html.escape(str(error.args[0] if error.args else error))}"
+            names = ", ".join(f"`{c.name}`" for c in configs[:8]) + (" ..." if len(configs) > 8 else "")
+            return f"**{len(configs)} points**, each a run of its own in Runs: {names}"
+
+        @friendly
+        def start_sweep(values: dict):
+            configs = sweep_points(values)
+            job = studio.start_sweep(configs)
+            gr.Info(f"Sweep {configs[0].sweep} of {len(configs)} points queued (job #{job.id}).")
+            return values[shared.runs_changed] + 1
+
+        sweep_inputs = inputs | {self.grid}
+        self.grid.change(sweep_plan, sweep_inputs, self.sweep_plan, show_progress="hidden")
+        self.start_sweep.click(start_sweep, sweep_inputs, shared.runs_changed, show_progress="hidden",
+                               concurrency_limit=None)
         self.tab.select(lambda values: self._plan(values, method_tab), inputs, self.plan, show_progress="hidden")
 
         def stop():

@@ -6,7 +6,9 @@ import gradio as gr
 from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import RUN_COLUMNS, originals, runs_frame
+from app.views import RUN_COLUMNS, originals, runs_frame, varied
+
+ALL_RUNS = "all runs"
 
 
 class RunsTab:
@@ -22,9 +24,14 @@ class RunsTab:
             self.table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=300,
                                       elem_id="runs-table", show_label=False,
                                       column_widths=["15%", "9%", "8%", "5%", "6%", "11%", "7%", "8%", "24%", "7%"])
-            self.axis = gr.Radio([("worst retain group", "retain_worst"), ("retain mean", "retain")], value="retain_worst",
-                                 label="Trade-off plot: retain axis", elem_id="runs-axis",
-                                 info="The worst group cannot hide behind a mean that one good group props up.")
+            with gr.Row():
+                self.sweep = gr.Dropdown([ALL_RUNS], value=ALL_RUNS, label="Show", elem_id="runs-sweep", scale=2,
+                                         info="One sweep's points, with their own Pareto front.")
+                self.colour = gr.Dropdown(["method"], value="method", label="Colour by", elem_id="runs-colour", scale=1,
+                                          info="Any setting that differs between the shown runs.")
+                self.axis = gr.Radio([("worst retain group", "retain_worst"), ("retain mean", "retain")],
+                                     value="retain_worst", label="Retain axis", elem_id="runs-axis", scale=2,
+                                     info="The worst group cannot hide behind a mean that one good group props up.")
             self.scatter = gr.Plot(show_label=False, elem_id="runs-scatter")
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
@@ -38,13 +45,19 @@ class RunsTab:
                     with gr.Accordion("Configuration (enough to reproduce the run)", open=False):
                         self.config = gr.JSON(show_label=False)
 
-    def draw_list(self, axis: str = "retain_worst"):
-        summaries = self.studio.summaries()
+    def draw_list(self, axis: str = "retain_worst", sweep: str = ALL_RUNS, colour: str = "method"):
+        everything = self.studio.summaries()
+        sweeps = sorted({s["sweep"] for s in everything if s["sweep"]}, reverse=True)
+        sweep = sweep if sweep in sweeps else ALL_RUNS
+        summaries = [s for s in everything if sweep == ALL_RUNS or s["sweep"] == sweep]
+        colours = ["method", *[k for k in varied(summaries) if k != "method"]]
+        colour = colour if colour in colours else "method"
         done = sum(s["status"] == "completed" for s in summaries)
         broken = sum(s["broken"] for s in summaries)
         count = (f"{len(summaries)} runs, {done} completed" + (f", {broken} broken" if broken else "")
                  + f". Saved under `{self.studio.store.root}`.")
-        return runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis), count
+        return (runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis, colour), count,
+                gr.update(choices=[ALL_RUNS, *sweeps], value=sweep), gr.update(choices=colours, value=colour))
 
     def draw_run(self, run_id: str | None):
         choices = gr.update(choices=run_choices(self.studio), value=run_id)
@@ -57,10 +70,10 @@ class RunsTab:
 
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
-        listing = [self.table, self.scatter, self.count]
-        self.refresh.click(self.draw_list, self.axis, listing, show_progress="hidden")
-        shared.runs_changed.change(self.draw_list, self.axis, listing, show_progress="hidden")
-        self.axis.change(self.draw_list, self.axis, listing, show_progress="hidden")
+        listing = [self.table, self.scatter, self.count, self.sweep, self.colour]
+        choices = [self.axis, self.sweep, self.colour]
+        gr.on([self.refresh.click, shared.runs_changed.change, self.axis.input, self.sweep.input, self.colour.input],
+              self.draw_list, choices, listing, show_progress="hidden")
         run_outputs = [self.run, self.header, self.curves, self.config]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw_run, shared.current_run, run_outputs,
               show_progress="hidden")

@@ -21,7 +21,7 @@ GIBBERISH_BAD = {"forget": 0.25, "retain": 0.1}  # share of a split's answers ne
 ORIGINAL_GIBBERISH = 0.5  # the original's own retain answers this broken (a random model): fluency tells nothing
 UTILITY_DROP = 0.05  # accuracy points: a smaller move is noise on ~100 items
 UTILITY_BROKEN = 0.15
-AT_CHANCE = 0.05  # within this of the guessing level: at chance
+AT_CHANCE = 0.1  # within this of the guessing level: at chance (2.5 standard deviations of guessing on 124 items)
 MIA_NEAR, MIA_FAR = 0.1, 0.25  # |AUC - 0.5|: near chance is good, beyond MIA_FAR is bad either way
 
 
