@@ -134,3 +134,17 @@ def test_options_that_need_scores_refuse_without_them():
         TrainConfig(score_every=0, keep_best=True)
     with pytest.raises(ValueError, match="retain_floor must be a share"):
         TrainConfig(retain_floor=1.5)
+
+
+def test_forgotten_means_down_to_the_level_of_unseen_holdout_samples(setting, bundled):
+    from unlearning.evaluation.memorisation import token_scores
+
+    model, tokenizer, forget, retain = setting
+    holdout = [r for r in bundled.split("holdout") if r.kind == "qa"]
+    monitor = Monitor(tokenizer, forget, retain, TrainConfig(forgotten_em=0.01), holdout=holdout)
+    entry = monitor.score(model, 0)
+    same = [r for r in holdout if (r.task, r.kind) == (forget[0].task, forget[0].kind)]
+    em = token_scores(model, encode_records(tokenizer, same), tokenizer.pad_token_id).exact_memorization()
+    assert monitor.thresholds[0] == pytest.approx(sum(em) / len(em)) != 0.01
+    assert entry["never_seen_em"][f"{forget[0].task}/qa"] == pytest.approx(monitor.thresholds[0])
+    assert monitor.forgotten == [x <= t for x, t in zip(monitor.memorised, monitor.thresholds)]

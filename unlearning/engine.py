@@ -51,7 +51,9 @@ class TrainConfig:
                                                            "(no generation); 0 = off. Needed by everything below."})
     generate_every: int = field(default=0, metadata={"help": "Also generate and score officially every N steps (slow); 0 = off."})
     forgotten_em: float = field(default=0.25, metadata={"help": "A forget sample counts as forgotten once its exact "
-                                                                "memorization (share of answer tokens it still predicts) is at most this."})
+                                                                "memorization (share of answer tokens it still predicts) "
+                                                                "falls to the level of the data's unseen holdout samples "
+                                                                "of its task and kind, or to this where there are none."})
     skip_forgotten: bool = field(default=False, metadata={"help": "Stop pushing forgotten samples: they leave the forget "
                                                                   "batches; the run ends when all are forgotten."})
     focus_unforgotten: bool = field(default=False, metadata={"help": "Draw forget batches by how much of each sample is "

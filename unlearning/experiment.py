@@ -45,6 +45,7 @@ class Selection:
     mia_nonmembers: list[str]
     mia_source: str  # what the members are, shown next to every MIA number
     notes: dict[str, str]  # how this selection departs from the official protocol
+    holdout: list[Record]  # never trained on: the level a forgotten sample should fall to
 
 
 def select(data: UnlearningData, config: RunConfig) -> Selection:
@@ -70,7 +71,7 @@ def select(data: UnlearningData, config: RunConfig) -> Selection:
     else:
         members = [r.text for r in forget]
         source = f"the {len(forget)} selected forget samples, each as input + ' ' + output"
-    return Selection(forget, retain, retain_eval, members, data.mia_nonmembers, source, notes)
+    return Selection(forget, retain, retain_eval, members, data.mia_nonmembers, source, notes, data.split("holdout"))
 
 
 def source_stamp(source: str) -> float:
@@ -144,8 +145,8 @@ def run_experiment(
         steps = config.train.steps
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         progress(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
-        monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model, config.eval.max_new_tokens)
-                   if config.train.score_every else None)
+        monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model,
+                           config.eval.max_new_tokens, sel.holdout) if config.train.score_every else None)
         result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor)
         if result.status not in ("completed", "stopped"):  # cancelled or diverged: keep the curve, skip the evaluation
             store.set_status(run_id, result.status, result.message)

@@ -4,7 +4,10 @@ the best state so far, and when to stop.
 Every `score_every` steps (and once before the first) one no-grad teacher-forced pass over the forget samples and the
 run's fixed retain-eval sample gives each sample's exact memorization, extraction strength and answer NLL
 (evaluation.memorisation: the same maths as the final report, no generation). From that:
-- per-sample state: a forget sample counts as forgotten once its exact memorization is at most `forgotten_em`;
+- per-sample state: a forget sample counts as forgotten once its exact memorization is down to the level of text the
+  original never saw: the mean over the data's holdout samples of the same task and kind, measured before the first
+  step (templated biographies are predictable: the bundled target still predicts 70% of an unseen one's tokens), or
+  `forgotten_em` where the data has no such holdout samples;
   `skip_forgotten` takes it out of the forget batches (no more gradient for it), `focus_unforgotten` draws forget
   batches in proportion to how much of each sample is still memorised, and when every forget sample is forgotten and
   skipped there is nothing left to push: the run ends, and says why;
@@ -47,10 +50,11 @@ class Best:
 
 class Monitor:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, forget: list[Record], retain_eval: list[Record], config,
-                 reference: PreTrainedModel | None = None, max_new_tokens: int = 32) -> None:
+                 reference: PreTrainedModel | None = None, max_new_tokens: int = 32, holdout: list[Record] = ()) -> None:
         self.tokenizer, self.config, self.reference, self.max_new_tokens = tokenizer, config, reference, max_new_tokens
-        self.forget, self.retain_eval = forget, retain_eval
+        self.forget, self.retain_eval, self.holdout = forget, retain_eval, list(holdout)
         self.features = encode_records(tokenizer, forget + retain_eval, config.max_length)
+        self.thresholds = [config.forgotten_em] * len(forget)  # per forget sample; set from the holdout at step 0
         self.forgotten = [False] * len(forget)
         self.memorised = [1.0] * len(forget)  # each forget sample's latest exact memorization
         self.start: dict | None = None  # the scores before the first step
@@ -82,12 +86,26 @@ class Monitor:
         finally:
             model.train(was_training)
         self.memorised = [x if x is not None else 0.0 for x in em[:n]]
-        self.forgotten = [x <= self.config.forgotten_em for x in self.memorised]
+        if step == 0 and self.holdout:
+            self._never_seen(model)
+            entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
+        self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
         entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
                   "per_sample": {r.id: round(x, 3) for r, x in zip(self.forget, self.memorised)}}
         if step == 0:
             self.start = entry
         return entry
+
+    def _never_seen(self, model: PreTrainedModel) -> None:
+        """The original's exact memorization on holdout samples, per task and kind: the forgotten level to reach."""
+        features = encode_records(self.tokenizer, self.holdout, self.config.max_length)
+        em = token_scores(model, features, self.tokenizer.pad_token_id, batch_size=16).exact_memorization()
+        levels: dict[tuple, list[float]] = {}
+        for record, value in zip(self.holdout, em):
+            if value is not None:
+                levels.setdefault((record.task, record.kind), []).append(value)
+        self.thresholds = [statistics.fmean(levels[(r.task, r.kind)]) if (r.task, r.kind) in levels else t
+                           for r, t in zip(self.forget, self.thresholds)]
 
     def _generated(self, model: PreTrainedModel) -> dict:
         records = self.forget + self.retain_eval
