@@ -1,11 +1,13 @@
-"""Learn tab: a short guided tour of machine unlearning, the metrics, and how to use the studio."""
+"""Learn tab: a guided tour of machine unlearning, every metric (from the library's registry), and the studio."""
 from __future__ import annotations
 
 import gradio as gr
 
 from app.tabs.common import LATEX
+from unlearning.evaluation import METRICS
+from unlearning.evaluation.metrics import FAMILIES
 
-TOUR = r"""
+BASICS = r"""
 ## What is machine unlearning?
 
 A language model trained on some text can often **reproduce it**: a phone number, a private biography, a
@@ -65,9 +67,98 @@ Take a model that has **collapsed**: it answers everything with an empty string 
 * But retain scores are 0 (the harmonic-mean aggregate falls to 0) and utility is at chance (0.25).
 
 Final score $\approx (0 + 1 + 0.25)/3 \approx 0.42$: a respectable-looking number for a useless model. This is why
-the studio shows the **three parts separately**, warns in red when **retain or utility collapse**, and lets you
-read the actual generations side by side. Always check the Compare tab before believing a score.
+the studio shows the **three parts separately**, gives every run a **verdict** (below) that calls out a broken model,
+and lets you read the actual generations side by side. Always check the Compare tab before believing a score.
 
+"""
+
+MEMORISATION = r"""
+## Does it still know the answer? Memorisation without generating
+
+Generation-based scores depend on one greedy answer. The field now also reads the model's probabilities directly,
+*teacher forced*: the model is shown the prompt and the true answer, and at every answer token we ask what it would
+have predicted (open-unlearning, MUSE):
+
+* **Exact memorization** (EM): the share of answer tokens where the model's top choice is the true token.
+* **Extraction strength** (ES): $1 - k/L$, where $k$ is the shortest piece of the answer an attacker must supply before
+  the model completes the rest exactly. ES = 1 means the prompt alone extracts the whole answer.
+* **Answer probability**: the geometric-mean probability of an answer token, $e^{-\text{NLL}}$.
+
+These need no generation, which is why the studio also computes them *during* a run (the Run tab's live curves) and
+per sample (which forget samples are already forgotten). The **Compare** tab's token view colours each answer token
+by its probability before and after: you see which facts (the SSN digits, the email) lost probability and which did
+not.
+"""
+
+FLUENCY = r"""
+## Is it still language? Fluency
+
+A forget score can fall because the model now answers *something else*, or because it now answers *nothing
+sensible*. The second is not forgetting: it is a broken model on those prompts, and it usually leaks into the retain
+set too. For every generation the studio measures:
+
+* **repetition**: the share of tokens that repeat one of the 16 before them. Prose stays under about 0.35;
+  "angel angel angel ..." or "2222..." are near 1.
+* **generation NLL**: how surprising the generation is to the *original* model. Token soup is implausible to it.
+
+A long generation that loops (repetition at least 0.4) or that the original finds implausible, or any answer that is
+empty or one token repeated, is flagged **gibberish**. The verdict counts the answers that *turned* into gibberish.
+"""
+
+OVER_UNLEARNING = r"""
+## Too much forgetting: over-unlearning
+
+Membership inference compares the loss of the forgotten documents with the loss of documents the model never saw. The
+goal is an AUC of **0.5**: forgotten text looks like unseen text. Gradient ascent does not stop there: it keeps
+pushing the forgotten answers' loss up until they are *less* likely than anything the model never saw, and the AUC
+falls towards 0. An attacker reads that just as easily ("these are the ones it was made to forget"), which is why the
+official MIA score $1 - 2|\text{AUC} - 0.5|$ is low at both ends. Bounded forget terms (NPO, SimNPO, or the
+`nll_cap` option of gradient ascent and difference) and stopping each sample once it is forgotten (`skip_forgotten`)
+are the studio's tools against it.
+"""
+
+VERDICT = r"""
+## The verdict
+
+Every run gets five plain sentences, each green, amber or red:
+
+| | asks | decided by |
+|---|---|---|
+| **Forgot** | did the forget samples stop being reproduced? | the forget score's relative drop, and whether the new answers are gibberish |
+| **Kept** | is every retain group still reproduced? | the *worst* task x kind group, not the mean |
+| **Still fluent** | are forget and retain answers still language? | answers that turned into gibberish |
+| **Utility kept** | does it still know general things? | accuracy on the bundled multiple-choice families (or MMLU), against chance |
+| **Privacy** | can an attacker tell the forgotten documents apart? | MIA AUC near 0.5, explained on both sides |
+
+A run that damaged a retain group or turned answers into gibberish is marked **broken** on the Runs table and drawn
+as a red cross on the trade-off plot, whatever its final score.
+"""
+
+MODES = r"""
+## Fast mode and official mode
+
+The SemEval organisers generated one prompt at a time with the model in bf16, 256 new tokens, scored every retain
+row, and ran the MIA on their own member and non-member files. **Official mode** does exactly that (slow on a CPU).
+**Fast mode**, the interactive default, batches generation, stops at 64 tokens, scores a fixed sample of 40 retain
+rows and uses the run's own forget samples as MIA members. Every number says which mode produced it; the README
+gives the measured distance between the two.
+"""
+
+
+def glossary() -> str:
+    """Every metric the studio reports, straight from the library's registry."""
+    better = {"higher": "↑ higher", "lower": "↓ lower", "0.5": "→ 0.5"}
+    rows = []
+    for family in FAMILIES:
+        for m in (m for m in METRICS.values() if m.family == family):
+            direction = f"{better[m.better]} on retain, {better[m.better_on('forget')]} on forget" if m.knowledge else better[m.better]
+            chance = "" if m.chance is None else f"{m.chance:g}"
+            rows.append(f"| **{m.title}** `{m.name}` | {family} | {direction} | {chance} | {m.what} |")
+    return ("## Every metric\n\n| metric | family | better | chance | what it measures |\n|---|---|---|---|---|\n"
+            + "\n".join(rows))
+
+
+USING = r"""
 ## Using the studio, step by step
 
 1. **Model**: load a model. The *tiny* random model runs in seconds (good for seeing the mechanics); the offline
@@ -85,8 +176,12 @@ read the actual generations side by side. Always check the Compare tab before be
    runs no other run beats on both axes; the best runs sit top-left (forgotten and kept).
 """
 
+CHAPTERS = [BASICS, MEMORISATION, FLUENCY, OVER_UNLEARNING, VERDICT, MODES, USING]
+
 
 class LearnTab:
     def __init__(self) -> None:
         with gr.Tab("Learn", id="learn"):
-            gr.Markdown(TOUR, latex_delimiters=LATEX, elem_classes="us-learn")
+            for chapter in CHAPTERS:
+                gr.Markdown(chapter, latex_delimiters=LATEX, elem_classes="us-learn")
+            gr.Markdown(glossary(), elem_classes="us-learn", elem_id="learn-glossary")
