@@ -227,3 +227,18 @@ def test_bundled_official_mode_builds_documents_like_the_official_files(bundled)
     assert sel.mia_members == [r.text for r in bundled.split("forget") if r.kind == "sc"]
     assert sel.mia_nonmembers == [r.text for r in bundled.split("holdout") if r.kind == "sc"]
     assert "built from" in sel.notes["mia"]  # not the official files, and the report will say so
+
+
+def test_a_lume_subset_keeps_the_layout_and_its_own_mia_documents(tmp_path):
+    if not LUME.exists():
+        pytest.skip("LUME validation data not present")
+    from unlearning.data.lume import write_subset
+
+    full = load_lume(LUME)
+    small = load_lume(write_subset(LUME, tmp_path / "small", per_group=2))
+    groups = {(r.split, r.task, r.kind) for r in small.records}
+    assert len(small.records) == 2 * len(groups) == 24  # 2 splits x 3 tasks x 2 kinds
+    assert set(small.mia_members) <= set(full.mia_members) and small.mia_official
+    assert set(small.mia_members) == {r.text for r in small.split("forget") if r.text in set(full.mia_members)}
+    assert len(small.mia_members) == 2 and len(small.mia_nonmembers) == 2  # the member completions were picked first
+    assert set(small.mia_nonmembers) <= set(full.mia_nonmembers)

@@ -9,6 +9,8 @@ from dataclasses import fields
 
 from tqdm import tqdm
 
+from unlearning.data import load_data
+from unlearning.data.lume import write_subset
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
@@ -156,6 +158,13 @@ def cmd_runs(args) -> dict | list:
     return [{"run_id": r, **store.status(r), "method": store.config(r).train.method} for r in store.ids()]
 
 
+def cmd_subset(args) -> dict:
+    out = write_subset(args.folder, args.out, args.per_group, seed=args.seed)
+    data = load_data(str(out))
+    return {"folder": str(out), "forget": len(data.split("forget")), "retain": len(data.split("retain")),
+            "mia_members": len(data.mia_members), "mia_nonmembers": len(data.mia_nonmembers)}
+
+
 def cmd_metrics(args) -> list:
     return [m.describe() for m in METRICS.values()]
 
@@ -235,6 +244,13 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("methods", help="list the unlearning methods and their options")
     sp.set_defaults(func=cmd_methods)
+
+    sp = sub.add_parser("subset", help="write a smaller LUME folder: N rows per split x task x kind, with its MIA files")
+    sp.add_argument("folder", help="a LUME folder, e.g. ../shared/data/lume-validation")
+    sp.add_argument("--per-group", type=int, default=3, help="rows of each split x task x kind")
+    sp.add_argument("--out", required=True, help="folder to write (created)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=cmd_subset)
 
     sp = sub.add_parser("metrics", help="list every metric: what it measures, which way is better, chance and ideal")
     sp.set_defaults(func=cmd_metrics)

@@ -7,9 +7,11 @@ mia_data/member.jsonl / mia_data/nonmember.jsonl on the hub.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
 from huggingface_hub import snapshot_download
 
 from unlearning.data.custom import DataError, read_table, records_from_frame, require_columns, validate_records
@@ -51,6 +53,39 @@ def _mia_files(folder: Path, part: str) -> list[Path]:
     named = lambda path, name: name in path.relative_to(folder).as_posix()  # noqa: E731
     own = [p for p in files if named(p, part)]
     return own or [p for p in files if not any(named(p, other) for other in PARTS if other != part)]
+
+
+def write_subset(folder: str | Path, out: str | Path, per_group: int, part: str = "validation", seed: int = 0) -> Path:
+    """A smaller LUME folder: `per_group` rows of each split x task x kind, and the MIA documents that go with them.
+
+    Forget completions that are MIA members are picked first, so the subset's member file (the members among the
+    picked completions) is not empty; the non-member file gets a random sample of the same size. The files keep LUME's
+    layout and names, so every command takes the subset as `--data OUT`. Nothing is written into `folder`.
+    """
+    if not isinstance(per_group, int) or per_group < 1:
+        raise ValueError(f"per_group must be a whole number >= 1, got {per_group!r}")
+    data = load_lume(folder, part)
+    rng = random.Random(seed)
+    members = set(data.mia_members)
+    picked = []
+    for split in ("forget", "retain"):
+        groups: dict[tuple, list] = {}
+        for record in data.split(split):
+            groups.setdefault((record.task, record.kind), []).append(record)
+        for records in groups.values():
+            rng.shuffle(records)
+            records.sort(key=lambda r: r.text not in members)  # members first, in random order (stable sort)
+            picked += records[:per_group]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("forget", "retain"):
+        rows = [{k: v for k, v in r.to_dict().items() if k != "kind"} for r in picked if r.split == split]
+        pd.DataFrame(rows).to_parquet(out / f"{split}_{part}.parquet")
+    chosen = [r.text for r in picked if r.text in members]
+    nonmembers = rng.sample(data.mia_nonmembers, min(len(chosen), len(data.mia_nonmembers)))
+    for name, documents in (("mia_member.jsonl", chosen), ("mia_nonmember.jsonl", nonmembers)):
+        pd.DataFrame({"id": range(len(documents)), "document": documents}).to_json(out / name, orient="records", lines=True)
+    return out
 
 
 def _find_split_file(folder: Path, split: str, part: str) -> Path:

@@ -7,6 +7,7 @@ non-members, the forget documents the members.
 """
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 
 from faker import Faker
@@ -94,7 +95,8 @@ def _entity(fake: Faker, prefix: str, task: str, split: str, template: tuple, fa
 
 def _person(fake: Faker) -> dict[str, str]:
     first, last = fake.first_name(), fake.unique.last_name()  # unique last names: no two people share a name
-    birth = fake.date_of_birth(minimum_age=25, maximum_age=80)
+    # a fixed range, not date_of_birth(): that one counts back from today, so the data would change every day
+    birth = fake.date_between_dates(date(1946, 1, 1), date(2000, 12, 31))
     return {
         "name": f"{first} {last}",
         "first": first,
