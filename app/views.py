@@ -35,22 +35,21 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def run_summary(store: RunStore, run_id: str) -> dict:
-    """One run as the Runs table and the trade-off plot need it."""
-    config = store.config(run_id)
-    status = store.status(run_id)
-    before, after = store.read_json(run_id, "before.json"), store.read_json(run_id, "after.json")
+    """One run as the Runs table and the trade-off plot need it; a damaged run keeps what could still be read."""
+    run = store.read(run_id)
+    config, status, before, after = run.config, run.status, run.before, run.after
     return {
         "id": run_id,
-        "name": config.name,
-        "label": config.name or run_id,
-        "method": config.train.method,
-        "steps": config.train.steps,
-        "lr": config.train.learning_rate,
+        "name": config.name if config else "",
+        "label": (config.name if config else "") or run_id,
+        "method": config.train.method if config else "?",
+        "steps": config.train.steps if config else len(run.steps),
+        "lr": config.train.learning_rate if config else None,
         "status": status["status"],
         "message": status.get("message", ""),
-        "model": config.model,
-        "data": config.data,
-        "forget_ids": len(config.forget_ids),
+        "model": config.model if config else "?",
+        "data": config.data if config else "?",
+        "forget_ids": len(config.forget_ids) if config else 0,
         "forget_before": _round(split_mean(before, "forget")),
         "retain_before": _round(split_mean(before, "retain")),
         "forget": _round(split_mean(after, "forget")),
@@ -62,7 +61,8 @@ def run_summary(store: RunStore, run_id: str) -> dict:
 
 def runs_frame(summaries: list[dict]) -> pd.DataFrame:
     rows = [
-        [s["id"], s["name"], s["method"], s["steps"], f"{s['lr']:g}", s["status"] + (" ⚠" if s["collapsed"] else ""),
+        [s["id"], s["name"], s["method"], s["steps"], "–" if s["lr"] is None else f"{s['lr']:g}",
+         s["message"] if s["status"] == "damaged" else s["status"] + (" ⚠" if s["collapsed"] else ""),
          _num(s["forget"]), _num(s["retain"]), _num(s["final"])]
         for s in summaries
     ]

@@ -19,7 +19,8 @@ def test_run_saves_a_run_that_lists_and_reloads(capsys, tmp_path):
     code, out = run_cli(capsys, "run", "--model", "tiny", "--forget-n", "2", "--batch-size", "2", "--steps", "2", "--lr", "1e-3",
                         "--max-new-tokens", "4", "--runs", runs, "--set", "alpha=2")
     assert code == 0 and out["status"] == "completed" and out["steps"] == 2
-    assert out["config"]["train"]["method_options"] == {"alpha": 2} and out["config"]["train"]["compile"] is False
+    assert out["config"]["train"]["method_options"] == {"gamma": 1.0, "alpha": 2.0, "retain_loss": "nll"}
+    assert out["config"]["train"]["compile"] is False
     assert set(out["before"]["aggregate_parts"]) == set(out["after"]["aggregate_parts"])
     code, listed = run_cli(capsys, "runs", "--runs", runs)
     assert [r["run_id"] for r in listed] == [out["run_id"]] and listed[0]["method"] == "grad_diff"

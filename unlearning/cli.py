@@ -1,19 +1,40 @@
-"""Headless command line: python -m unlearning prepare-target | run | eval | runs | methods. Results print as JSON."""
+"""Headless command line: python -m unlearning prepare-target | run | eval | runs | delete | methods.
+
+Results print as JSON on stdout, a progress bar on stderr; errors print as {"error": ...}, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from dataclasses import fields
+import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from tqdm import tqdm
 
+from unlearning.data import DataError
 from unlearning.engine import TrainConfig
 from unlearning.evaluate import EvalConfig, evaluate
-from unlearning.experiment import cached_data, cached_model, run_experiment, select
+from unlearning.experiment import cached_data, cached_model, run_experiment, selection
+from unlearning.jobs import user_message
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig, RunStore
+from unlearning.models import ModelLoadError
+from unlearning.options import Option, options
+from unlearning.plan import make_plan
+from unlearning.runs import Run, RunStore
 from unlearning.target import TargetConfig, prepare_target
+
+EXIT_CODES = {"completed": 0, "failed": 1, "bad input": 2, "diverged": 3, "cancelled": 4}
+EXIT_HELP = """exit codes (every command; `run` by how the run ended):
+  0  completed
+  1  failed: the run started and stopped on an error (disk full, out of memory); its folder says why
+  2  bad input: nothing was created or changed (a wrong option, id, model or data; also usage errors)
+  3  diverged: the loss became NaN or infinite; the curve so far is kept
+  4  cancelled: stopped by Ctrl-C or SIGTERM; the curve so far is kept"""
+TOKENS = next(o for o in options(EvalConfig) if o.name == "max_new_tokens")
+BAD_INPUT = (ValueError, KeyError, DataError, ModelLoadError)  # ModelLoadError is a RuntimeError: listed first
 
 
 class Bar:
@@ -30,15 +51,29 @@ class Bar:
         self.bar.close()
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    """--set key=value; the value is read as JSON when it parses (numbers, true), else kept as text."""
+def parse_option(text: str) -> tuple[str, str]:
+    """--set key=value; the value stays text here and is checked against the method's option by the run plan."""
     key, sep, value = text.partition("=")
-    if not sep:
+    if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value
+
+
+@contextmanager
+def sigterm_cancels() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does (KeyboardInterrupt): the run is marked cancelled and its curve kept."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
@@ -56,45 +91,68 @@ def cmd_prepare_target(args) -> dict:
     return {"target": folder, **report}
 
 
-def cmd_run(args) -> dict:
-    bar = Bar()
-    model = target_for(args, bar)[0] if args.target else args.model
-    data = cached_data(args.data)
+def run_request(args, model: str) -> dict:
+    """The run the flags describe, as the run plan takes it: the values as typed, checked there."""
     if args.forget_ids:
-        forget_ids = args.forget_ids.split(",")
+        forget_ids = [i.strip() for i in args.forget_ids.split(",") if i.strip()]
     else:
-        forget_ids = data.sample_forget(args.forget_n or len(data.records), args.seed, args.forget_kind)
-    train = TrainConfig(
-        method=args.method, method_options=dict(args.set), steps=args.steps, learning_rate=args.lr,
-        batch_size=args.batch_size, params=args.params, last_k=args.last_k, lora_rank=args.lora_rank, seed=args.seed,
-        compile=args.compile,
-    )
-    config = RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train,
-                       eval=EvalConfig(max_new_tokens=args.max_new_tokens), save_weights=args.save_weights, name=args.name)
+        data = cached_data(args.data)
+        seed = args.seed if args.seed is not None else TrainConfig.seed
+        draw = int(seed) if str(seed).isdigit() else TrainConfig.seed  # a bad --seed is the plan's to report
+        forget_ids = data.sample_forget(args.forget_n or len(data.records), draw, args.forget_kind)
+    train = {o.name: getattr(args, o.name) for o in options(TrainConfig) if getattr(args, o.name) is not None}
+    return {"model": model, "data": args.data, "forget_ids": forget_ids,
+            "train": {"method": args.method, "method_options": dict(args.set), **train},
+            "eval": {"max_new_tokens": args.max_new_tokens}, "save_weights": args.save_weights, "name": args.name}
+
+
+def cmd_run(args) -> dict:
+    # Checked on the base model first, so a bad option fails at once, not after minutes of preparing a target.
+    plan = make_plan(run_request(args, args.model))
+    bar = Bar()
+    if args.target:
+        plan = make_plan(run_request(args, target_for(args, bar)[0]))
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
     store = RunStore(args.runs)
-    run_id, _ = run_experiment(config, store, bar)
-    bar.close()
-    return summary(store, run_id)
+    run_id = store.create(plan.config)
+    error = None
+    try:
+        with sigterm_cancels():
+            run_experiment(plan, store, bar, run_id=run_id)
+    except KeyboardInterrupt:
+        pass  # the run is marked cancelled: the summary and the exit code say so
+    except Exception as failure:  # noqa: BLE001 - the run folder records the failure; the user reads a sentence
+        error = user_message(failure)
+    finally:
+        bar.close()
+    out = summary(store, run_id)
+    if error:
+        out["error"] = error
+    return {**out, "notes": plan.notes}
 
 
 def summary(store: RunStore, run_id: str) -> dict:
-    out = {"run_id": run_id, **store.status(run_id), "config": store.read_json(run_id, "config.json")}
-    for name in ("before", "after"):
-        report = store.read_json(run_id, f"{name}.json")
+    run = store.read(run_id)
+    out = {**listing(run), "config": run.config.to_dict() if run.config else None}
+    for name, report in (("before", run.before), ("after", run.after)):
         if report:
             out[name] = {k: v for k, v in report.items() if k != "rows"}
-    steps = store.steps(run_id)
-    out["steps"] = len(steps)
-    out["last_step"] = steps[-1] if steps else None
+    out["last_step"] = run.steps[-1] if run.steps else None
     return out
 
 
+def listing(run: Run) -> dict:
+    """One line of `runs`: a damaged run is listed too, with what is wrong and what could still be read."""
+    return {"run_id": run.id, **run.status, "method": run.config.train.method if run.config else None,
+            "name": run.config.name if run.config else None, "steps": len(run.steps), "problems": run.problems}
+
+
 def cmd_eval(args) -> dict:
+    eval_config = EvalConfig(max_new_tokens=args.max_new_tokens)
     bar = Bar()
     loaded, data = cached_model(args.model), cached_data(args.data)
-    config = RunConfig(model=args.model, data=args.data, forget_ids=[r.id for r in data.split("forget")])
-    sel = select(data, config, retain_eval_size=args.retain_n)
-    eval_config = EvalConfig(max_new_tokens=args.max_new_tokens)
+    sel = selection(data, data.split("forget"), data.split("retain"), retain_eval_size=args.retain_n)
     report = evaluate(loaded.model, loaded.tokenizer, sel.forget + sel.retain_eval, sel.mia_members, sel.mia_nonmembers, eval_config,
                       lambda stage, done, total: bar(done / max(total, 1), stage))
     bar.close()
@@ -105,18 +163,42 @@ def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
         return summary(store, args.run_id)
-    return [{"run_id": r, **store.status(r), "method": store.config(r).train.method} for r in store.ids()]
+    return [listing(store.read(r)) for r in store.ids()]
+
+
+def cmd_delete(args) -> dict:
+    RunStore(args.runs).delete(args.run_id)
+    return {"deleted": args.run_id}
+
+
+def describe(option: Option) -> dict:
+    return {"type": option.kind.__name__, "default": option.default, "help": option.help,
+            "choices": list(option.choices) or None, "bounds": option.bounds() or None}
 
 
 def cmd_methods(args) -> list:
     return [
-        {"name": m.name, "title": m.title, "paper": m.paper, "options": {f.name: f.default for f in fields(m.Config)}}
+        {"name": m.name, "title": m.title, "paper": m.paper, "options": {o.name: describe(o) for o in options(m.Config)}}
         for m in METHODS.values() if m.unlearns
     ]
 
 
+def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """A flag generated from a config option: its help, choices, bounds and default are the option's own. Values
+    are read as text and checked by the run plan, so a flag and the app's control refuse the same things."""
+    flags = [f"--{option.name.replace('_', '-')}", *option.flags]
+    facts = [f"one of {', '.join(option.choices)}" if option.choices else "", option.bounds(), f"default {option.default}"]
+    text = f"{option.help} ({'; '.join(f for f in facts if f)})".replace("%", "%%")
+    if option.kind is bool:
+        parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        parser.add_argument(*flags, dest=option.name, default=None, metavar=option.kind.__name__.upper(), help=text)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unlearning", description="Unlearning Studio, headless.")
+    formatter = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m unlearning", description="Unlearning Studio, headless.", epilog=EXIT_HELP,
+                                formatter_class=formatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_data(sp):
@@ -132,34 +214,40 @@ def parser() -> argparse.ArgumentParser:
     model_data(sp), target_opts(sp)
     sp.set_defaults(func=cmd_prepare_target)
 
-    sp = sub.add_parser("run", help="unlearn some forget samples, evaluate before and after, save the run")
+    sp = sub.add_parser("run", help="unlearn some forget samples, evaluate before and after, save the run",
+                        epilog=EXIT_HELP, formatter_class=formatter)
     model_data(sp), target_opts(sp)
     sp.add_argument("--target", action="store_true", help="run on the memorised target of --model on --data (prepared if missing)")
-    sp.add_argument("--method", default="grad_diff", choices=[m for m, c in METHODS.items() if c.unlearns])
-    sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE", help="method option, e.g. alpha=2")
+    sp.add_argument("--method", default=TrainConfig.method, help=f"one of {', '.join(m for m, c in METHODS.items() if c.unlearns)}")
+    sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                    help="a method option, e.g. alpha=30; `methods` lists each method's options with their bounds")
     sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
     sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
     sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
-    for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0), ("max-new-tokens", 64)):
-        sp.add_argument(f"--{name}", type=int, default=default)
-    sp.add_argument("--lr", type=float, default=1e-5, help="learning rate")
-    sp.add_argument("--params", default="full", choices=["full", "last_k", "lora"])
-    sp.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks: faster steps after a ~30 s first one")
-    sp.add_argument("--save-weights", action="store_true")
+    for option in options(TrainConfig):
+        add_option(sp, option)
+    sp.add_argument("--max-new-tokens", default=64, metavar="INT",
+                    help=f"{TOKENS.help} ({TOKENS.bounds()}; default 64 here: fewer is faster on a CPU)")
+    sp.add_argument("--save-weights", action="store_true", help="save the unlearned model as runs/RUN_ID/model")
     sp.add_argument("--name", default="")
     sp.add_argument("--runs", default="runs", help="runs directory")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("eval", help="score a model on the forget and retain sets, MIA and utility")
     model_data(sp)
-    sp.add_argument("--max-new-tokens", type=int, default=256)
+    sp.add_argument("--max-new-tokens", default=TOKENS.default, metavar="INT", help=f"{TOKENS.help} ({TOKENS.bounds()})")
     sp.add_argument("--retain-n", type=int, default=40, help="retain samples to score")
     sp.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("runs", help="list saved runs, or show one")
+    sp = sub.add_parser("runs", help="list saved runs (damaged ones with what is wrong), or show one")
     sp.add_argument("run_id", nargs="?")
     sp.add_argument("--runs", default="runs")
     sp.set_defaults(func=cmd_runs)
+
+    sp = sub.add_parser("delete", help="delete a saved run (a damaged one too); a run in progress is refused")
+    sp.add_argument("run_id")
+    sp.add_argument("--runs", default="runs")
+    sp.set_defaults(func=cmd_delete)
 
     sp = sub.add_parser("methods", help="list the unlearning methods and their options")
     sp.set_defaults(func=cmd_methods)
@@ -170,8 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (ValueError, KeyError, RuntimeError, OSError) as error:
-        print(json.dumps({"error": str(error)}), file=sys.stdout)
-        return 2
+    except KeyboardInterrupt:
+        print(json.dumps({"error": "stopped by the user"}))
+        return EXIT_CODES["cancelled"]
+    except BAD_INPUT as error:
+        print(json.dumps({"error": user_message(error)}))
+        return EXIT_CODES["bad input"]
+    except (OSError, RuntimeError, MemoryError) as error:
+        print(json.dumps({"error": user_message(error)}))
+        return EXIT_CODES["failed"]
     print(json.dumps(result, indent=1, default=str))
-    return 0
+    return EXIT_CODES.get(result["status"], EXIT_CODES["failed"]) if args.command == "run" else 0

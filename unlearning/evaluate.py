@@ -11,7 +11,7 @@ import json
 import statistics
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import collate, encode_records
 from unlearning.data.records import Record
 from unlearning.methods.losses import forward, sample_nll, token_logprobs
+from unlearning.options import check, option
 
 # Which way is better, like lm-evaluation-harness's `higher_is_better`; the UI colours and Pareto plot read it.
 # "0.5" means best at 0.5 (an MIA AUC of 0.5 = members look like non-members). Aggregate parts are already
@@ -285,22 +286,20 @@ def final_score(aggregate: float, mia_score: float | None, utility: float | None
 
 @dataclass
 class EvalConfig:
-    max_new_tokens: int = field(default=256, metadata={"help": "Tokens generated per prompt (official: 256)."})
-    batch_size: int = field(default=16, metadata={"help": "Samples per loss batch (vocabulary-sized logits each)."})
+    # max 1024: a run generates for every sample twice; more makes a CPU evaluation take hours (official: 256)
+    max_new_tokens: int = option(256, "Tokens generated per prompt (official: 256).", ge=1, le=1024)
+    batch_size: int = option(16, "Samples per loss batch (vocabulary-sized logits each).", ge=1, le=4096)
     # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (unlearning.bench).
-    generation_batch_size: int = field(default=64, metadata={"help": "Prompts generated together."})
-    utility: str = field(
-        default="probe",
-        metadata={"help": "probe: the built-in 40-question check; mmlu: MMLU subset (needs the hub, falls back to probe); none."},
+    generation_batch_size: int = option(64, "Prompts generated together.", ge=1, le=4096)
+    utility: str = option(
+        "probe", "probe: the built-in 40-question check; mmlu: MMLU subset (needs the hub, falls back to probe); none.",
+        choices=("probe", "mmlu", "none"),
     )
-    mmlu_subset: int = field(default=200, metadata={"help": "MMLU test questions sampled (fixed seed)."})
-    mia: bool = field(default=True, metadata={"help": "Run the membership-inference attacks on the MIA documents."})
+    mmlu_subset: int = option(200, "MMLU test questions sampled (fixed seed).", ge=1, le=100_000)
+    mia: bool = option(True, "Run the membership-inference attacks on the MIA documents.")
 
     def __post_init__(self) -> None:
-        if self.utility not in ("probe", "mmlu", "none"):
-            raise ValueError(f"utility must be 'probe', 'mmlu' or 'none', got {self.utility!r}")
-        if min(self.max_new_tokens, self.batch_size, self.generation_batch_size, self.mmlu_subset) < 1:
-            raise ValueError("max_new_tokens, batch sizes and mmlu_subset must be positive")
+        check(self)
 
 
 @dataclass

@@ -5,23 +5,20 @@ gr.Timer): it reads the job the runner is working on, so a reload or a second ta
 """
 from __future__ import annotations
 
-import dataclasses
 import html
 
 import gradio as gr
 
-from app import selection as sel
 from app.plots import empty_figure, loss_curves
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
-from app.tabs.method import MethodTab
+from app.tabs.method import MethodTab, knob
 from app.views import alerts_html, split_mean
-from unlearning.engine import check_data
 from unlearning.evaluate import EvalConfig
-from unlearning.experiment import select
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig
+from unlearning.options import options
+from unlearning.plan import Plan, PlanError, make_plan
 
 UTILITY = [("offline probe (40 questions)", "probe"), ("MMLU subset (needs the hub; falls back to the probe)", "mmlu"),
            ("none", "none")]
@@ -47,11 +44,12 @@ class RunTab:
                         self.name = gr.Textbox(label="Run name (optional)", placeholder="e.g. npo-beta-0.5")
                         self.save = gr.Checkbox(False, label="Save the unlearned weights",
                                                 info="Needed to chat with this run's model after a restart; costs disk.")
-                        self.max_new = gr.Number(64, label="max new tokens per generation", precision=0, minimum=1,
-                                                 elem_id="max-new-tokens",
-                                                 info="The official setting is 256; fewer is faster on a CPU.")
+                        evaluation = {o.name: o for o in options(EvalConfig)}
+                        self.max_new = knob(evaluation["max_new_tokens"], 64, label="max new tokens per generation",
+                                            elem_id="max-new-tokens",
+                                            info=f"{evaluation['max_new_tokens'].help} Fewer is faster on a CPU.")
                         self.utility = gr.Radio(UTILITY, value="probe", label="Utility benchmark")
-                        self.mia = gr.Checkbox(True, label="Membership inference attack (MIA)")
+                        self.mia = knob(evaluation["mia"], label="Membership inference attack (MIA)")
             with gr.Row():
                 with gr.Column(scale=3):
                     self.curves = gr.Plot(empty_figure("No run yet: press Start"), elem_id="run-curves", show_label=False)
@@ -61,38 +59,35 @@ class RunTab:
 
     # -------------------------------------------------------------------------------------------------- helpers
 
-    def _config(self, values: dict, method_tab: MethodTab) -> RunConfig:
-        """The run the controls describe, checked as the library will check it, so mistakes show before it queues."""
-        selected = values[self.shared.selection]
-        if not selected:
-            raise ValueError("No forget samples selected: tick some in the Data tab first (or use a shortcut there).")
-        data = self.studio.data()
-        train = method_tab.train_config(values)
-        if train.batch_size > len(selected):  # a batch cannot hold more samples than there are: shrink it, not fail
-            train = dataclasses.replace(train, batch_size=len(selected))
-        max_new = values[self.max_new]
-        evaluation = EvalConfig(max_new_tokens=int(max_new or 0), utility=values[self.utility], mia=bool(values[self.mia]))
-        config = RunConfig(model=self.studio.model_source, data=self.studio.data_source, forget_ids=list(selected),
-                           retain_ids=sel.retain_ids(data, selected), train=train, eval=evaluation,
-                           save_weights=bool(values[self.save]), name=(values[self.name] or "").strip())
-        chosen = select(data, config)  # ids from another dataset, overlapping sets
-        check_data(chosen.forget, chosen.retain, train)  # empty retain set for a method that needs one, ...
-        return config
+    def _request(self, values: dict, method_tab: MethodTab) -> dict:
+        """The run the controls describe, with this session's own model and data, as the run plan takes it."""
+        return {"model": values[self.shared.model_source], "data": values[self.shared.data_source],
+                "forget_ids": list(values[self.shared.selection] or []), "train": method_tab.request(values),
+                "eval": {"max_new_tokens": values[self.max_new], "utility": values[self.utility], "mia": values[self.mia]},
+                "save_weights": bool(values[self.save]), "name": (values[self.name] or "").strip()}
+
+    def _checked(self, values: dict, method_tab: MethodTab) -> Plan:
+        """The checked plan, or PlanError; a model this session is still loading is not ready to plan with."""
+        watched = self.studio.runner.get(values[self.shared.model_job]["id"] or 0)
+        if watched is not None and watched.state in ("queued", "running"):
+            raise PlanError([f"wait until '{watched.title}' (job #{watched.id}) finishes: the run needs to know "
+                             "which model it unlearns"])
+        if not values[self.shared.selection]:
+            raise PlanError(["No forget samples selected: tick some in the Data tab first (or use a shortcut there)."])
+        return make_plan(self._request(values, method_tab))
 
     def _plan(self, values: dict, method_tab: MethodTab) -> str:
         try:
-            config = self._config(values, method_tab)
-        except (ValueError, KeyError) as error:
-            text = error.args[0] if isinstance(error, KeyError) else str(error)
-            return f"**Not ready:** {html.escape(str(text))}"
-        t = config.train
-        retain = "the whole retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
+            plan = self._checked(values, method_tab)
+        except PlanError as error:
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in error.problems)
+            return f"**Not ready:**<ul>{items}</ul>"
+        config, t = plan.config, plan.config.train
+        retain = "the retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
         text = (f"**Plan:** forget **{len(config.forget_ids)}** samples (keep {retain}) of `{config.data}` from model "
                 f"`{config.model}` with **{METHODS[t.method].title}**: {t.steps} steps, lr {t.learning_rate:g}, "
                 f"batch {t.batch_size}, {t.params}.")
-        if t.batch_size < (values[method_tab.batch] or 0):
-            text += f" The batch size is lowered to {t.batch_size}: there are only {t.batch_size} forget samples."
-        return text
+        return text + "".join(f" {html.escape(note)}" for note in plan.notes)
 
     def _result(self, job: Job | None) -> str:
         if job is None or not job.finished or not job.run_id:
@@ -113,7 +108,7 @@ class RunTab:
             if b is not None and a is not None:
                 rows.append(f"<tr><td>{label} score</td><td class='num'>{b:.2f}</td><td class='num'>{a:.2f}</td>"
                             f"<td class='us-muted'>{good} is better</td></tr>")
-        if after:
+        if after and before:
             rows.append(f"<tr><td>final score</td><td class='num'>{before['final']:.2f}</td>"
                         f"<td class='num'>{after['final']:.2f}</td><td class='us-muted'>read its parts in Metrics</td></tr>")
         table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
@@ -133,15 +128,11 @@ class RunTab:
     def wire(self, method_tab: MethodTab) -> None:
         studio, shared = self.studio, self.shared
         inputs = method_tab.inputs | {shared.selection, self.name, self.save, self.max_new, self.utility, self.mia,
-                                      shared.runs_changed}
+                                      shared.runs_changed, shared.model_source, shared.data_source, shared.model_job}
 
         @friendly
         def start(values: dict):
-            busy = [j for j in studio.jobs("model", "target") if not j.finished]
-            if busy:
-                raise gr.Error(f"Wait until '{busy[0].title}' (job #{busy[0].id}) finishes: the run needs to know "
-                               "which model it unlearns.")
-            job = studio.start_run(self._config(values, method_tab))
+            job = studio.start_run(self._checked(values, method_tab))
             ahead = studio.runner.position(job) - 1
             gr.Info(f"Run {job.run_id} queued behind {ahead} job(s)." if ahead > 0 else f"Run {job.run_id} started.")
             return values[shared.runs_changed] + 1

@@ -14,7 +14,8 @@ class RunsTab:
         self.studio, self.shared = studio, shared
         with gr.Tab("Runs", id="runs"):
             gr.Markdown("### All runs\nClick a row to open that run: its curves below, its generations in **Compare** "
-                        "and its scores in **Metrics**. ⚠ marks a run whose model collapsed.")
+                        "and its scores in **Metrics**. ⚠ marks a run whose model collapsed; a damaged run says which "
+                        "file is unreadable and shows what could still be read.")
             with gr.Row():
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
                 self.count = gr.Markdown()
@@ -25,6 +26,7 @@ class RunsTab:
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
                 self.export = gr.Button("Export run (.zip)", scale=1)
+                self.delete = gr.Button("Delete run", scale=1, variant="stop", elem_id="runs-delete")
                 self.file = gr.File(label="Download", visible=False, scale=2)
             self.header = gr.Markdown()
             with gr.Row():
@@ -37,7 +39,11 @@ class RunsTab:
     def draw_list(self):
         summaries = self.studio.summaries()
         done = sum(s["status"] == "completed" for s in summaries)
-        count = f"{len(summaries)} runs, {done} completed. Saved under `{self.studio.store.root}`."
+        damaged = sum(s["status"] == "damaged" for s in summaries)
+        count = f"{len(summaries)} runs, {done} completed"
+        if damaged:
+            count += f", **{damaged} damaged** (a file of each cannot be read: export or delete them)"
+        count += f". Saved under `{self.studio.store.root}`."
         return runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries)), count
 
     def draw_run(self, run_id: str | None):
@@ -45,8 +51,8 @@ class RunsTab:
         if not run_id:
             return choices, run_header(self.studio, None), plots.empty_figure("No run selected"), None
         steps = self.studio.store.steps(run_id)
-        config = self.studio.store.read_json(run_id, "config.json")
-        total = (config or {}).get("train", {}).get("steps")
+        config = self.studio.store.read_json(run_id, "config.json")  # None when damaged: run_header says why
+        total = config["train"]["steps"] if config else None
         return choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"), config
 
     def wire(self) -> None:
@@ -72,3 +78,17 @@ class RunsTab:
             return gr.update(value=str(studio.export(run_id)), visible=True)
 
         self.export.click(export, shared.current_run, self.file)
+
+        @friendly
+        def delete(run_id: str | None, changed: int):
+            if run_id is None:  # the user said no
+                return gr.skip(), gr.skip()
+            if not run_id:
+                raise ValueError("Open a run first.")
+            studio.delete(run_id)
+            gr.Info(f"Deleted run {run_id}.")
+            return "", changed + 1
+
+        # the browser asks first: deleting cannot be undone
+        self.delete.click(delete, [shared.current_run, shared.runs_changed], [shared.current_run, shared.runs_changed],
+                          js="(run, changed) => confirm(`Delete run ${run}? This cannot be undone.`) ? [run, changed] : [null, changed]")
