@@ -7,6 +7,7 @@ written once, where the field is.
 """
 from __future__ import annotations
 
+import functools
 import math
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -53,7 +54,8 @@ def _plain(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def options(cls: type) -> list[Option]:
+@functools.cache
+def options(cls: type) -> tuple[Option, ...]:
     """The options of a config dataclass, in field order (fields declared without `option` are not options)."""
     hints = typing.get_type_hints(cls)
     out = []
@@ -72,7 +74,7 @@ def options(cls: type) -> list[Option]:
             ge=meta.get("ge"), gt=meta.get("gt"), le=meta.get("le"), advanced=meta.get("advanced", False),
             when=meta.get("when"), flags=tuple(meta.get("flags", ())),
         ))
-    return out
+    return tuple(out)
 
 
 def coerce(opt: Option, value: Any) -> Any:

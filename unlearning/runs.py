@@ -381,8 +381,9 @@ class RunStore:
         """All runs, newest first; folders that are not runs (and runs being created) are ignored."""
         return sorted((p.name for p in self.root.iterdir() if _RUN_ID.match(p.name) and p.is_dir()), reverse=True)
 
-    def _load(self, run_id: str, name: str) -> tuple[dict | None, str | None]:
-        """(content, None), (None, None) when the file does not exist, or (None, "<file>: <what is wrong>")."""
+    def _load(self, run_id: str, name: str, check: bool = True) -> tuple[Any, str | None]:
+        """(content, None), (None, None) when the file does not exist, or (None, "<file>: <what is wrong>").
+        With check=False the content is only parsed, not checked for shape."""
         file = self.path(run_id) / name
         try:
             raw = file.read_bytes()
@@ -399,7 +400,7 @@ class RunStore:
             return None, f"{name}: {what}"
         except RecursionError:
             return None, f"{name}: nested too deeply to read"
-        problem = CHECKS[name](data) if name in CHECKS else None
+        problem = CHECKS[name](data) if check and name in CHECKS else None
         return (None, f"{name}: {problem}") if problem else (data, None)
 
     def read_json(self, run_id: str, name: str) -> dict | None:
@@ -408,10 +409,17 @@ class RunStore:
 
     def config(self, run_id: str) -> RunConfig:
         """The run's configuration; DamagedRun when config.json is missing or damaged."""
-        data, problem = self._load(run_id, "config.json")
+        config, problem = self._config(run_id)
+        if config is None:
+            raise DamagedRun(f"run {run_id} cannot be read: {problem}")
+        return config
+
+    def _config(self, run_id: str) -> tuple[RunConfig | None, str | None]:
+        data, problem = self._load(run_id, "config.json", check=False)
         if data is None:
-            raise DamagedRun(f"run {run_id} cannot be read: {problem or 'config.json is missing'}")
-        return RunConfig.from_dict(data)
+            return None, problem or "config.json is missing"
+        config, problems = parse_run_config(data)
+        return config, "config.json: " + "; ".join(problems) if problems else None
 
     def status(self, run_id: str) -> dict:
         """status.json as every reader should see it: an active run whose process is gone is "interrupted", and a
@@ -465,8 +473,8 @@ class RunStore:
         run's content; a damaged run's status is "damaged" and its message lists the problems."""
         if not self.path(run_id).is_dir():
             raise ValueError(f"no run {run_id} in {self.root}")
-        config_data, config_problem_ = self._load(run_id, "config.json")
-        problems = [config_problem_ or "config.json is missing"] if config_data is None else []
+        config, config_problem_ = self._config(run_id)
+        problems = [config_problem_] if config_problem_ else []
         status_data, status_problem_ = self._load(run_id, "status.json")
         if status_data is None:
             problems.append(status_problem_ or "status.json is missing")
@@ -477,5 +485,4 @@ class RunStore:
         if problems:
             status = {**(status_data or {}), "status": "damaged", "message": "damaged: " + "; ".join(problems),
                       "was": (status_data or {}).get("status")}
-        config = RunConfig.from_dict(config_data) if config_data is not None else None
         return Run(run_id, config, status, steps, before, after, problems)

@@ -51,9 +51,13 @@ class RunsTab:
         if not run_id:
             return choices, run_header(self.studio, None), plots.empty_figure("No run selected"), None
         steps = self.studio.store.steps(run_id)
-        config = self.studio.store.read_json(run_id, "config.json")  # None when damaged: run_header says why
-        total = config["train"]["steps"] if config else None
-        return choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"), config
+        try:
+            config = self.studio.store.config(run_id)
+        except ValueError:  # damaged or deleted: run_header says which
+            config = None
+        total = config.train.steps if config else None
+        return (choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"),
+                config.to_dict() if config else None)
 
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
