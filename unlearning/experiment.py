@@ -105,8 +105,8 @@ def run_experiment(
     def report(fraction: float, text: str) -> None:
         nonlocal stage
         stage = text
+        store.set_status(run_id, "running", text)  # every reader, in any process, sees the stage the bar shows
         progress(fraction, text)
-        store.set_status(run_id, "running", text)
 
     try:
         report(0.0, "loading the model")
