@@ -335,3 +335,31 @@ def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, b
     assert first.run_id != second.run_id
     assert [len(studio.store.steps(j.run_id)) for j in (first, second)] == [6, 3]  # no steps leaked between runs
     assert studio.after_model(first.run_id) is not studio.after_model(second.run_id)
+
+
+def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled):
+    """Issue 12.4 without a browser: B loads a table after A ticked samples; A's run still trains on A's data."""
+    from app.tabs.common import Shared
+    from app.tabs.data import DataTab
+    from app.tabs.method import MethodTab
+    from app.tabs.run import RunTab
+
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    with gr.Blocks():
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                        gr.State({"id": None, "mine": False}))
+        data_tab, method_tab = DataTab(studio, shared), MethodTab(studio, shared)
+        run_tab = RunTab(studio, shared)
+    inputs = method_tab.inputs | {shared.selection, run_tab.name, run_tab.save, run_tab.max_new, run_tab.utility,
+                                  run_tab.mia, shared.model_source, shared.data_source, shared.model_job}
+    session_a = {c: c.value for c in inputs} | {shared.selection: [r.id for r in bundled.split("forget")[:2]]}
+    table = tmp_path / "ours.csv"
+    table.write_text("id,input,output,split\nours-1,Who wrote it?,We did,forget\nours-2,Where?,Here,forget\n"
+                     "ours-3,When?,Now,retain\n")
+    source_b = data_tab.load_source("upload", "", str(table), "tiny")[0]  # session B, after A ticked its samples
+    session_b = session_a | {shared.data_source: source_b, shared.selection: ["ours-1"]}
+    plan_a, plan_b = run_tab._checked(session_a, method_tab), run_tab._checked(session_b, method_tab)
+    assert plan_a.config.data == "bundled" and plan_a.selection.forget == bundled.split("forget")[:2]
+    assert plan_b.config.data == source_b and [r.input for r in plan_b.selection.forget] == ["Who wrote it?"]
+    assert [r.id for r in plan_b.selection.retain] == ["ours-3"]
+    assert not hasattr(studio, "data_source") and not hasattr(studio, "model_source")  # nothing process-wide

@@ -123,27 +123,26 @@ class DataTab:
                               show_progress="hidden")
         self.clear.click(shortcut(lambda d, s, t, n: []), inputs, outputs, show_progress="hidden")
 
-        @friendly
-        def load(kind: str, path: str, upload: str | None, model_source: str):
-            """Make a dataset this session's: only this session's next runs use it."""
-            if kind == "bundled":
-                new = "bundled"
-            elif kind == "upload":
-                if not upload:
-                    raise DataError("Choose a file to upload first.")
-                new = studio.load_upload(upload)
-            else:
-                new = (path or "").strip()
-                if not new:
-                    raise DataError("Type a folder, file or hub id first.")
-            data = studio.data(new)
-            gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
-            return (new, [], *self._filters(new), *self._draw(new, [], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
-                    header_markdown(studio, model_source, new), *self._selection_views(new, []))
-
-        self.load.click(load, [self.source, self.path, self.upload, self.shared.model_source],
+        self.load.click(friendly(self.load_source), [self.source, self.path, self.upload, self.shared.model_source],
                         [source, selection, self.task, self.pick_task, self.kind, self.split, self.query, self.table,
                          self.shown, self.about, header, self.summary, self.retain])
+
+    def load_source(self, kind: str, path: str, upload: str | None, model_source: str):
+        """Make a dataset this session's (the first output): only this session's next runs use it."""
+        if kind == "bundled":
+            new = "bundled"
+        elif kind == "upload":
+            if not upload:
+                raise DataError("Choose a file to upload first.")
+            new = self.studio.load_upload(upload)
+        else:
+            new = (path or "").strip()
+            if not new:
+                raise DataError("Type a folder, file or hub id first.")
+        data = self.studio.data(new)
+        gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
+        return (new, [], *self._filters(new), *self._draw(new, [], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
+                header_markdown(self.studio, model_source, new), *self._selection_views(new, []))
 
     def _filters(self, source: str):
         tasks = [("all tasks", sel.ALL)] + [(t, t) for t in sel.tasks(self.studio.data(source))]
