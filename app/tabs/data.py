@@ -39,12 +39,12 @@ class DataTab:
             self.about = gr.Markdown(elem_id="data-about")
             with gr.Accordion("Change dataset: bundled, LUME, TOFU or your own table", open=False), \
                     gr.Row(elem_classes="us-bottom"):
-                self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4)
+                self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4, elem_id="data-source")
                 self.path = gr.Textbox(label="Folder, file or hub id", visible=False, scale=3,
                                        placeholder="shared/data/lume-validation  or  owner/dataset")
                 self.upload = gr.File(label="Your table", file_types=[".csv", ".jsonl", ".json", ".parquet"],
-                                      visible=False, scale=3, height=120)
-                self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140)
+                                      visible=False, scale=3, height=120, elem_id="data-upload")
+                self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140, elem_id="load-data")
             with gr.Row(elem_classes="us-bottom"):
                 self.task = gr.Dropdown([("all tasks", sel.ALL)], value=sel.ALL, label="Task", scale=1)
                 self.kind = gr.Dropdown(KIND_CHOICES, value=sel.ALL, label="Kind", scale=1)
