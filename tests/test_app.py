@@ -363,3 +363,4 @@ def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled)
     assert plan_b.config.data == source_b and [r.input for r in plan_b.selection.forget] == ["Who wrote it?"]
     assert [r.id for r in plan_b.selection.retain] == ["ours-3"]
     assert not hasattr(studio, "data_source") and not hasattr(studio, "model_source")  # nothing process-wide
+    assert run_tab.max_new.maximum == 1024  # the bound of EvalConfig.max_new_tokens, as the plan checks it

@@ -8,6 +8,7 @@ the other run must read exactly as before.
 import argparse
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import gradio as gr
@@ -199,6 +200,8 @@ def test_the_issue_cases(tmp_path):
                  .replace("method, method_options, ", ""),
     }
     assert len(studio.summaries()) == 3
-    for run_id in (binary, empty, unknown):  # a damaged run can be deleted
+    with zipfile.ZipFile(studio.export(binary)) as archive:  # a damaged run can be exported, to look inside
+        assert archive.read(f"{binary}/status.json") == b"\x89PNG\r\n\x1a\n\x00\xff"
+    for run_id in (binary, empty, unknown):  # and deleted
         studio.delete(run_id)
     assert store.ids() == []
