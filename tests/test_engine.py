@@ -72,6 +72,7 @@ class ExplodesAtStep3(Method):
 
 def test_divergence_stops_the_run(tiny, bundled, monkeypatch):
     monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
+    ExplodesAtStep3.calls = 0  # counted across tests: other tests use it too
     result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], TrainConfig(method="explodes", steps=10, batch_size=2))
     assert result.status == "diverged" and len(result.history) == 2 and "step 3" in result.message
 
