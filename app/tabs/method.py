@@ -121,8 +121,9 @@ class MethodTab:
         return self.train["learning_rate"]
 
     def on_load(self, model_source: str | None):
-        """Page load: the learning rate and steps the session's model needs."""
-        facts = self.studio.facts(model_source or self.studio.default_model)
+        """Page load: the learning rate and steps the session's model needs (the default model's, when the session's
+        is not loaded here: ModelTab.on_load falls back to it)."""
+        facts = self.studio.facts(model_source or "") or self.studio.facts(self.studio.default_model)
         if not facts:
             return gr.skip(), gr.skip()
         suggested = facts["suggested"]
