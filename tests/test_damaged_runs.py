@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from app.state import Studio
 from app.tabs.common import Shared, run_choices, run_header
 from app.tabs.compare import CompareTab
+from app.tabs.method import MethodTab
 from app.tabs.metrics import MetricsTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
-from app.tabs.method import MethodTab
 from tests.test_app import BEFORE, GOOD_AFTER, fake_run
 from unlearning import cli
 from unlearning.jobs import Job

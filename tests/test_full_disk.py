@@ -6,9 +6,9 @@ write a run makes, at the weights, and for real on a 2 MB tmpfs where the machin
 """
 import errno
 import json
-from dataclasses import replace
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest

@@ -4,7 +4,6 @@ import math
 import threading
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
