@@ -77,14 +77,6 @@ def retain_records(data: UnlearningData, selected: list[str]) -> list[Record]:
     return [r for r in data.split("retain") if r.id not in chosen]
 
 
-def retain_ids(data: UnlearningData, selected: list[str]) -> list[str] | None:
-    """None (the whole retain split, as RunConfig expects) unless some retain samples were ticked to forget."""
-    chosen = set(selected)
-    if not any(r.id in chosen for r in data.split("retain")):
-        return None
-    return [r.id for r in retain_records(data, selected)]
-
-
 def _counts(records: list[Record]) -> str:
     by_task = Counter(r.task for r in records)
     by_kind = Counter(KIND_NAMES.get(r.kind, r.kind) for r in records)

@@ -1,8 +1,9 @@
 """The studio's process-level state: one object shared by every browser tab. No gradio here.
 
-Jobs, runs, the loaded model and the unlearned models live in the Studio, not in a browser session, so a page
-reload or a second tab sees the same running job, and closing the browser stops nothing. Sessions keep only what
-is theirs: the forget samples they ticked and the run they are looking at.
+Jobs, runs, loaded models and the unlearned models live in the Studio, not in a browser session, so a page
+reload or a second tab sees the same running job, and closing the browser stops nothing. Sessions keep what is
+theirs: the model and the dataset they chose, the forget samples they ticked and the run they are looking at; so
+one user loading data never changes what another user's run trains on.
 """
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from transformers import PreTrainedModel
 
 from app.views import run_summary
 from unlearning.data import DataError, UnlearningData
-from unlearning.engine import decoder_layers
+from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
 from unlearning.evaluation import generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
 from unlearning.jobs import Job, JobRunner
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
-from unlearning.runs import RunConfig, RunStore
+from unlearning.plan import Plan
+from unlearning.runs import ACTIVE, RunStore
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, prepare_target
 
@@ -33,14 +35,14 @@ TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one):
 
 
 def suggested_training(n_params: int | None) -> dict:
-    """Defaults that work for a model of this size; the random tiny model's gradients are tiny, so its rate is high."""
+    """Defaults that work for a model of this size: TrainConfig's own (the 135M default model's measured working
+    point) for real models; the random tiny model's gradients are tiny, so its rate is high."""
     if n_params is not None and n_params < TINY_PARAMS:
-        return {"learning_rate": 1e-3, "steps": 20, "batch_size": 4,
-                "why": "a tiny model: gradients are small, so it takes a large learning rate (1e-3)"}
-    # Measured on the bundled target of SmolLM2-135M (README): gradient difference at 3e-5 for 60-75 steps halves
-    # the forget score; with a retain weight alpha of ~30 the retain score stays within 0.1.
-    return {"learning_rate": 3e-5, "steps": 60, "batch_size": 4,
-            "why": "a ~100M+ model: 3e-5 for ~60 steps halves the forget score; raise the retain weight (alpha, ~30) to keep the retain set"}
+        return {"learning_rate": TINY_LEARNING_RATE, "steps": 20, "batch_size": TrainConfig.batch_size,
+                "why": f"a tiny model: gradients are small, so it takes a large learning rate ({TINY_LEARNING_RATE:g})"}
+    return {"learning_rate": TrainConfig.learning_rate, "steps": TrainConfig.steps, "batch_size": TrainConfig.batch_size,
+            "why": f"a ~100M+ model: {TrainConfig.learning_rate:g} for ~{TrainConfig.steps} steps halves the forget score; "
+                   "raise the retain weight (alpha, ~30) to keep the retain set"}
 
 
 def lora_parameters(model: PreTrainedModel, rank: int) -> int:
@@ -75,24 +77,28 @@ def model_facts(loaded: LoadedModel, last_k: int = 4, lora_rank: int = 8) -> dic
 
 
 class Studio:
-    """The job runner, the run store, the current model and data, and the unlearned models of recent runs."""
+    """The job runner, the run store, what is known of each loaded model, and the unlearned models of recent runs.
+
+    `default_model` and `default_data` are what a new session starts with; each session then keeps its own choice
+    (the app holds it in the browser) and passes it in.
+    """
 
     def __init__(self, runs: str | Path = "runs", model: str = DEFAULT_MODEL, data: str = "bundled",
                  keep_after: int = 2, preload: bool = True) -> None:
         self.runner = JobRunner()
         self.store = RunStore(runs)
-        self.recovered = self.store.recover()  # runs cut off by the last shutdown: marked interrupted, never lost
-        self.model_source = model  # what the next run unlearns; a prepared target's folder once there is one
-        self.data_source = data
-        self.model_info: dict | None = None
-        self.target_report: dict | None = None
+        # runs whose process is gone (the last shutdown, a killed CLI run): marked interrupted, never lost; runs of
+        # live processes (a CLI run, a second app on the same folder) are left alone
+        self.recovered = self.store.recover()
+        self.default_model, self.default_data = model, data
         self.keep_after = keep_after
+        self._facts: dict[str, dict] = {}  # model source -> model_facts, once loaded
+        self._targets: dict[str, dict] = {}  # model source -> its target report, for prepared targets
         self._after: OrderedDict[str, PreTrainedModel] = OrderedDict()
         self._kinds: dict[int, str] = {}
         self._summaries: dict[str, tuple[tuple, dict]] = {}
         self._lock = threading.Lock()
-        if preload:
-            self.load_model(model)
+        self.preload_job = self.load_model(model) if preload else None
 
     # ------------------------------------------------------------------------------------------------------ jobs
 
@@ -135,25 +141,35 @@ class Studio:
     # ----------------------------------------------------------------------------------------------------- model
 
     def load_model(self, source: str) -> Job:
-        def work(job: Job) -> dict:
+        """Load a model in the background; the job's result is its source, which the asking session then uses."""
+        def work(job: Job) -> str:
             job.report(0.05, f"loading {source} (a first load of the default model converts it once, ~1 min)")
             loaded = cached_model(source)
             job.report(0.9, "measuring the model")
             facts = model_facts(loaded)
             target = Path(source) / "target.json"
+            report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
             with self._lock:
-                self.model_source, self.model_info = source, facts
-                self.target_report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
+                self._facts[source] = facts
+                if report is not None:
+                    self._targets[source] = report
             job.report(1.0, f"loaded {source}")
-            return facts
+            return source
 
         return self.submit("model", f"Load model {source}", work)
 
-    def prepare_target(self, config: TargetConfig) -> Job:
-        """Memorise the current data's forget and retain splits into the current model; then that becomes the model."""
-        base_source, data_source = self.model_source, self.data_source
+    def facts(self, source: str) -> dict | None:
+        """What model_facts says of a loaded model; None until it has loaded in this process."""
+        return self._facts.get(source)
 
-        def work(job: Job) -> dict | None:
+    def target_report(self, source: str) -> dict | None:
+        """The memorisation report of a prepared target, None for any other model."""
+        return self._targets.get(source)
+
+    def prepare_target(self, base_source: str, data_source: str, config: TargetConfig) -> Job:
+        """Memorise a dataset's forget and retain splits into a model; the job's result is the target's source."""
+
+        def work(job: Job) -> str | None:
             job.report(0.0, f"loading {base_source}")
             base = cached_model(base_source)
             data = cached_data(data_source)
@@ -168,33 +184,29 @@ class Studio:
             loaded = cached_model(str(folder))
             facts = model_facts(loaded)
             with self._lock:
-                self.model_source, self.model_info = str(folder), facts
-                self.target_report = {**report, "folder": str(folder), "data": data_source}
+                self._facts[str(folder)] = facts
+                self._targets[str(folder)] = {**report, "folder": str(folder), "data": data_source}
             job.report(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f}")
-            return self.target_report
+            return str(folder)
 
         return self.submit("target", f"Prepare target of {base_source} on {data_source}", work)
 
     # ------------------------------------------------------------------------------------------------------ data
 
-    def data(self) -> UnlearningData:
-        return cached_data(self.data_source)
+    def data(self, source: str) -> UnlearningData:
+        """A dataset (loaded once per process, shared read-only); raises DataError when the source is unusable."""
+        return cached_data(source)
 
-    def load_data(self, source: str) -> UnlearningData:
-        """Load and make current; raises DataError with a readable message when the source is unusable."""
-        data = cached_data(source)
-        self.data_source = source
-        return data
-
-    def load_upload(self, path: str | Path) -> UnlearningData:
-        """Keep an uploaded table and make it current; a file that fails to load is not kept, and the message names
-        the file as the user knows it, not our copy."""
+    def load_upload(self, path: str | Path) -> str:
+        """Keep an uploaded table and return it as a data source; a file that fails to load is not kept, and the
+        message names the file as the user knows it, not our copy."""
         saved = self.save_upload(path)
         try:
-            return self.load_data(saved)
+            self.data(saved)
         except DataError as error:
             Path(saved).unlink(missing_ok=True)
             raise DataError(str(error).replace(saved, Path(path).name)) from error
+        return saved
 
     def save_upload(self, path: str | Path) -> str:
         """Copy an uploaded table next to the runs, named by content, so runs can reload it after a restart."""
@@ -209,12 +221,13 @@ class Studio:
 
     # ------------------------------------------------------------------------------------------------------ runs
 
-    def start_run(self, config: RunConfig) -> Job:
-        """Create the run folder now (it shows as queued) and hand the experiment to the job runner."""
+    def start_run(self, plan: Plan) -> Job:
+        """Create the run folder now (it shows as queued) and hand the checked plan to the job runner."""
+        config = plan.config
         run_id = self.store.create(config)
 
         def work(job: Job) -> str:
-            _, model = run_experiment(config, self.store, job.report, job.steps.append, job.cancel, run_id)
+            _, model = run_experiment(plan, self.store, job.report, job.steps.append, job.cancel, run_id)
             if model is not None:
                 self._remember(run_id, model)
             return run_id
@@ -224,7 +237,7 @@ class Studio:
         job.run_id = run_id
         return job
 
-    def start_sweep(self, configs: list[RunConfig]) -> Job:
+    def start_sweep(self, plans: list[Plan]) -> Job:
         """A sweep is one job: its points run in turn, each a run of its own; the Run tab follows the current point."""
 
         def started(job: Job, run_id: str) -> None:
@@ -232,10 +245,10 @@ class Studio:
             job.run_id = run_id
 
         def work(job: Job) -> list[str]:
-            return run_sweep(configs, self.store, job.report, job.cancel, lambda run_id: started(job, run_id),
+            return run_sweep(plans, self.store, job.report, job.cancel, lambda run_id: started(job, run_id),
                              job.steps.append)
 
-        return self.submit("run", f"Sweep of {len(configs)} points ({configs[0].sweep})", work)
+        return self.submit("run", f"Sweep of {len(plans)} points ({plans[0].config.sweep})", work)
 
     def _remember(self, run_id: str, model: PreTrainedModel) -> None:
         with self._lock:
@@ -276,21 +289,41 @@ class Studio:
         return Path(shutil.make_archive(str(out), "zip", root_dir=folder.parent, base_dir=folder.name))
 
     def summaries(self) -> list[dict]:
-        """Every run, newest first, as views.run_summary gives it; cached until the run's files change."""
+        """Every run, newest first, damaged ones included (views.run_summary); cached until the run's files change.
+        An active run is read afresh each time: its process may have stopped without touching its files."""
         out = []
         for run_id in self.store.ids():
-            folder = self.store.path(run_id)
-            stamp = tuple((folder / n).stat().st_mtime_ns if (folder / n).exists() else 0
-                          for n in ("config.json", "status.json", "after.json"))
+            stamp = _stamp(self.store.path(run_id))
             cached = self._summaries.get(run_id)
-            if cached is None or cached[0] != stamp:
+            if cached is None or cached[0] != stamp or cached[1]["status"] in ACTIVE:
                 try:
                     cached = (stamp, run_summary(self.store, run_id))
-                except (OSError, ValueError, TypeError, KeyError):  # a half-deleted or foreign folder: skip it
+                except ValueError:  # deleted while we listed it
                     continue
                 self._summaries[run_id] = cached
             out.append(cached[1])
         return out
+
+    def delete(self, run_id: str) -> None:
+        """Delete a run, damaged ones too (the store refuses one in progress), and forget what memory holds of it."""
+        self.store.delete(run_id)
+        with self._lock:
+            self._after.pop(run_id, None)
+            self._summaries.pop(run_id, None)
+
+
+RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+
+
+def _stamp(folder: Path) -> tuple:
+    """When each of a run's files last changed (0 when missing): a summary is rebuilt when any of them does."""
+    stamps = []
+    for name in RUN_FILES:
+        try:
+            stamps.append((folder / name).stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
 
 
 def _read_json(path: Path) -> dict | None:

@@ -16,6 +16,7 @@ from app.tabs.runs import RunsTab
 
 POLL_SECONDS = 1.0
 SELECTION_KEY = "unlearning-studio-forget-ids"
+MODEL_KEY, DATA_KEY = "unlearning-studio-model", "unlearning-studio-data"
 
 # Fonts gradio ships itself (LocalFont) or the system's: the studio must look right with no network.
 THEME = gr.themes.Soft(
@@ -112,10 +113,15 @@ def build_app(studio: Studio) -> gr.Blocks:
         with gr.Row(equal_height=True, elem_id="us-top"):
             gr.Markdown("# Unlearning Studio\nTeach, demo and probe machine unlearning in language models "
                         "(SemEval-2025 Task 4 / LUME). Work left to right, Model → Runs.", elem_id="us-title")
-            header = gr.Markdown(header_markdown(studio), elem_id="us-status")
-        # The ticked samples live in the browser's localStorage: a reload keeps them (jobs live in the Studio)
+            header = gr.Markdown(header_markdown(studio, studio.default_model, studio.default_data), elem_id="us-status")
+        # The session's model, data and ticked samples live in the browser's localStorage: a reload keeps them, and
+        # another browser has its own (jobs and runs live in the Studio)
+        preload = studio.preload_job.id if studio.preload_job else None
         shared = Shared(timer=gr.Timer(POLL_SECONDS), selection=gr.BrowserState([], storage_key=SELECTION_KEY),
-                        current_run=gr.State(""), runs_changed=gr.State(0))
+                        current_run=gr.State(""), runs_changed=gr.State(0),
+                        model_source=gr.BrowserState(studio.default_model, storage_key=MODEL_KEY),
+                        data_source=gr.BrowserState(studio.default_data, storage_key=DATA_KEY),
+                        model_job=gr.State({"id": preload, "mine": False}))
         with gr.Tabs():
             model = ModelTab(studio, shared)
             data = DataTab(studio, shared)
@@ -145,8 +151,9 @@ def build_app(studio: Studio) -> gr.Blocks:
 
         # current_run starts as "" and latest_run answers an id or None: it always changes, so every view draws once
         demo.load(latest_run, None, shared.current_run)
-        demo.load(data.on_load, shared.selection, [shared.selection, *data.load_outputs])
-        demo.load(method.on_load, None, method.lr)
+        demo.load(model.on_load, shared.model_source, shared.model_source)
+        demo.load(data.on_load, [shared.data_source, shared.selection], data.load_outputs)
+        demo.load(method.on_load, shared.model_source, [method.lr, method.train["steps"]])
         demo.load(runs.draw_list, [runs.axis, runs.sweep, runs.colour], [runs.table, runs.scatter, runs.count, runs.sweep,
                                                                           runs.colour])
     return demo

@@ -54,21 +54,25 @@ def mode_label(report: EvalReport | None) -> str:
 
 
 def run_summary(store: RunStore, run_id: str) -> dict:
-    """One run as the Runs table and the trade-off plot need it, with the library's verdict."""
-    config = store.config(run_id)
-    status = store.status(run_id)
-    before, after = run_reports(store, run_id)
+    """One run as the Runs table and the trade-off plot need it, with the library's verdict; a damaged run keeps what
+    could still be read."""
+    run = store.read(run_id)
+    config, status = run.config, run.status
+    before, after = read_report(run.before), read_report(run.after)
     start = tradeoff_point(before) if before else {}
     end = tradeoff_point(after) if after else {}
     verdict = judge(before, after) if after else None
-    train = config.train
+    train = config.train if config else None
     return {
-        "id": run_id, "name": config.name, "label": config.name or run_id, "method": config.train.method,
-        "sweep": config.sweep, "params": {"method": train.method, "lr": train.learning_rate, "steps": train.steps,
-                                          "params": train.params, "seed": train.seed, **train.method_options},
-        "steps": config.train.steps, "lr": config.train.learning_rate, "status": status["status"],
-        "message": status.get("message", ""), "model": config.model, "data": config.data,
-        "forget_ids": len(config.forget_ids), "mode": mode_label(after or before),
+        "id": run_id, "name": config.name if config else "", "label": (config.name if config else "") or run_id,
+        "method": train.method if train else "?", "sweep": config.sweep if config else "",
+        "params": {"method": train.method, "lr": train.learning_rate, "steps": train.steps, "params": train.params,
+                   "seed": train.seed, **train.method_options} if train else {},
+        "steps": train.steps if train else sum("loss" in log for log in run.steps),
+        "lr": train.learning_rate if train else None, "status": status["status"],
+        "message": status.get("message", ""), "model": config.model if config else "?",
+        "data": config.data if config else "?", "forget_ids": len(config.forget_ids) if config else 0,
+        "mode": mode_label(after or before),
         "forget_before": _round(start.get("forget")), "retain_before": _round(start.get("retain")),
         "retain_worst_before": _round(start.get("retain_worst")),
         "forget": _round(end.get("forget")), "retain": _round(end.get("retain")),
@@ -87,7 +91,8 @@ def verdict_marks(verdict: Mapping[str, str]) -> str:
 
 def runs_frame(summaries: list[dict]) -> pd.DataFrame:
     rows = [
-        [s["id"], s["name"], s["method"], s["steps"], f"{s['lr']:g}", s["status"] + (" ⚠ broken" if s["broken"] else ""),
+        [s["id"], s["name"], s["method"], s["steps"], "–" if s["lr"] is None else f"{s['lr']:g}",
+         s["message"] if s["status"] == "damaged" else s["status"] + (" ⚠ broken" if s["broken"] else ""),
          _num(s["forget"]), _num(s["retain_worst"]), verdict_marks(s["verdict"]), s["mode"]]
         for s in summaries
     ]

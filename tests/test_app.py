@@ -19,6 +19,8 @@ from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport
 from unlearning.evaluation.official import final_score, task_aggregate
 from unlearning.evaluation.report import sample_summary
+from unlearning.options import options
+from unlearning.plan import make_plan
 from unlearning.runs import RunConfig, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +66,9 @@ def test_ticks_in_the_shown_table_update_only_shown_rows(bundled):
     assert sel.apply_ticks([shown[0].id, "story-010sc1"], frame, known) == ["story-010sc1", shown[2].id]
 
 
-def test_retain_set_excludes_ticked_retain_samples(bundled):
+def test_summary_says_which_samples_leave_the_retain_split(bundled):
     forget_id, retain_id = bundled.split("forget")[0].id, bundled.split("retain")[0].id
-    assert sel.retain_ids(bundled, [forget_id]) is None  # the whole retain split, as RunConfig says it
-    ids = sel.retain_ids(bundled, [forget_id, retain_id])
-    assert retain_id not in ids and len(ids) == len(bundled.split("retain")) - 1
+    assert retain_id not in {r.id for r in sel.retain_records(bundled, [forget_id, retain_id])}
     text = sel.summary(bundled, [forget_id, retain_id])
     assert "2 samples selected to forget" in text and "1 of them taken out of the retain split" in text
 
@@ -194,7 +194,8 @@ def test_an_old_run_still_opens_in_every_view(tmp_path):
     from tests.test_metrics import OLD_REPORT
 
     store = RunStore(tmp_path)
-    run_id = store.create(RunConfig(model="tiny", forget_ids=["a1sc1"], eval=EvalConfig(utility="probe")))
+    run_id = store.create(RunConfig.from_dict({"model": "tiny", "forget_ids": ["a1sc1"], "eval": {"utility": "probe"}}))
+    assert store.config(run_id).eval.utility == "items"  # a config of the first sessions, with the retired probe
     store.write_json(run_id, "before.json", OLD_REPORT)
     store.write_json(run_id, "after.json", OLD_REPORT)
     summary = run_summary(store, run_id)
@@ -207,8 +208,15 @@ def test_an_old_run_still_opens_in_every_view(tmp_path):
 # ---------------------------------------------------------------------------------------------------------- Studio
 
 
+def orphan(store: RunStore, run_id: str) -> None:
+    """Make an active run's owner a process that is gone: our pid with another start time (a reused pid)."""
+    status = store.read_json(run_id, "status.json")
+    store.write_json(run_id, "status.json", {**status, "owner": {**status["owner"], "started": 0.0}})
+
+
 def test_studio_lists_runs_and_recovers_interrupted_ones(tmp_path, store):
     cut = fake_run(store, "cut", "npo", None, status="running")
+    orphan(store, cut)
     studio = Studio(runs=store.root, preload=False)
     assert studio.recovered == [cut]
     summaries = studio.summaries()
@@ -276,7 +284,7 @@ def test_a_bad_upload_is_refused_by_its_own_name_and_not_kept(tmp_path):
     upload.write_text("input,wrong\nWho?,Me\n")
     with pytest.raises(DataError, match=r"^answers\.csv: missing column\(s\) 'output'"):
         studio.load_upload(upload)
-    assert list((studio.store.root / "uploads").iterdir()) == [] and studio.data_source == "bundled"
+    assert list((studio.store.root / "uploads").iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------------- model facts
@@ -303,31 +311,32 @@ def test_model_facts_and_suggested_learning_rate(tiny):
 # ------------------------------------------------------------------------------------------------ method controls
 
 
-def test_method_controls_build_a_validated_train_config(tmp_path):
+def test_method_controls_are_generated_from_the_options_and_checked_by_the_plan(tmp_path):
     from app.tabs.common import Shared
     from app.tabs.method import MethodTab
+    from unlearning.runs import parse_run_config
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():
-        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0))
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                        gr.State({"id": None, "mine": False}))
         tab = MethodTab(studio, shared)
     values = {c: getattr(c, "value", None) for c in tab.inputs}
+    # one control per option, each starting at the option's default and bounded as the option is
+    assert set(tab.train) == {o.name for o in options(TrainConfig)} and tab.train["learning_rate"].value == 3e-5
+    assert tab.train["steps"].minimum == 1 and tab.train["steps"].maximum == 100_000
+    assert tab.train["last_k"].visible is False and tab.train["params"].value == "full"
+    assert type(tab.knobs["grad_diff"]["retain_loss"]).__name__ == "Radio"  # choices from the option
     values[tab.method] = "npo"
     values[tab.knobs["npo"]["beta"]] = 0.5
-    values[tab.steps] = 8
-    config = tab.train_config(values)
-    assert config.method == "npo" and config.steps == 8 and config.compile is False
-    values[tab.compile] = True
-    assert tab.train_config(values).compile is True
-    assert config.method_options == {"gamma": 1.0, "alpha": 1.0, "retain_loss": "nll", "beta": 0.5}
-    assert type(tab.knobs["grad_diff"]["retain_loss"]).__name__ == "Dropdown"  # choices read from the help text
+    values[tab.train["steps"]] = 8
+    config, problems = parse_run_config({"train": tab.request(values)})
+    assert problems == [] and config.train.method == "npo" and config.train.steps == 8 and config.train.compile is False
+    assert config.train.method_options == {"gamma": 1.0, "alpha": 1.0, "retain_loss": "nll", "beta": 0.5}
     values[tab.knobs["npo"]["beta"]] = -1
-    with pytest.raises(ValueError, match="beta must be positive"):
-        tab.train_config(values)
-    values[tab.knobs["npo"]["beta"]] = 0.5
-    values[tab.lr] = 0
-    with pytest.raises(ValueError, match="learning rate"):
-        tab.train_config(values)
+    values[tab.train["learning_rate"]] = 0
+    problems = parse_run_config({"train": tab.request(values)})[1]
+    assert problems == ["npo option: beta must be > 0 and <= 1000 (got -1)", "learning rate must be > 0 and <= 1 (got 0)"]
 
 
 def test_help_works_without_loading_anything():
@@ -345,7 +354,7 @@ def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, b
                   train=TrainConfig(steps=steps, learning_rate=1e-3, batch_size=2))
         for steps in (6, 3)
     ]
-    first, second = studio.start_run(configs[0]), studio.start_run(configs[1])  # two tabs, one click each
+    first, second = (studio.start_run(make_plan(c)) for c in configs)  # two tabs, one click each
     seen_waiting = False
     while not first.finished:
         if first.state == "running" and second.state == "queued":
@@ -357,3 +366,32 @@ def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, b
     trained = [[s["step"] for s in studio.store.steps(j.run_id) if "loss" in s] for j in (first, second)]
     assert trained == [list(range(1, 7)), list(range(1, 4))]  # no steps leaked between runs
     assert studio.after_model(first.run_id) is not studio.after_model(second.run_id)
+
+
+def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled):
+    """Issue 12.4 without a browser: B loads a table after A ticked samples; A's run still trains on A's data."""
+    from app.tabs.common import Shared
+    from app.tabs.data import DataTab
+    from app.tabs.method import MethodTab
+    from app.tabs.run import RunTab
+
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    with gr.Blocks():
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                        gr.State({"id": None, "mine": False}))
+        data_tab, method_tab = DataTab(studio, shared), MethodTab(studio, shared)
+        run_tab = RunTab(studio, shared)
+    inputs = method_tab.inputs | set(run_tab.evaluation.values()) | {
+        shared.selection, run_tab.name, run_tab.save, shared.model_source, shared.data_source, shared.model_job}
+    session_a = {c: c.value for c in inputs} | {shared.selection: [r.id for r in bundled.split("forget")[:2]]}
+    table = tmp_path / "ours.csv"
+    table.write_text("id,input,output,split\nours-1,Who wrote it?,We did,forget\nours-2,Where?,Here,forget\n"
+                     "ours-3,When?,Now,retain\n")
+    source_b = data_tab.load_source("upload", "", str(table), "tiny")[0]  # session B, after A ticked its samples
+    session_b = session_a | {shared.data_source: source_b, shared.selection: ["ours-1"]}
+    plan_a, plan_b = run_tab._checked(session_a, method_tab), run_tab._checked(session_b, method_tab)
+    assert plan_a.config.data == "bundled" and plan_a.selection.forget == bundled.split("forget")[:2]
+    assert plan_b.config.data == source_b and [r.input for r in plan_b.selection.forget] == ["Who wrote it?"]
+    assert [r.id for r in plan_b.selection.retain] == ["ours-3"]
+    assert not hasattr(studio, "data_source") and not hasattr(studio, "model_source")  # nothing process-wide
+    assert run_tab.max_new.maximum == 1024  # the bound of EvalConfig.max_new_tokens, as the plan checks it

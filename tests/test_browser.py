@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -39,11 +41,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextmanager
+def running_app(runs: Path, log_path: Path) -> Iterator[str]:
+    """`python -m app --model tiny` on a free port over `runs`; yields its URL once it answers, stops it after."""
     port = free_port()
-    runs = tmp_path_factory.mktemp("runs")
-    log_path = tmp_path_factory.mktemp("log") / "app.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "app", "--model", "tiny", "--runs", str(runs), "--port", str(port)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -62,13 +63,22 @@ def server(tmp_path_factory):
             proc.kill()
             pytest.fail(f"the app did not answer within 120 s:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.5)
-    yield url, runs
-    proc.terminate()
     try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    with running_app(runs, tmp_path_factory.mktemp("log") / "app.log") as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +140,7 @@ def test_whole_flow(server, page: Page):
     open_tab(page, "Run")
     expect(page.locator("#run-plan")).to_contain_text("forget 3 samples")
     page.get_by_text("Run settings").click()
-    page.locator("#max-new-tokens input").fill("8")
+    page.locator("#eval-max-new-tokens input").fill("8")
     page.get_by_text("Run settings").click()  # folded again: the curve stays in view
     page.locator("#start-run").click()
     progress = page.locator("#run-progress")

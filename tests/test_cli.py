@@ -1,6 +1,11 @@
 import json
 
-from unlearning.cli import main
+import pytest
+
+from tests.test_engine import ExplodesAtStep3
+from unlearning.cli import main, parser
+from unlearning.methods import METHODS
+from unlearning.runs import RunConfig, RunStore
 
 
 def run_cli(capsys, *argv):
@@ -19,7 +24,8 @@ def test_run_saves_a_run_that_lists_and_reloads(capsys, tmp_path):
     code, out = run_cli(capsys, "run", "--model", "tiny", "--forget-n", "2", "--batch-size", "2", "--steps", "2", "--lr", "1e-3",
                         "--max-new-tokens", "4", "--runs", runs, "--set", "alpha=2")
     assert code == 0 and out["status"] == "completed" and out["steps"] == 2
-    assert out["config"]["train"]["method_options"] == {"alpha": 2} and out["config"]["train"]["compile"] is False
+    assert out["config"]["train"]["method_options"] == {"gamma": 1.0, "alpha": 2.0, "retain_loss": "nll", "nll_cap": 0.0}
+    assert out["config"]["train"]["compile"] is False
     parts = lambda report: set(report["metrics"]["task_aggregate"]["parts"])  # noqa: E731
     assert parts(out["before"]) == parts(out["after"]) and out["after"]["mode"] == "fast"
     assert {f["aspect"] for f in out["verdict"]["findings"]} == {"forgot", "kept", "fluent", "utility", "privacy"}
@@ -36,3 +42,53 @@ def test_bad_input_gives_an_error_message_not_a_traceback(capsys, tmp_path):
     assert code == 2 and "does not exist" in out["error"]
     code, out = run_cli(capsys, "runs", "../../etc", "--runs", str(tmp_path))
     assert code == 2 and "not a run id" in out["error"]
+
+
+TINY_RUN = ["run", "--model", "tiny", "--forget-n", "2", "--batch-size", "2", "--steps", "2", "--lr", "1e-3",
+            "--max-new-tokens", "2"]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--set", "alpha=abc"], "alpha must be a number (got 'abc')"),
+    (["--set", "alpha=NaN"], "alpha must be a finite number (got 'NaN')"),
+    (["--set", "alpha=1e309"], "alpha must be a finite number (got '1e309')"),
+    (["--set", "beta=0.5"], "unknown option 'beta'"),
+    (["--method", "rmu", "--set", "layer=5"], "layer 5 does not exist: the model has blocks 0..1"),
+    (["--params", "last_k", "--last-k", "3"], "k = 3 last layers to train, but the model has only 2"),
+    (["--max-new-tokens", "5000"], "max new tokens must be >= 1 and <= 1024 (got '5000')"),
+    (["--lr", "1e309"], "learning rate must be a finite number"),
+    (["--steps", "ten"], "steps must be a whole number (got 'ten')"),
+    (["--forget-ids", "bio-001sc1,bio-001sc1"], "forget ids listed more than once: bio-001sc1"),
+])
+def test_bad_options_exit_2_and_create_nothing(capsys, tmp_path, extra, words):
+    code, out = run_cli(capsys, *TINY_RUN, "--runs", str(tmp_path / "runs"), *extra)
+    assert code == 2 and words in out["error"], out
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_diverged_run_exits_3_and_writes_standard_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
+    ExplodesAtStep3.calls = 0
+    code, out = run_cli(capsys, *TINY_RUN, "--steps", "10", "--method", "explodes", "--runs", str(tmp_path))
+    assert code == 3 and out["status"] == "diverged" and out["steps"] == 2
+    for file in (tmp_path / out["run_id"]).glob("*.json*"):  # NaN or Infinity would not parse here
+        for line in file.read_text().splitlines() if file.suffix == ".jsonl" else [file.read_text()]:
+            json.loads(line, parse_constant=lambda name: pytest.fail(f"{file.name} holds {name}"))
+
+
+def test_help_documents_the_exit_codes():
+    for text in (parser().format_help(), parser()._subparsers._group_actions[0].choices["run"].format_help()):
+        assert all(line in text for line in ("0  completed", "1  failed", "2  bad input", "3  diverged", "4  cancelled"))
+
+
+def test_delete_takes_damaged_runs_and_refuses_live_ones(capsys, tmp_path):
+    store = RunStore(tmp_path)
+    damaged, live = store.create(RunConfig()), store.create(RunConfig())
+    store.set_status(damaged, "completed")
+    (tmp_path / damaged / "config.json").write_bytes(b"\x00\x01")
+    code, out = run_cli(capsys, "runs", "--runs", str(tmp_path))
+    assert code == 0 and {r["run_id"]: r["status"] for r in out} == {damaged: "damaged", live: "queued"}
+    code, out = run_cli(capsys, "delete", damaged, "--runs", str(tmp_path))
+    assert code == 0 and store.ids() == [live]
+    code, out = run_cli(capsys, "delete", live, "--runs", str(tmp_path))  # queued by this (live) process
+    assert code == 2 and "stop it before deleting it" in out["error"] and store.ids() == [live]

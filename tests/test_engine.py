@@ -72,6 +72,7 @@ class ExplodesAtStep3(Method):
 
 def test_divergence_stops_the_run(tiny, bundled, monkeypatch):
     monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
+    ExplodesAtStep3.calls = 0  # counted across tests: other tests use it too
     result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], TrainConfig(method="explodes", steps=10, batch_size=2))
     assert result.status == "diverged" and len(result.history) == 2 and "step 3" in result.message
 
@@ -85,22 +86,15 @@ def test_divergence_stops_the_run(tiny, bundled, monkeypatch):
         (dict(params="half"), "params"),
         (dict(method="nope"), "Unknown method"),
         (dict(method_options={"beta": 1.0}), "no option"),
-        (dict(learning_rate=float("nan")), "learning rate"),
+        (dict(learning_rate=float("nan")), "learning rate must be a finite number"),
+        (dict(learning_rate=2.0), "learning rate must be > 0 and <= 1"),
+        (dict(steps=2.5), "steps must be a whole number"),
+        (dict(compile="maybe"), "compile must be true or false"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(bad, words):
     with pytest.raises(ValueError, match=words):
         TrainConfig(**bad)
-
-
-def test_empty_forget_set_is_refused(tiny):
-    with pytest.raises(ValueError, match="No forget samples selected"):
-        train(tiny.model, tiny.tokenizer, [], [], TrainConfig(batch_size=1))
-
-
-def test_batch_larger_than_the_data_is_refused(tiny, bundled):
-    with pytest.raises(ValueError, match="larger than the 3 forget samples"):
-        train(tiny.model, tiny.tokenizer, bundled.split("forget")[:3], bundled.split("retain"), TrainConfig(batch_size=4))
 
 
 def test_bf16_autocast_tracks_fp32(tiny, bundled):
@@ -190,12 +184,3 @@ def test_compiled_blocks_train_like_plain_ones_and_are_swapped_back(tiny, bundle
     layers = decoder_layers(runs[True].model)
     assert all(type(layer) is type(decoder_layers(tiny.model)[0]) for layer in layers)
     assert runs[True].model.config.use_cache == tiny.model.config.use_cache
-
-
-def test_compile_without_a_compiler_is_refused_up_front(monkeypatch):
-    import unlearning.engine as engine
-
-    monkeypatch.setattr(engine, "cpp_compiler", lambda: None)
-    with pytest.raises(ValueError, match="C\\+\\+ compiler"):
-        TrainConfig(compile=True)
-    assert TrainConfig(compile=False).compile is False

@@ -14,10 +14,9 @@ from unlearning.evaluation.fluency import REPETITION_LIMIT, is_gibberish, judge_
 from unlearning.evaluation.memorisation import TokenScores, token_scores
 from unlearning.evaluation.utility import accuracy, choice_picks, load_items
 from unlearning.batching import collate, encode_records
-from unlearning.experiment import select
+from unlearning.experiment import selection
 from unlearning.methods.losses import nll
 from unlearning.models import load_model
-from unlearning.runs import RunConfig
 
 LUME = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lume-validation"
 
@@ -170,7 +169,6 @@ def test_a_report_saved_before_the_registry_still_opens():
     assert report.split("official", "forget") == 0.5 and report.split("answer_nll", "retain") == 0.2
     assert report.value("exact_memorization") is None and "gibberish" not in report.metrics  # absent, not invented
     assert report.mode == "fast" and report.unofficial
-    assert EvalConfig(**OLD_REPORT["config"]).utility == "items"  # an old config with the retired probe still loads
     with pytest.raises(ValueError, match="not an evaluation report"):
         EvalReport.from_dict({"rows": "nope"})
 
@@ -195,10 +193,10 @@ def test_lume_official_mode_uses_the_splits_own_mia_files():
     completions = {r.text for r in data.split("forget") if r.kind == "sc"}
     assert set(members) <= completions
     forget = [r.id for r in data.split("forget")[:3]]
-    official = select(data, RunConfig(data=str(LUME), forget_ids=forget, eval=EvalConfig(mode="official")))
+    official = selection(data, data.by_ids(forget), data.split("retain"), EvalConfig(mode="official"))
     assert official.mia_members == members and official.mia_nonmembers == nonmembers and not official.notes
     assert len(official.retain_eval) == len(data.split("retain"))  # every retain row, as the official script
-    fast = select(data, RunConfig(data=str(LUME), forget_ids=forget))
+    fast = selection(data, data.by_ids(forget), data.split("retain"), EvalConfig())
     assert fast.mia_members == [r.text for r in data.by_ids(forget)] and len(fast.retain_eval) == 40
     assert "3 selected forget samples" in fast.mia_source
 
@@ -223,7 +221,7 @@ def test_a_folder_with_two_splits_mia_files_uses_only_the_parts_own(tmp_path):
 
 def test_bundled_official_mode_builds_documents_like_the_official_files(bundled):
     forget = [r.id for r in bundled.split("forget")[:2]]
-    sel = select(bundled, RunConfig(forget_ids=forget, eval=EvalConfig(mode="official")))
+    sel = selection(bundled, bundled.by_ids(forget), bundled.split("retain"), EvalConfig(mode="official"))
     assert sel.mia_members == [r.text for r in bundled.split("forget") if r.kind == "sc"]
     assert sel.mia_nonmembers == [r.text for r in bundled.split("holdout") if r.kind == "sc"]
     assert "built from" in sel.notes["mia"]  # not the official files, and the report will say so

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -53,3 +54,37 @@ def test_memory_estimate_counts_copy_grads_adam_and_casts():
     assert full["total (excluding activations)"] == pytest.approx(4 + 4 + 4 + 8 + 2)
     lora = memory_estimate(n_params=gib, trainable=gib // 1000, weight_bytes=2, autocast_bf16=False)  # bf16 weights
     assert lora["total (excluding activations)"] == pytest.approx(2 + 2 + 6 / 1000, rel=1e-3)
+
+
+MARKER_CODE = '''import pathlib
+pathlib.Path(__file__).with_name("EXECUTED").write_text("this file ran")
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class EvilConfig(LlamaConfig):
+    model_type = "evil-lm"
+
+
+class EvilModel(LlamaForCausalLM):
+    config_class = EvilConfig
+'''
+AUTO_MAP = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.EvilModel"}
+
+
+def test_remote_code_is_refused_and_never_runs(tmp_path):
+    """A folder whose config needs its own code (auto_map): refused with a reason, and its code never imported."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "evil-lm", "auto_map": AUTO_MAP}))
+    (tmp_path / "evil.py").write_text(MARKER_CODE)
+    with pytest.raises(ModelLoadError, match="needs its own Python code.*refused.*trust_remote_code=True"):
+        load_model(str(tmp_path))
+    assert not (tmp_path / "EXECUTED").exists()
+
+
+def test_a_known_architecture_loads_without_its_remote_code(tiny, saved_tiny):
+    """auto_map beside a model_type transformers knows: the standard class loads, the folder's code never runs."""
+    config = json.loads((saved_tiny / "config.json").read_text())
+    (saved_tiny / "config.json").write_text(json.dumps({**config, "auto_map": AUTO_MAP}))
+    (saved_tiny / "evil.py").write_text(MARKER_CODE)
+    loaded = load_model(str(saved_tiny))
+    assert type(loaded.model).__name__ == "LlamaForCausalLM" and loaded.n_params == tiny.n_params
+    assert not (saved_tiny / "EXECUTED").exists()

@@ -132,7 +132,7 @@ def test_the_guard_stops_a_run_that_breaks_retain(setting):
 def test_options_that_need_scores_refuse_without_them():
     with pytest.raises(ValueError, match="need scores during the run"):
         TrainConfig(score_every=0, keep_best=True)
-    with pytest.raises(ValueError, match="retain_floor must be a share"):
+    with pytest.raises(ValueError, match="retain floor must be >= 0 and <= 1"):
         TrainConfig(retain_floor=1.5)
 
 

@@ -10,7 +10,9 @@ def test_config_round_trips_through_json(tmp_path):
     store = RunStore(tmp_path)
     config = RunConfig(model="tiny", forget_ids=["a", "b"], train=TrainConfig(method="npo", method_options={"beta": 0.2}, steps=7))
     run_id = store.create(config)
-    assert store.config(run_id) == config
+    assert store.config(run_id) == RunConfig.from_dict(config.to_dict())
+    # the stored config names every method option, defaults included: a later change of default changes no old run
+    assert store.config(run_id).train.method_options == {"gamma": 1.0, "alpha": 1.0, "retain_loss": "nll", "beta": 0.2}
     assert store.status(run_id)["status"] == "queued"
     assert json.loads((tmp_path / run_id / "config.json").read_text())["train"]["steps"] == 7
 
@@ -31,6 +33,9 @@ def test_recover_marks_cut_off_runs_interrupted_and_keeps_the_rest(tmp_path):
     store.set_status(done, "completed")
     store.set_status(cut, "running")
     store.append_step(cut, {"step": 1, "loss": 1.0})
+    assert RunStore(tmp_path).recover() == []  # its process (this one) still runs it
+    status = store.read_json(cut, "status.json")
+    store.write_json(cut, "status.json", {**status, "owner": {**status["owner"], "started": 0.0}})  # a reused pid
     assert RunStore(tmp_path).recover() == [cut]  # a new store, as after a restart
     assert store.status(cut)["status"] == "interrupted" and store.steps(cut) == [{"step": 1, "loss": 1.0}]
     assert store.status(done)["status"] == "completed"

@@ -1,24 +1,46 @@
-"""Headless command line: python -m unlearning prepare-target | run | eval | runs | methods | metrics. Results print as JSON."""
+"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | runs | delete | subset | methods |
+metrics.
+
+Results print as JSON on stdout, a progress bar on stderr; errors print as {"error": ...}, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from dataclasses import fields
+from typing import Iterator
 
 from tqdm import tqdm
 
-from unlearning.data import load_data
+from unlearning.data import DataError, load_data
 from unlearning.data.lume import write_subset
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.experiment import cached_data, cached_model, run_experiment, select
+from unlearning.experiment import cached_data, cached_model, run_experiment, selection
+from unlearning.jobs import user_message
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig, RunStore
-from unlearning.sweep import ALIASES, TRAIN_FIELDS, new_sweep_id, parse_grid, points, run_sweep
+from unlearning.models import ModelLoadError
+from unlearning.options import Option, options, parse
+from unlearning.plan import Plan, make_plan
+from unlearning.runs import Run, RunStore
+from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.target import TargetConfig, prepare_target
+
+EXIT_CODES = {"completed": 0, "failed": 1, "bad input": 2, "diverged": 3, "cancelled": 4, "stopped": 5}
+EXIT_HELP = """exit codes (every command; `run` by how the run ended):
+  0  completed
+  1  failed: the run started and stopped on an error (disk full, out of memory); its folder says why
+  2  bad input: nothing was created or changed (a wrong option, id, model or data; also usage errors)
+  3  diverged: the loss became NaN or infinite; the curve so far is kept
+  4  cancelled: stopped by Ctrl-C or SIGTERM; the curve so far is kept
+  5  stopped: the guard (--stop-below) ended training early because retain fell; the run was still evaluated"""
+EVAL_FLAGS = [o for o in options(EvalConfig) if not o.advanced]  # mode, max new tokens, retain rows, utility, mia
+BAD_INPUT = (ValueError, KeyError, DataError, ModelLoadError)  # ModelLoadError is a RuntimeError: listed first
 
 
 class Bar:
@@ -35,15 +57,29 @@ class Bar:
         self.bar.close()
 
 
-def parse_option(text: str) -> tuple[str, object]:
-    """--set key=value; the value is read as JSON when it parses (numbers, true), else kept as text."""
+def parse_option(text: str) -> tuple[str, str]:
+    """--set key=value; the value stays text here and is checked against the method's option by the run plan."""
     key, sep, value = text.partition("=")
-    if not sep:
+    if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value
+
+
+@contextmanager
+def sigterm_cancels() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does (KeyboardInterrupt): the run is marked cancelled and its curve kept."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
@@ -61,101 +97,142 @@ def cmd_prepare_target(args) -> dict:
     return {"target": folder, **report}
 
 
-def run_config(args, bar: Bar) -> RunConfig:
-    """The RunConfig the `run` options describe (shared by `run` and `sweep`); prepares the target when asked."""
-    model = target_for(args, bar)[0] if args.target else args.model
-    data = cached_data(args.data)
+def run_request(args, model: str) -> dict:
+    """The run the flags describe, as the run plan takes it: the values as typed, checked there."""
     if args.forget_ids:
-        forget_ids = args.forget_ids.split(",")
+        forget_ids = [i.strip() for i in args.forget_ids.split(",") if i.strip()]
     else:
-        forget_ids = data.sample_forget(args.forget_n or len(data.records), args.seed, args.forget_kind)
-    settings = dict(args.set)
-    training = {k: settings.pop(k) for k in list(settings) if k in TRAIN_FIELDS}
-    train = TrainConfig(**{
-        "method": args.method, "method_options": settings, "steps": args.steps, "learning_rate": args.lr,
-        "batch_size": args.batch_size, "params": args.params, "last_k": args.last_k, "lora_rank": args.lora_rank,
-        "seed": args.seed, "compile": args.compile, **training,
-    })
-    return RunConfig(model=model, data=args.data, forget_ids=forget_ids, train=train, eval=eval_config(args),
-                     save_weights=args.save_weights, name=args.name)
+        data = cached_data(args.data)
+        seed = args.seed if args.seed is not None else TrainConfig.seed
+        draw = int(seed) if str(seed).isdigit() else TrainConfig.seed  # a bad --seed is the plan's to report
+        forget_ids = data.sample_forget(args.forget_n or len(data.records), draw, args.forget_kind)
+    train = {o.name: getattr(args, o.name) for o in options(TrainConfig) if getattr(args, o.name) is not None}
+    return {"model": model, "data": args.data, "forget_ids": forget_ids,
+            "train": {"method": args.method, "method_options": dict(args.set), **train},
+            "eval": eval_request(args), "save_weights": args.save_weights, "name": args.name}
+
+
+def eval_request(args) -> dict:
+    return {o.name: getattr(args, o.name) for o in EVAL_FLAGS if getattr(args, o.name) is not None}
+
+
+def planned(args, bar: Bar) -> Plan:
+    """The run the flags describe, checked; with --target, on the prepared target. Checked on the base model first, so
+    a bad option fails at once, not after minutes of preparing a target."""
+    request = run_request(args, args.model)
+    plan = make_plan(request)
+    if args.target:
+        plan = make_plan({**request, "model": target_for(args, bar)[0]})
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return plan
 
 
 def cmd_run(args) -> dict:
     bar = Bar()
+    plan = planned(args, bar)
     store = RunStore(args.runs)
-    run_id, _ = run_experiment(run_config(args, bar), store, bar)
-    bar.close()
-    return summary(store, run_id)
+    run_id = store.create(plan.config)
+    error = None
+    try:
+        with sigterm_cancels():
+            run_experiment(plan, store, bar, run_id=run_id)
+    except KeyboardInterrupt:
+        pass  # the run is marked cancelled: the summary and the exit code say so
+    except Exception as failure:  # noqa: BLE001 - the run folder records the failure; the user reads a sentence
+        error = user_message(failure)
+    finally:
+        bar.close()
+    out = summary(store, run_id)
+    if error:
+        out["error"] = error
+    return {**out, "notes": plan.notes}
 
 
 def cmd_sweep(args) -> dict:
     grid = parse_grid(args.grid)
     if args.grid_file:
         grid |= {ALIASES.get(k, k): v for k, v in json.loads(Path(args.grid_file).read_text()).items()}
+    base, sweep_id = run_request(args, args.model), new_sweep_id()
+    plans = points(base, grid, sweep_id)  # every point checked before anything is prepared or run
     bar = Bar()
-    sweep_id = new_sweep_id()
-    configs = points(run_config(args, bar), grid, sweep_id)  # every point checked before the first one runs
+    if args.target:
+        plans = points({**base, "model": target_for(args, bar)[0]}, grid, sweep_id)
     store = RunStore(args.runs)
-    run_ids = run_sweep(configs, store, bar)
-    bar.close()
-    return {"sweep": sweep_id, "points": [point_summary(store, run_id) for run_id in run_ids]}
+    with sigterm_cancels():
+        try:
+            run_ids = run_sweep(plans, store, bar)
+        finally:
+            bar.close()
+    return {"sweep": plans[0].config.sweep, "points": [point_summary(store, run_id) for run_id in run_ids]}
 
 
 def point_summary(store: RunStore, run_id: str) -> dict:
     """One sweep point: its settings, where it started and ended on the forget/retain plane, and the verdict."""
     out = summary(store, run_id)
-    point = {"run_id": run_id, "name": out["config"]["name"], "status": out["status"], "message": out["message"]}
-    for name in ("before", "after"):
-        report = store.read_json(run_id, f"{name}.json")
+    point = {"run_id": run_id, "name": (out["config"] or {}).get("name"), "status": out["status"],
+             "message": out["message"], "verdict": {}, "broken": False}
+    run = store.read(run_id)
+    for name, report in (("before", run.before), ("after", run.after)):
         if report:
             point |= {f"{name}_{axis}": value for axis, value in tradeoff_point(EvalReport.from_dict(report)).items()}
-    verdict = out.get("verdict")
-    point["verdict"] = {f["aspect"]: f["status"] for f in verdict["findings"]} if verdict else {}
-    point["broken"] = bool(verdict and verdict["broken"])
+    if "verdict" in out:
+        point["verdict"] = {f["aspect"]: f["status"] for f in out["verdict"]["findings"]}
+        point["broken"] = out["verdict"]["broken"]
     return point
 
 
-def eval_config(args) -> EvalConfig:
-    return EvalConfig(mode="official" if args.official else "fast", max_new_tokens=args.max_new_tokens,
-                      retain_rows=args.retain_rows)
-
-
-def report_summary(report: dict) -> dict:
-    """A saved report without its per-sample rows: every metric, what was skipped, what was not official."""
-    return {k: v for k, v in EvalReport.from_dict(report).to_dict().items() if k != "rows"}
-
-
 def summary(store: RunStore, run_id: str) -> dict:
-    out = {"run_id": run_id, **store.status(run_id), "config": store.read_json(run_id, "config.json")}
-    reports = {name: store.read_json(run_id, f"{name}.json") for name in ("before", "after")}
+    """A run as the CLI shows it: status, config, both evaluations (every metric, without the per-sample rows), the
+    verdict, and the last training step."""
+    run = store.read(run_id)
+    out = {**listing(run), "config": run.config.to_dict() if run.config else None}
+    reports = {name: EvalReport.from_dict(report) for name, report in (("before", run.before), ("after", run.after)) if report}
     for name, report in reports.items():
-        if report:
-            out[name] = report_summary(report)
-    if reports["after"]:
-        before = EvalReport.from_dict(reports["before"]) if reports["before"] else None
-        out["verdict"] = judge(before, EvalReport.from_dict(reports["after"])).to_dict()
-    steps = [log for log in store.steps(run_id) if "loss" in log]  # the step-0 log holds only the original's scores
-    out["steps"] = len(steps)
-    out["last_step"] = steps[-1] if steps else None
+        out[name] = {k: v for k, v in report.to_dict().items() if k != "rows"}
+    if "after" in reports:
+        out["verdict"] = judge(reports.get("before"), reports["after"]).to_dict()
+    trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
+    out["last_step"] = trained[-1] if trained else None
     return out
 
 
+def listing(run: Run) -> dict:
+    """One line of `runs`: a damaged run is listed too, with what is wrong and what could still be read."""
+    return {"run_id": run.id, **run.status, "method": run.config.train.method if run.config else None,
+            "name": run.config.name if run.config else None, "sweep": run.config.sweep if run.config else None,
+            "steps": sum("loss" in log for log in run.steps), "problems": run.problems}
+
+
 def cmd_eval(args) -> dict:
+    values, problems = parse(EvalConfig, eval_request(args), "evaluation")
+    if problems:
+        raise ValueError("; ".join(problems))
+    evaluation = EvalConfig(**values)
     bar = Bar()
     loaded, data = cached_model(args.model), cached_data(args.data)
-    config = RunConfig(model=args.model, data=args.data, forget_ids=[r.id for r in data.split("forget")], eval=eval_config(args))
-    sel = select(data, config)
+    sel = selection(data, data.split("forget"), data.split("retain"), evaluation)
     report = evaluate(loaded.model, loaded.tokenizer, sel.forget + sel.retain_eval, sel.mia_members, sel.mia_nonmembers,
-                      config.eval, bar, mia_source=sel.mia_source, notes=sel.notes)
+                      evaluation, bar, mia_source=sel.mia_source, notes=sel.notes)
     bar.close()
-    return report_summary(report.to_dict())
+    return {k: v for k, v in report.to_dict().items() if k != "rows"}
 
 
 def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
         return summary(store, args.run_id)
-    return [{"run_id": r, **store.status(r), "method": store.config(r).train.method} for r in store.ids()]
+    return [listing(store.read(r)) for r in store.ids()]
+
+
+def cmd_delete(args) -> dict:
+    RunStore(args.runs).delete(args.run_id)
+    return {"deleted": args.run_id}
+
+
+def describe(option: Option) -> dict:
+    return {"type": option.kind.__name__, "default": option.default, "help": option.help,
+            "choices": list(option.choices) or None, "bounds": option.bounds() or None}
 
 
 def cmd_subset(args) -> dict:
@@ -171,13 +248,27 @@ def cmd_metrics(args) -> list:
 
 def cmd_methods(args) -> list:
     return [
-        {"name": m.name, "title": m.title, "paper": m.paper, "options": {f.name: f.default for f in fields(m.Config)}}
+        {"name": m.name, "title": m.title, "paper": m.paper, "options": {o.name: describe(o) for o in options(m.Config)}}
         for m in METHODS.values() if m.unlearns
     ]
 
 
+def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    """A flag generated from a config option: its help, choices, bounds and default are the option's own. Values
+    are read as text and checked by the run plan, so a flag and the app's control refuse the same things."""
+    flags = [f"--{option.name.replace('_', '-')}", *option.flags]
+    facts = [f"one of {', '.join(option.choices)}" if option.choices else "", option.bounds(), f"default {option.default}"]
+    text = f"{option.help} ({'; '.join(f for f in facts if f)})".replace("%", "%%")
+    if option.kind is bool:
+        parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+    else:
+        parser.add_argument(*flags, dest=option.name, default=None, metavar=option.kind.__name__.upper(), help=text)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m unlearning", description="Unlearning Studio, headless.")
+    formatter = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m unlearning", description="Unlearning Studio, headless.", epilog=EXIT_HELP,
+                                formatter_class=formatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_data(sp):
@@ -185,13 +276,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", default="bundled", help="'bundled', a LUME folder or hub id, a TOFU json, or your CSV/JSONL/parquet")
 
     def eval_opts(sp):
-        sp.add_argument("--official", action="store_true",
-                        help="the SemEval protocol: one prompt at a time in bf16, 256 new tokens, every retain row, the "
-                             "data's own MIA files, MMLU when reachable (slow on a CPU)")
-        sp.add_argument("--max-new-tokens", type=int, default=EvalConfig.max_new_tokens,
-                        help="tokens generated per prompt (fast mode; official: 256)")
-        sp.add_argument("--retain-rows", type=int, default=EvalConfig.retain_rows,
-                        help="retain rows scored, a fixed sample; 0 = all (fast mode; official: all)")
+        for option in EVAL_FLAGS:
+            add_option(sp, option)
+        sp.add_argument("--official", dest="mode", action="store_const", const="official",
+                        help="same as --mode official: the SemEval protocol (one prompt at a time in bf16, 256 new "
+                             "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
         sp.add_argument("--epochs", type=int, default=TargetConfig.epochs)
@@ -204,31 +293,32 @@ def parser() -> argparse.ArgumentParser:
 
     def run_opts(sp):
         model_data(sp), target_opts(sp)
-        sp.add_argument("--target", action="store_true", help="run on the memorised target of --model on --data (prepared if missing)")
-        sp.add_argument("--method", default="grad_diff", choices=[m for m, c in METHODS.items() if c.unlearns])
+        sp.add_argument("--target", action="store_true",
+                        help="run on the memorised target of --model on --data (prepared if missing)")
+        sp.add_argument("--method", default=TrainConfig.method,
+                        help=f"one of {', '.join(m for m, c in METHODS.items() if c.unlearns)}")
         sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
-                        help="a method option (alpha=30) or any training setting (score_every=5, skip_forgotten=true)")
+                        help="a method option, e.g. alpha=30; `methods` lists each method's options with their bounds")
         sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
         sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
         sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
-        for name, default in (("steps", 20), ("batch-size", 4), ("last-k", 4), ("lora-rank", 8), ("seed", 0)):
-            sp.add_argument(f"--{name}", type=int, default=default)
+        for option in options(TrainConfig):
+            add_option(sp, option)
         eval_opts(sp)
-        sp.add_argument("--lr", type=float, default=1e-5, help="learning rate")
-        sp.add_argument("--params", default="full", choices=["full", "last_k", "lora"])
-        sp.add_argument("--compile", action="store_true", help="torch.compile the decoder blocks: faster steps after a ~30 s first one")
-        sp.add_argument("--save-weights", action="store_true")
+        sp.add_argument("--save-weights", action="store_true", help="save the unlearned model as runs/RUN_ID/model")
         sp.add_argument("--name", default="")
         sp.add_argument("--runs", default="runs", help="runs directory")
 
-    sp = sub.add_parser("run", help="unlearn some forget samples, evaluate before and after, save the run")
+    sp = sub.add_parser("run", help="unlearn some forget samples, evaluate before and after, save the run",
+                        epilog=EXIT_HELP, formatter_class=formatter)
     run_opts(sp)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("sweep", help="run a grid of settings, each point a saved run tagged with the sweep id")
     run_opts(sp)
     sp.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                    help="a setting and its values: lr=1e-5,3e-5, alpha=10,30, method=grad_diff,npo, seed=0,1, ...")
+                    help="a setting and its values: lr=1e-5,3e-5, alpha=10,30, method=grad_diff,npo, seed=0,1, ...: any "
+                         "training option or method option")
     sp.add_argument("--grid-file", help="a JSON file {name: [values]} (added to --grid)")
     sp.set_defaults(func=cmd_sweep)
 
@@ -237,13 +327,15 @@ def parser() -> argparse.ArgumentParser:
     eval_opts(sp)
     sp.set_defaults(func=cmd_eval)
 
-    sp = sub.add_parser("runs", help="list saved runs, or show one")
+    sp = sub.add_parser("runs", help="list saved runs (damaged ones with what is wrong), or show one")
     sp.add_argument("run_id", nargs="?")
     sp.add_argument("--runs", default="runs")
     sp.set_defaults(func=cmd_runs)
 
-    sp = sub.add_parser("methods", help="list the unlearning methods and their options")
-    sp.set_defaults(func=cmd_methods)
+    sp = sub.add_parser("delete", help="delete a saved run (a damaged one too); a run in progress is refused")
+    sp.add_argument("run_id")
+    sp.add_argument("--runs", default="runs")
+    sp.set_defaults(func=cmd_delete)
 
     sp = sub.add_parser("subset", help="write a smaller LUME folder: N rows per split x task x kind, with its MIA files")
     sp.add_argument("folder", help="a LUME folder, e.g. ../shared/data/lume-validation")
@@ -251,6 +343,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="folder to write (created)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_subset)
+
+    sp = sub.add_parser("methods", help="list the unlearning methods and their options")
+    sp.set_defaults(func=cmd_methods)
 
     sp = sub.add_parser("metrics", help="list every metric: what it measures, which way is better, chance and ideal")
     sp.set_defaults(func=cmd_metrics)
@@ -261,8 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         result = args.func(args)
-    except (ValueError, KeyError, RuntimeError, OSError) as error:
-        print(json.dumps({"error": str(error)}), file=sys.stdout)
-        return 2
+    except KeyboardInterrupt:
+        print(json.dumps({"error": "stopped by the user"}))
+        return EXIT_CODES["cancelled"]
+    except BAD_INPUT as error:
+        print(json.dumps({"error": user_message(error)}))
+        return EXIT_CODES["bad input"]
+    except (OSError, RuntimeError, MemoryError) as error:
+        print(json.dumps({"error": user_message(error)}))
+        return EXIT_CODES["failed"]
     print(json.dumps(result, indent=1, default=str))
+    if args.command == "run":
+        return EXIT_CODES.get(result["status"], EXIT_CODES["failed"])
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import ctypes
 import functools
-import math
 import os
 import shutil
 import sys
@@ -27,79 +26,69 @@ from unlearning.batching import answer_logits_only, collate, encode, supports_lo
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
 from unlearning.monitor import Monitor
+from unlearning.options import check, option
 
-PARAM_MODES = ("full", "last_k", "lora")
+PARAM_MODES = {"full": "all weights (full)", "last_k": "only the last k layers", "lora": "LoRA adapters"}
+TINY_LEARNING_RATE = 1e-3  # the random tiny model: gradients are tiny, so it takes a large rate
+DURING = "during the run"  # the option group of in-run scores, per-sample balance, best checkpoint and guard
 
 
 @dataclass
 class TrainConfig:
+    """The engine's settings. Defaults are the measured working point of the default model (SmolLM2-135M, README):
+    3e-5 for ~60 steps; the random tiny model's gradients are tiny and it needs ~1e-3 (TINY_LEARNING_RATE)."""
+
     method: str = "grad_diff"
     method_options: dict = field(default_factory=dict)
-    steps: int = 20
-    learning_rate: float = 1e-5
-    batch_size: int = 4
-    params: str = "full"  # full | last_k (only the last k decoder layers train) | lora
-    last_k: int = 4
-    lora_rank: int = 8
-    max_length: int = 256
-    grad_clip: float = 1.0
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast; master weights keep their dtype)
-    compile: bool = False  # torch.compile each decoder block: ~25% faster steps after a ~30 s first step
-    seed: int = 0
+    steps: int = option(60, "Optimiser steps; each sees one forget batch (and one retain batch).", ge=1, le=100_000)
+    learning_rate: float = option(
+        3e-5, "3e-5 for ~60 steps suits the 135M default model (measured, README); the random tiny model needs ~1e-3.",
+        gt=0, le=1.0, flags=("--lr",),
+    )
+    batch_size: int = option(4, "Forget (and retain) samples per step.", ge=1, le=4096)
+    params: str = option("full", "What trains; fewer trainable weights: less memory, gentler edits.", choices=PARAM_MODES,
+                         label="what trains")
+    last_k: int = option(4, "How many of the last decoder layers train (what trains: last_k).", ge=1, le=10_000,
+                         label="k (last layers that train)", when=("params", "last_k"))
+    lora_rank: int = option(8, "Rank of the LoRA adapters (what trains: lora); they are merged into the model after "
+                            "training.", ge=1, le=4096, label="LoRA rank", when=("params", "lora"))
+    max_length: int = option(256, "Tokens per sample; longer samples are cut.", ge=8, le=1_000_000,
+                             label="max length (tokens per sample)", advanced=True)
+    grad_clip: float = option(1.0, "Largest gradient norm per step; 0 turns clipping off.", ge=0, le=1e6,
+                              label="gradient clipping (0 = off)", advanced=True)
+    precision: str = option("auto", "auto: bf16 autocast on GPUs and CPUs that do bf16 fast; master weights keep "
+                            "their dtype.", choices=("auto", "fp32", "bf16"), advanced=True)
+    compile: bool = option(False, "torch.compile the decoder blocks: ~25% faster steps on the 135M model after a ~30 s "
+                           "first step (once per session); needs a C++ compiler.", label="compile (torch.compile)",
+                           advanced=True)
+    seed: int = option(0, "Seed of the batch order (and of LoRA's initial adapters).", ge=0, le=2**32 - 1, advanced=True)
+
     # Scores during the run (unlearning.monitor): the forget samples and the retain-eval sample, teacher forced.
-    score_every: int = field(default=10, metadata={"help": "Score forget and retain every N steps, teacher forced "
-                                                           "(no generation); 0 = off. Needed by everything below."})
-    generate_every: int = field(default=0, metadata={"help": "Also generate and score officially every N steps (slow); 0 = off."})
-    forgotten_em: float = field(default=0.25, metadata={"help": "A forget sample counts as forgotten once its exact "
-                                                                "memorization (share of answer tokens it still predicts) "
-                                                                "falls to the level of the data's unseen holdout samples "
-                                                                "of its task and kind, or to this where there are none."})
-    skip_forgotten: bool = field(default=False, metadata={"help": "Stop pushing forgotten samples: they leave the forget "
-                                                                  "batches; the run ends when all are forgotten."})
-    focus_unforgotten: bool = field(default=False, metadata={"help": "Draw forget batches by how much of each sample is "
-                                                                     "still memorised."})
-    keep_best: bool = field(default=False, metadata={"help": "Keep the best scored state: the least forget score that keeps "
-                                                             "the retain floor; it becomes the run's model."})
-    retain_floor: float = field(default=0.9, metadata={"help": "Share of the original's retain score the best state must keep."})
-    stop_below: float = field(default=0.0, metadata={"help": "Stop the run when the retain score falls under this share "
-                                                             "of the original's (0 = never)."})
+    score_every: int = option(10, "Score forget and retain every N steps, teacher forced (no generation); 0 = off. "
+                              "Everything below needs it.", ge=0, le=100_000, label="score every N steps", group=DURING)
+    generate_every: int = option(0, "Also generate and score officially every N steps, with the fluency check (slow); "
+                                 "0 = off.", ge=0, le=100_000, label="generate every N steps", group=DURING)
+    forgotten_em: float = option(0.25, "A forget sample counts as forgotten once its exact memorization (share of "
+                                 "answer tokens it still predicts) falls to the level of the data's unseen holdout "
+                                 "samples of its task and kind, or to this where there are none.", ge=0, le=1,
+                                 label="forgotten at exact memorization", group=DURING)
+    skip_forgotten: bool = option(False, "Stop pushing forgotten samples: they leave the forget batches, and the run "
+                                  "ends when all are forgotten.", group=DURING)
+    focus_unforgotten: bool = option(False, "Draw forget batches by how much of each sample is still memorised.",
+                                     group=DURING)
+    keep_best: bool = option(False, "Keep the best scored state (the least forget score that keeps the retain floor) "
+                             "and make it the run's model; costs a copy of the trained weights.", group=DURING)
+    retain_floor: float = option(0.9, "Share of the original's retain score the best state must keep.", ge=0, le=1,
+                                 group=DURING)
+    stop_below: float = option(0.0, "Guard: stop the run when the retain score falls under this share of the "
+                               "original's (0 = never).", ge=0, le=1, label="stop when retain falls below", group=DURING)
 
     def __post_init__(self) -> None:
-        def whole(value, least: int) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and value >= least
-
-        problems = []
-        if not whole(self.steps, 1):
-            problems.append(f"steps must be a whole number >= 1 (got {self.steps!r})")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
-            problems.append(f"learning rate must be a positive number (got {self.learning_rate!r})")
-        if not whole(self.batch_size, 1):
-            problems.append(f"batch size must be a whole number >= 1 (got {self.batch_size!r})")
-        if self.params not in PARAM_MODES:
-            problems.append(f"params must be one of {PARAM_MODES} (got {self.params!r})")
-        if self.params == "last_k" and not whole(self.last_k, 1):
-            problems.append(f"last_k must be a whole number >= 1 (got {self.last_k!r})")
-        if self.params == "lora" and not whole(self.lora_rank, 1):
-            problems.append(f"LoRA rank must be a whole number >= 1 (got {self.lora_rank!r})")
-        if not whole(self.max_length, 8):
-            problems.append(f"max_length must be >= 8 tokens (got {self.max_length!r})")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            problems.append(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
-        if self.compile and not cpp_compiler():
-            problems.append("compile needs a C++ compiler (g++ or $CXX) for torch.compile; install one or turn compile off")
-        for name in ("score_every", "generate_every"):
-            if not whole(getattr(self, name), 0):
-                problems.append(f"{name} must be a whole number >= 0 (got {getattr(self, name)!r})")
-        for name in ("forgotten_em", "retain_floor", "stop_below"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
-                problems.append(f"{name} must be a share between 0 and 1 (got {value!r})")
+        check(self)
         needs_scores = [n for n in ("skip_forgotten", "focus_unforgotten", "keep_best") if getattr(self, n)] + (
             ["stop_below"] if self.stop_below else []) + (["generate_every"] if self.generate_every else [])
         if needs_scores and not self.score_every:
-            problems.append(f"{', '.join(needs_scores)} need scores during the run: set score_every above 0")
-        if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(f"{', '.join(needs_scores)} need scores during the run: set score_every above 0")
         get_method(self.method, **self.method_options)  # unknown method or option: fail now, not mid-run
 
     def to_dict(self) -> dict:
@@ -184,10 +173,7 @@ def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedMod
         return get_peft_model(model, lora)
     model.requires_grad_(config.params == "full")
     if config.params == "last_k":
-        layers = decoder_layers(model)
-        if config.last_k > len(layers):
-            raise ValueError(f"last_k={config.last_k} but the model has only {len(layers)} layers")
-        for layer in layers[-config.last_k :]:
+        for layer in decoder_layers(model)[-config.last_k :]:
             layer.requires_grad_(True)
     return model
 
@@ -212,18 +198,6 @@ def compile_layers(model: PreTrainedModel) -> Callable[[], None]:
     return restore
 
 
-def check_data(forget: list[Record], retain: list[Record], config: TrainConfig) -> Method:
-    """Refuse data the run cannot use, with a message for the user, before anything is copied or saved."""
-    if not forget:
-        raise ValueError("No forget samples selected: pick at least one sample to forget.")
-    if config.batch_size > len(forget):
-        raise ValueError(f"batch size {config.batch_size} is larger than the {len(forget)} forget samples: use at most {len(forget)}")
-    method = get_method(config.method, **config.method_options)
-    if "retain" in method.views and not retain:
-        raise ValueError(f"{method.title} needs retain samples, and the retain set is empty")
-    return method
-
-
 def train(
     original: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -238,9 +212,10 @@ def train(
 
     With a `monitor` (unlearning.monitor) the run is scored before the first step and every `score_every` steps, the
     scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
-    keep the best state, or end the run.
+    keep the best state, or end the run. The data and settings come from a checked plan (unlearning.plan.make_plan):
+    nothing is checked again here.
     """
-    method = check_data(forget, retain, config)
+    method = get_method(config.method, **config.method_options)
     acc = accelerator()
     if acc.device.type == "cpu":
         keep_freed_memory()

@@ -5,12 +5,14 @@ and closing the browser does not stop it. Cancelling sets the job's own Event, c
 """
 from __future__ import annotations
 
+import errno
 import itertools
 import queue
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 FINISHED = ("done", "failed", "cancelled")
@@ -45,6 +47,11 @@ class Job:
 def user_message(error: BaseException) -> str:
     """What a user reads when a job fails: the cause and what to try, never a traceback."""
     text = str(error) or type(error).__name__
+    # safetensors' writer raises its own error type, with the OS's words in it
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "no space left on device" in text.lower():
+        where = f" while writing {Path(error.filename).name}" if getattr(error, "filename", None) else ""
+        return (f"The disk is full (no space left on device{where}). Free some space and start again; what was "
+                "written before is kept.")
     if isinstance(error, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text.lower():
         return "Out of memory. Try a smaller batch size, a shorter max length, LoRA, or training only the last k layers."
     return text

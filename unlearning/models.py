@@ -142,6 +142,11 @@ def load_model(
             path, config=config, dtype=pick_dtype(torch_device, dtype), use_safetensors=None if allow_pickle else True, **kwargs
         )
     except ValueError as error:  # transformers raises ValueError for configs with no causal-LM head
+        if "trust_remote_code" in str(error):
+            raise ModelLoadError(
+                f"{source!r} needs its own Python code to load (auto_map in its config): refused, because that code "
+                "could do anything on this machine. Load it with trust_remote_code=True only if you trust its source."
+            ) from error
         raise ModelLoadError(f"{source!r} is not a causal language model: {error}") from error
     except OSError as error:  # missing files, no network, gated repo without token
         hint = " Only safetensors weights load unless you allow pickled weights." if "safetensors" in str(error) else ""

@@ -2,29 +2,49 @@
 
 runs/<run id>/
     config.json     the RunConfig, enough to reproduce the run
-    status.json     queued | running | completed | cancelled | diverged | failed | interrupted, with a message
+    status.json     queued | running | completed | cancelled | diverged | failed | interrupted, a message that follows
+                    the run's stage, and the process that owns it while it is active (pid, host, start time)
     metrics.jsonl   one line per training step (appended, so a crash keeps the curve so far)
     before.json     EvalReport of the original model
     after.json      EvalReport of the unlearned model
-    adapter.safetensors / model.safetensors   optional weights
-Files are written to a temporary name and renamed, so a crash never leaves a half-written file.
+    model/, adapter.safetensors   optional weights
+
+What the store guarantees (the README repeats it):
+- A file is written whole or not at all (a temporary name, then a rename); the temporary goes on any failure.
+- A run folder appears with its config and status, or not at all; saved weights appear only once complete.
+- Everything written is standard JSON: NaN and infinities are stored as null.
+- Readers never fail on a run's files: a damaged file makes its run read as "damaged" with the file and the reason,
+  and everything else of that run that can still be read; no other run is affected.
+- An active run whose owning process is gone reads as "interrupted" for every reader, in any process.
 """
 from __future__ import annotations
 
+import errno
+import functools
 import json
+import math
 import os
 import re
 import secrets
 import shutil
+import socket
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluation.report import EvalConfig
+from unlearning.evaluation.report import EvalConfig, EvalReport
+from unlearning.methods import METHODS
+from unlearning.options import parse
 
 ACTIVE = ("queued", "running")
+STATUSES = ACTIVE + ("completed", "stopped", "cancelled", "diverged", "failed", "interrupted")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
+MESSAGE_CHARS = 1000  # a status stays well inside one disk block, so a full disk can still take the last one
 
 
 @dataclass
@@ -32,7 +52,7 @@ class RunConfig:
     model: str = "default"  # anything load_model accepts, e.g. a prepared target's folder
     data: str = "bundled"  # anything load_data accepts
     forget_ids: list[str] = field(default_factory=list)
-    retain_ids: list[str] | None = None  # None: the whole retain split
+    retain_ids: list[str] | None = None  # None: the retain split, less any sample chosen to forget
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_weights: bool = False
@@ -43,17 +63,165 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunConfig":
-        data = dict(data)
-        data["train"] = TrainConfig(**data.get("train", {}))
-        data["eval"] = EvalConfig(**data.get("eval", {}))
-        return cls(**data)
+    def from_dict(cls, data: Any) -> "RunConfig":
+        config, problems = parse_run_config(data)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return config
+
+
+def parse_run_config(data: Any) -> tuple[RunConfig | None, list[str]]:
+    """A RunConfig from its dict form (config.json, or a request from the CLI or the app), with every value checked
+    against its option's kind and bounds; or None and the problems, each in words a user can act on."""
+    if not isinstance(data, dict):
+        return None, [f"expected a JSON object, got {_json_type(data)}"]
+    problems = [f"unknown setting {key!r}" for key in data if key not in RunConfig.__dataclass_fields__]
+    top = {}
+    for key, ok, what in (("model", _text, "text"), ("data", _text, "text"), ("name", _short_text, "text of up to 200 characters"),
+                          ("sweep", _short_text, "text of up to 200 characters"),
+                          ("forget_ids", _ids, "a list of record ids"), ("save_weights", _bool, "true or false")):
+        if key in data:
+            if ok(data[key]):
+                top[key] = data[key]
+            else:
+                problems.append(f"{key.replace('_', ' ')} must be {what} (got {_short(data[key])})")
+    if data.get("retain_ids") is not None:
+        if _ids(data["retain_ids"]):
+            top["retain_ids"] = data["retain_ids"]
+        else:
+            problems.append(f"retain ids must be a list of record ids or null (got {_short(data['retain_ids'])})")
+    train = data.get("train", {})
+    if not isinstance(train, dict):
+        problems.append(f"train: expected a set of options, got {_json_type(train)}")
+        train = {}
+    method = train.get("method", TrainConfig.method)
+    method_cls = METHODS.get(method) if isinstance(method, str) else None
+    if method_cls is None:
+        problems.append(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}")
+    method_options, found = parse(method_cls.Config, train.get("method_options", {}), f"{method} option") if method_cls else ({}, [])
+    train_options, found_train = parse(TrainConfig, {k: v for k, v in train.items() if k not in ("method", "method_options")})
+    evaluation = data.get("eval", {})
+    if isinstance(evaluation, dict) and evaluation.get("utility") == "probe":  # runs saved before the bundled items
+        evaluation = {**evaluation, "utility": "items"}
+    eval_options, found_eval = parse(EvalConfig, evaluation, "evaluation")
+    problems += found + found_train + found_eval
+    if problems:
+        return None, problems
+    try:  # the option checks passed; this fills defaults and applies the method's own rules
+        options = asdict(method_cls.Config(**method_options))
+        train_config = TrainConfig(method=method, method_options=options, **train_options)
+        return RunConfig(**top, train=train_config, eval=EvalConfig(**eval_options)), []
+    except (ValueError, TypeError) as error:
+        return None, [str(error)]
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _short_text(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 200
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, str) for i in value)
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def report_problem(data: Any) -> str | None:
+    """Why a before.json / after.json cannot be shown, or None; the evaluation's own reader does the checking."""
+    try:
+        EvalReport.from_dict(data)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def status_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"expected a JSON object, got {_json_type(data)}"
+    if data.get("status") not in STATUSES:
+        return f"unknown status {_short(data.get('status'))}"
+    if not isinstance(data.get("message", ""), str):
+        return "its message is not text"
+    return None
+
+
+def config_problem(data: Any) -> str | None:
+    problems = parse_run_config(data)[1]
+    return "; ".join(problems) if problems else None
+
+
+# Each JSON file of a run and the check its content must pass (None: whole).
+CHECKS = {"config.json": config_problem, "status.json": status_problem, "before.json": report_problem,
+          "after.json": report_problem}
+
+
+# -------------------------------------------------------------------------------------------------------- writing
+
+
+def to_json(data: Any) -> str:
+    """Standard JSON (RFC 8259): NaN and infinities, which json.dumps would write as bare NaN/Infinity, become null."""
+    return json.dumps(_finite(data), indent=1, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write(path: Path, text: str, mode: str) -> None:
+    """Every byte the store writes goes through here ("w" new file, "a" append, "r+" overwrite in place)."""
+    with open(path, mode, encoding="utf-8") as f:
+        f.write(text)
+        if mode == "r+":
+            f.truncate()
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target` for the caller to make a file or folder at; once the block ends
+    without error it is renamed to `target`, else removed. So a file, a run folder or saved weights appear whole or
+    not at all (a model folder with a config and no weights would load as a broken model), and a failure (a full
+    disk) leaves no leftovers."""
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Readers see the old file or the new one, never half of one."""
+    with atomic_path(path) as tmp:
+        _write(tmp, text, "w")
 
 
 def check_run_id(run_id: str) -> str:
@@ -61,6 +229,57 @@ def check_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
         raise ValueError(f"not a run id: {run_id!r}")
     return run_id
+
+
+# ------------------------------------------------------------------------------------------------------- liveness
+
+
+def this_process() -> dict:
+    """The owner record of an active run: the pid alone could be reused by another process after a crash."""
+    return dict(_process_record(os.getpid()))
+
+
+@functools.cache
+def _process_record(pid: int) -> dict:
+    return {"pid": pid, "host": socket.gethostname(), "started": psutil.Process(pid).create_time()}
+
+
+def owner_alive(owner: Any) -> bool:
+    """Whether the process that owns an active run still runs. A run owned on another host cannot be checked from
+    here: its record is trusted. A missing or malformed owner (runs older than owner records) counts as gone."""
+    if not (isinstance(owner, dict) and isinstance(owner.get("pid"), int) and _number(owner.get("started"))):
+        return False
+    if owner.get("host") != socket.gethostname():
+        return True
+    try:
+        process = psutil.Process(owner["pid"])
+        return abs(process.create_time() - owner["started"]) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------------- the store
+
+
+@dataclass
+class Run:
+    """One run as readers see it: whatever could be read, and what could not (one problem per damaged file)."""
+
+    id: str
+    config: RunConfig | None
+    status: dict  # status, message (and created, updated, owner); "damaged" when any file is, "interrupted" when orphaned
+    steps: list[dict]
+    before: dict | None
+    after: dict | None
+    problems: list[str]
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.problems)
+
+
+class DamagedRun(ValueError):
+    """A run whose files cannot be read as needed; the message names the file and what is wrong with it."""
 
 
 class RunStore:
@@ -71,57 +290,170 @@ class RunStore:
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
 
+    # ------------------------------------------------------------------------------------------------- writing
+
     def create(self, config: RunConfig) -> str:
+        """A new run, queued and owned by this process. Built in a hidden folder and renamed, so a failure (a full
+        disk) leaves no empty or half-made run behind."""
         # Time-ordered for listing, plus 32 random bits so ids cannot be guessed or collide.
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(4)
-        self.path(run_id).mkdir()
-        self.write_json(run_id, "config.json", config.to_dict())
-        self.set_status(run_id, "queued")
+        with atomic_path(self.path(run_id)) as folder:
+            folder.mkdir()
+            write_atomic(folder / "config.json", to_json(config.to_dict()))
+            now = time.time()
+            status = {"status": "queued", "message": "", "created": now, "updated": now, "owner": this_process()}
+            write_atomic(folder / "status.json", to_json(status))
         return run_id
 
     def write_json(self, run_id: str, name: str, data: dict) -> None:
-        write_atomic(self.path(run_id) / name, json.dumps(data, indent=1))
-
-    def read_json(self, run_id: str, name: str) -> dict | None:
-        file = self.path(run_id) / name
-        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else None
+        write_atomic(self.path(run_id) / name, to_json(data))
 
     def set_status(self, run_id: str, status: str, message: str = "", **extra) -> None:
-        previous = self.read_json(run_id, "status.json") or {"created": time.time()}
-        self.write_json(run_id, "status.json", {**previous, **extra, "status": status, "message": message, "updated": time.time()})
+        previous, _ = self._load(run_id, "status.json")
+        data = {**(previous or {"created": time.time()}), **extra, "status": status,
+                "message": message[:MESSAGE_CHARS], "updated": time.time()}
+        if status in ACTIVE:
+            data["owner"] = this_process()
+        text = to_json(data)
+        file = self.path(run_id) / "status.json"
+        try:
+            write_atomic(file, text)
+        except OSError as error:
+            if error.errno != errno.ENOSPC or not file.exists():
+                raise
+            # The disk is full: a new file cannot be made, but the old one's block can be overwritten, so the
+            # next reader still learns how the run ended (a crash right now would leave it damaged, and say so).
+            _write(file, text, "r+")
 
     def append_step(self, run_id: str, log: dict) -> None:
-        with open(self.path(run_id) / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(log) + "\n")
-
-    def steps(self, run_id: str) -> list[dict]:
-        file = self.path(run_id) / "metrics.jsonl"
-        if not file.exists():
-            return []
-        logs = []
-        for line in file.read_text(encoding="utf-8").splitlines():
-            try:
-                logs.append(json.loads(line))
-            except json.JSONDecodeError:  # the last line of a run killed mid-write
-                break
-        return logs
-
-    def config(self, run_id: str) -> RunConfig:
-        return RunConfig.from_dict(self.read_json(run_id, "config.json"))
-
-    def status(self, run_id: str) -> dict:
-        return self.read_json(run_id, "status.json") or {"status": "unknown", "message": ""}
-
-    def ids(self) -> list[str]:
-        """All runs, newest first; folders that are not runs are ignored."""
-        return sorted((p.name for p in self.root.iterdir() if p.is_dir() and _RUN_ID.match(p.name)), reverse=True)
-
-    def recover(self) -> list[str]:
-        """After a crash or restart, runs still marked active were cut off: mark them interrupted."""
-        cut = [r for r in self.ids() if self.status(r)["status"] in ACTIVE]
-        for run_id in cut:
-            self.set_status(run_id, "interrupted", "the app stopped while this run was in progress; its curve so far is kept")
-        return cut
+        _write(self.path(run_id) / "metrics.jsonl", json.dumps(_finite(log), allow_nan=False) + "\n", "a")
 
     def delete(self, run_id: str) -> None:
+        """Delete a run (damaged ones too); a run still in progress in a live process is refused."""
+        status = self.status(run_id)
+        if status["status"] in ACTIVE:
+            raise ValueError(f"run {run_id} is {status['status']}: stop it before deleting it")
         shutil.rmtree(self.path(run_id))
+
+    def recover(self) -> list[str]:
+        """Write down what readers already see: active runs whose process is gone become interrupted. Runs of
+        live processes (a CLI run, a second app) are left alone."""
+        cut = []
+        for run_id in self.ids():
+            stored, problem = self._load(run_id, "status.json")
+            if problem is None and stored and stored["status"] in ACTIVE and not owner_alive(stored.get("owner")):
+                self.set_status(run_id, "interrupted", self._orphaned(stored)["message"])
+                cut.append(run_id)
+        return cut
+
+    # ------------------------------------------------------------------------------------------------- reading
+
+    def ids(self) -> list[str]:
+        """All runs, newest first; folders that are not runs (and runs being created) are ignored."""
+        return sorted((p.name for p in self.root.iterdir() if _RUN_ID.match(p.name) and p.is_dir()), reverse=True)
+
+    def _load(self, run_id: str, name: str, check: bool = True) -> tuple[Any, str | None]:
+        """(content, None), (None, None) when the file does not exist, or (None, "<file>: <what is wrong>").
+        With check=False the content is only parsed, not checked for shape."""
+        file = self.path(run_id) / name
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as error:
+            return None, f"{name}: cannot be read ({error.strerror or error})"
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None, f"{name}: not text (binary data)"
+        except json.JSONDecodeError as error:
+            what = "empty" if not raw.strip() else f"not valid JSON ({error.msg} at line {error.lineno}; cut off?)"
+            return None, f"{name}: {what}"
+        except RecursionError:
+            return None, f"{name}: nested too deeply to read"
+        problem = CHECKS[name](data) if check and name in CHECKS else None
+        return (None, f"{name}: {problem}") if problem else (data, None)
+
+    def read_json(self, run_id: str, name: str) -> dict | None:
+        """A run file's content, or None when it is missing or damaged (`read` says what is wrong)."""
+        return self._load(run_id, name)[0]
+
+    def config(self, run_id: str) -> RunConfig:
+        """The run's configuration; DamagedRun when config.json is missing or damaged."""
+        config, problem = self._config(run_id)
+        if config is None:
+            raise DamagedRun(f"run {run_id} cannot be read: {problem}")
+        return config
+
+    def _config(self, run_id: str) -> tuple[RunConfig | None, str | None]:
+        data, problem = self._load(run_id, "config.json", check=False)
+        if data is None:
+            return None, problem or "config.json is missing"
+        config, problems = parse_run_config(data)
+        return config, "config.json: " + "; ".join(problems) if problems else None
+
+    def status(self, run_id: str) -> dict:
+        """status.json as every reader should see it: an active run whose process is gone is "interrupted", and a
+        damaged or missing status.json is "damaged" with the reason. Never raises for a run's content."""
+        data, problem = self._load(run_id, "status.json")
+        if data is None:
+            return {"status": "damaged", "message": problem or "status.json is missing"}
+        if data["status"] in ACTIVE and not owner_alive(data.get("owner")):
+            return self._orphaned(data)
+        return data
+
+    @staticmethod
+    def _orphaned(data: dict) -> dict:
+        owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
+        who = f"its process (pid {owner['pid']} on {owner.get('host')})" if "pid" in owner else "the process running it"
+        last = f"; last stage: {data['message']}" if data.get("message") else ""
+        return {**data, "status": "interrupted", "message": f"{who} stopped while it was {data['status']}{last}"}
+
+    def steps(self, run_id: str) -> list[dict]:
+        return self._steps(run_id)[0]
+
+    def _steps(self, run_id: str) -> tuple[list[dict], str | None]:
+        """The logged steps up to the first damaged line. A last line without its newline is a write cut off by a
+        crash, not damage: it is kept when it reads, else dropped."""
+        file = self.path(run_id) / "metrics.jsonl"
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            return [], None
+        except OSError as error:
+            return [], f"metrics.jsonl: cannot be read ({error.strerror or error})"
+        *lines, tail = raw.split(b"\n")
+        logs = []
+        for number, line in enumerate([*lines, tail], start=1):
+            if not line.strip():
+                continue
+            try:
+                log = json.loads(line.decode("utf-8"))
+                whole = isinstance(log, dict) and isinstance(log.get("step"), int) and not isinstance(log["step"], bool)
+            except (ValueError, RecursionError):
+                whole = False
+            if not whole:
+                if number > len(lines):  # the cut-off last line
+                    break
+                return logs, f"metrics.jsonl: line {number} is not a step record; the curve stops at {len(logs)} step(s)"
+            logs.append(log)
+        return logs, None
+
+    def read(self, run_id: str) -> Run:
+        """Everything of one run that can be read, and a problem for each file that cannot. Never raises for a
+        run's content; a damaged run's status is "damaged" and its message lists the problems."""
+        if not self.path(run_id).is_dir():
+            raise ValueError(f"no run {run_id} in {self.root}")
+        config, config_problem_ = self._config(run_id)
+        problems = [config_problem_] if config_problem_ else []
+        status_data, status_problem_ = self._load(run_id, "status.json")
+        if status_data is None:
+            problems.append(status_problem_ or "status.json is missing")
+        steps, steps_problem = self._steps(run_id)
+        (before, before_problem), (after, after_problem) = self._load(run_id, "before.json"), self._load(run_id, "after.json")
+        problems += [p for p in (steps_problem, before_problem, after_problem) if p]
+        status = self.status(run_id)
+        if problems:
+            status = {**(status_data or {}), "status": "damaged", "message": "damaged: " + "; ".join(problems),
+                      "was": (status_data or {}).get("status")}
+        return Run(run_id, config, status, steps, before, after, problems)

@@ -1,34 +1,34 @@
 """Sweeps: a grid or list of settings run as one job, each point a normal saved run tagged with the sweep's id.
 
-A grid maps a setting to the values to try: any TrainConfig field ("learning_rate" or "lr", "steps", "params",
-"last_k", "seed", ...), "method", or a method option ("alpha", "beta", ...). Points share what they can without
-any bookkeeping here: the model is loaded once (experiment.cached_model), the data once (cached_data), and the
-original's evaluation is computed once and reused by every point (experiment.evaluate_cached). A cancelled sweep
-keeps the points that finished.
+A grid maps a setting to the values to try: any training option ("learning_rate" or "lr", "steps", "params", "last_k",
+"seed", ...), "method", or a method option ("alpha", "beta", ...). Each point is the base request with those values,
+checked by the run plan like any run. Points share what they can without any bookkeeping here: the model is loaded
+once (experiment.cached_model), the data once (cached_data), and the original's evaluation is computed once and
+reused by every point (experiment.evaluate_cached). A cancelled sweep keeps the points that finished.
 """
 from __future__ import annotations
 
-import dataclasses
+import copy
 import itertools
 import json
 import secrets
 import threading
 import time
-from dataclasses import fields
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from unlearning.engine import TrainConfig
 from unlearning.experiment import Progress, run_experiment
-from unlearning.methods import METHODS
-from unlearning.runs import RunConfig, RunStore
+from unlearning.options import options
+from unlearning.plan import Plan, PlanError, make_plan
+from unlearning.runs import RunStore
 
 ALIASES = {"lr": "learning_rate"}
-TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "method_options"}
+TRAIN_OPTIONS = {o.name for o in options(TrainConfig)} | {"method"}
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
     """["lr=1e-5,3e-5", "alpha=10,30"] -> {"learning_rate": [1e-05, 3e-05], "alpha": [10, 30]}; values read as JSON
-    when they parse (numbers, true/false), else kept as text."""
+    when they parse (numbers, true/false), else kept as text; the run plan checks them."""
     grid: dict[str, list] = {}
     for item in items:
         key, sep, values = item.partition("=")
@@ -39,39 +39,35 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
-def _value(text: str):
+def _value(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
 
 
-def points(base: RunConfig, grid: dict[str, list], sweep_id: str) -> list[RunConfig]:
-    """One checked RunConfig per combination of the grid's values; a bad value fails here, before anything runs."""
+def points(base: Mapping[str, Any], grid: dict[str, list], sweep_id: str) -> list[Plan]:
+    """One checked plan per combination of the grid's values (base: a run request, as the CLI and the app build it);
+    every point is checked before any runs, and a bad one is refused with its settings named."""
     if not grid:
         raise ValueError("a sweep needs at least one setting to vary, e.g. lr=1e-5,3e-5")
     names = list(grid)
-    configs = []
+    plans, problems = [], []
     for values in itertools.product(*(grid[n] for n in names)):
-        train = dataclasses.asdict(base.train)
-        label = []
+        request = copy.deepcopy(dict(base))
+        train = request.setdefault("train", {})
         for name, value in zip(names, values):
-            if name == "method" or name in TRAIN_FIELDS:
-                train[name] = value
-            else:
-                train["method_options"] = {**train["method_options"], name: value}
-            label.append(f"{name}={value}")
-        method = METHODS.get(train["method"])
-        known = {f.name for f in fields(method.Config)} if method else set()
-        # options of the base method that the point's method does not take are dropped, so one grid can mix methods
-        train["method_options"] = {k: v for k, v in train["method_options"].items() if k in known or k in grid}
+            target = train if name in TRAIN_OPTIONS else train.setdefault("method_options", {})
+            target[name] = value
+        label = " ".join(f"{n}={v}" for n, v in zip(names, values))
+        request |= {"sweep": sweep_id, "name": f"{base.get('name') or ''} {label}".strip()}
         try:
-            config = dataclasses.replace(base, train=TrainConfig(**train), sweep=sweep_id,
-                                         name=" ".join(label) if not base.name else f"{base.name} {' '.join(label)}")
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"sweep point {' '.join(label)}: {error}") from error
-        configs.append(config)
-    return configs
+            plans.append(make_plan(request))
+        except PlanError as error:
+            problems += [f"sweep point {label}: {p}" for p in error.problems]
+    if problems:
+        raise PlanError(problems)
+    return plans
 
 
 def new_sweep_id() -> str:
@@ -79,7 +75,7 @@ def new_sweep_id() -> str:
 
 
 def run_sweep(
-    configs: list[RunConfig],
+    plans: list[Plan],
     store: RunStore,
     progress: Progress = lambda fraction, stage: None,
     cancel: threading.Event | None = None,
@@ -89,15 +85,15 @@ def run_sweep(
     """Run each point in turn; returns the run ids made. Progress spans the whole sweep; `on_start` hears each point's
     run id as it starts; cancel stops the current point and keeps every finished one."""
     run_ids = []
-    for i, config in enumerate(configs):
+    for i, plan in enumerate(plans):
         if cancel is not None and cancel.is_set():
             break
-        run_id = store.create(config)
+        run_id = store.create(plan.config)
         if on_start is not None:
             on_start(run_id)
-        label = f"point {i + 1}/{len(configs)} ({config.name})"
+        label = f"point {i + 1}/{len(plans)} ({plan.config.name})"
         _, model = run_experiment(
-            config, store, lambda fraction, stage: progress((i + fraction) / len(configs), f"{label}: {stage}"),
+            plan, store, lambda fraction, stage: progress((i + fraction) / len(plans), f"{label}: {stage}"),
             on_step, cancel, run_id,
         )
         del model  # each point's unlearned model is a whole copy: let it go before the next one trains

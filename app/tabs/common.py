@@ -20,12 +20,18 @@ USER_ERRORS = (ValueError, KeyError, OSError, RuntimeError)  # DataError, ModelL
 
 @dataclass
 class Shared:
-    """Components every tab may read or set."""
+    """Components every tab may read or set. The model, the data and the selection are the session's own: what one
+    user loads or ticks never changes another user's run."""
 
     timer: gr.Timer  # ticks once a second in every open page: the tabs poll the job runner on it
     selection: gr.State | gr.BrowserState  # record ids ticked to forget, kept by the browser across reloads
     current_run: gr.State  # the run the Compare and Metrics tabs show
     runs_changed: gr.State  # bumped when a run is queued, starts or ends: run lists and reports redraw
+    model_source: gr.State | gr.BrowserState  # the model this session's runs unlearn (a loaded one)
+    data_source: gr.State | gr.BrowserState  # the dataset this session's runs use
+    # {"id", "mine"}: the job the Model tab shows, at first the studio's preload of its default model; a load or
+    # target job this session started ("mine") makes its model the session's model once it is done
+    model_job: gr.State
 
 
 def message(error: BaseException) -> str:
@@ -78,9 +84,13 @@ def run_header(studio: Studio, run_id: str | None) -> str:
     if not run_id:
         return "No run yet: start one in the **Run** tab, or open an earlier one in **Runs**."
     try:
-        config, status = studio.store.config(run_id), studio.store.status(run_id)
-    except (OSError, ValueError, TypeError):
-        return f"Run `{run_id}` cannot be read."
+        run = studio.store.read(run_id)
+    except ValueError:
+        return f"Run `{run_id}` no longer exists."
+    config, status = run.config, run.status
+    if config is None:
+        return (f"**Run `{run_id}`** · **damaged** ({html.escape(status['message'])}). What could still be read is "
+                "shown; export it to look inside, or delete it in **Runs**.")
     forget = len(config.forget_ids)
     text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {config.train.method} · "
             f"{config.train.steps} steps · lr {config.train.learning_rate:g} · {config.train.params} · "

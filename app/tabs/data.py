@@ -39,12 +39,12 @@ class DataTab:
             self.about = gr.Markdown(elem_id="data-about")
             with gr.Accordion("Change dataset: bundled, LUME, TOFU or your own table", open=False), \
                     gr.Row(elem_classes="us-bottom"):
-                self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4)
+                self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4, elem_id="data-source")
                 self.path = gr.Textbox(label="Folder, file or hub id", visible=False, scale=3,
                                        placeholder="shared/data/lume-validation  or  owner/dataset")
                 self.upload = gr.File(label="Your table", file_types=[".csv", ".jsonl", ".json", ".parquet"],
-                                      visible=False, scale=3, height=120)
-                self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140)
+                                      visible=False, scale=3, height=120, elem_id="data-upload")
+                self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140, elem_id="load-data")
             with gr.Row(elem_classes="us-bottom"):
                 self.task = gr.Dropdown([("all tasks", sel.ALL)], value=sel.ALL, label="Task", scale=1)
                 self.kind = gr.Dropdown(KIND_CHOICES, value=sel.ALL, label="Kind", scale=1)
@@ -71,22 +71,22 @@ class DataTab:
 
     # ------------------------------------------------------------------------------------------------------ draw
 
-    def _draw(self, selected: list[str], task: str, kind: str, split: str, query: str):
-        data = self.studio.data()
+    def _draw(self, source: str, selected: list[str], task: str, kind: str, split: str, query: str):
+        data = self.studio.data(source)
         rows = sel.filter_records(data.records, task, kind, split, query or "")
         note = f"Showing {min(len(rows), MAX_ROWS)} of {len(rows)} matching samples ({len(data.records)} in all)."
         if len(rows) > MAX_ROWS:
             note += " Narrow the filters to see the rest."
         return sel.table(rows[:MAX_ROWS], selected), note
 
-    def _selection_views(self, selected: list[str]):
-        data = self.studio.data()
+    def _selection_views(self, source: str, selected: list[str]):
+        data = self.studio.data(source)
         retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in sel.retain_records(data, selected)],
                               columns=["id", "task", "kind", "input", "output"])
         return sel.summary(data, selected), retain
 
     def wire(self, header: gr.Markdown) -> None:
-        studio, selection = self.studio, self.shared.selection
+        studio, selection, source = self.studio, self.shared.selection, self.shared.data_source
         filters = [self.task, self.kind, self.split, self.query]
 
         self.source.change(
@@ -94,29 +94,26 @@ class DataTab:
             self.source, [self.path, self.upload],
         )
 
-        def redraw(selected, task, kind, split, query):
-            return self._draw(selected, task, kind, split, query)
-
         for f in (self.task, self.kind, self.split):
-            f.change(redraw, [selection, *filters], [self.table, self.shown], show_progress="hidden")
-        self.query.change(redraw, [selection, *filters], [self.table, self.shown], show_progress="hidden",
+            f.change(self._draw, [source, selection, *filters], [self.table, self.shown], show_progress="hidden")
+        self.query.change(self._draw, [source, selection, *filters], [self.table, self.shown], show_progress="hidden",
                           trigger_mode="always_last")
 
-        def ticked(selected: list[str], frame: pd.DataFrame):
-            known = {r.id for r in studio.data().records}
+        def ticked(data_source: str, selected: list[str], frame: pd.DataFrame):
+            known = {r.id for r in studio.data(data_source).records}
             return sel.apply_ticks(selected, frame, known)
 
-        self.table.input(ticked, [selection, self.table], selection, show_progress="hidden")
-        selection.change(self._selection_views, selection, [self.summary, self.retain], show_progress="hidden")
+        self.table.input(ticked, [source, selection, self.table], selection, show_progress="hidden")
+        selection.change(self._selection_views, [source, selection], [self.summary, self.retain], show_progress="hidden")
 
         def shortcut(ids_fn):
             @friendly
-            def handler(selected, pick_task, n, task, kind, split, query):
-                new = ids_fn(studio.data(), selected, pick_task, n)
-                return (new, *self._draw(new, task, kind, split, query))
+            def handler(data_source, selected, pick_task, n, task, kind, split, query):
+                new = ids_fn(studio.data(data_source), selected, pick_task, n)
+                return (new, *self._draw(data_source, new, task, kind, split, query))
             return handler
 
-        inputs = [selection, self.pick_task, self.n, *filters]
+        inputs = [source, selection, self.pick_task, self.n, *filters]
         outputs = [selection, self.table, self.shown]
         self.tick_task.click(shortcut(lambda d, s, t, n: list(dict.fromkeys(s + sel.task_forget_ids(d, t)))),
                              inputs, outputs, show_progress="hidden")
@@ -126,44 +123,50 @@ class DataTab:
                               show_progress="hidden")
         self.clear.click(shortcut(lambda d, s, t, n: []), inputs, outputs, show_progress="hidden")
 
-        @friendly
-        def load(kind: str, path: str, upload: str | None):
-            if kind == "bundled":
-                source = "bundled"
-            elif kind == "upload":
-                if not upload:
-                    raise DataError("Choose a file to upload first.")
-                data = studio.load_upload(upload)
-            else:
-                source = (path or "").strip()
-                if not source:
-                    raise DataError("Type a folder, file or hub id first.")
-            if kind != "upload":
-                data = studio.load_data(source)
-            gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
-            return ([], *self._filters(), *self._draw([], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
-                    header_markdown(studio), *self._selection_views([]))
+        self.load.click(friendly(self.load_source), [self.source, self.path, self.upload, self.shared.model_source],
+                        [source, selection, self.task, self.pick_task, self.kind, self.split, self.query, self.table,
+                         self.shown, self.about, header, self.summary, self.retain])
 
-        self.load.click(load, [self.source, self.path, self.upload],
-                        [selection, self.task, self.pick_task, self.kind, self.split, self.query, self.table, self.shown,
-                         self.about, header, self.summary, self.retain])
+    def load_source(self, kind: str, path: str, upload: str | None, model_source: str):
+        """Make a dataset this session's (the first output): only this session's next runs use it."""
+        if kind == "bundled":
+            new = "bundled"
+        elif kind == "upload":
+            if not upload:
+                raise DataError("Choose a file to upload first.")
+            new = self.studio.load_upload(upload)
+        else:
+            new = (path or "").strip()
+            if not new:
+                raise DataError("Type a folder, file or hub id first.")
+        data = self.studio.data(new)
+        gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
+        return (new, [], *self._filters(new), *self._draw(new, [], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
+                header_markdown(self.studio, model_source, new), *self._selection_views(new, []))
 
-    def _filters(self):
-        tasks = [("all tasks", sel.ALL)] + [(t, t) for t in sel.tasks(self.studio.data())]
+    def _filters(self, source: str):
+        tasks = [("all tasks", sel.ALL)] + [(t, t) for t in sel.tasks(self.studio.data(source))]
         return (gr.update(choices=tasks, value=sel.ALL), gr.update(choices=tasks, value=sel.ALL), sel.ALL, sel.ALL, "")
 
-    def on_load(self, selected: list[str] | None):
-        """Page load: the stored selection (minus ids the current data lacks), filters, table and description."""
+    def on_load(self, source: str | None, selected: list[str] | None):
+        """Page load: the session's dataset (the studio's default for a new browser, or when the session's no longer
+        loads), the stored selection (minus ids that dataset lacks), filters, table and description."""
+        source = source or self.studio.default_data
         try:
-            data = self.studio.data()
+            data = self.studio.data(source)
         except DataError as error:
-            failed = f"**Could not load `{self.studio.data_source}`:** {error}"
-            return ([], gr.skip(), gr.skip(), gr.skip(), gr.skip(), failed, gr.skip(), gr.skip())
+            failed = f"**Could not load `{source}`:** {error}. Using `{self.studio.default_data}` instead."
+            if source == self.studio.default_data:
+                return (source, [], gr.skip(), gr.skip(), gr.skip(), gr.skip(), f"**Could not load `{source}`:** {error}",
+                        gr.skip(), gr.skip())
+            gr.Warning(failed)
+            return self.on_load(self.studio.default_data, [])
         known = {r.id for r in data.records}
         selected = [i for i in (selected or []) if i in known]
-        return (selected, *self._filters()[:2], *self._draw(selected, sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
-                *self._selection_views(selected))
+        return (source, selected, *self._filters(source)[:2], *self._draw(source, selected, sel.ALL, sel.ALL, sel.ALL, ""),
+                describe(data), *self._selection_views(source, selected))
 
     @property
     def load_outputs(self):
-        return [self.task, self.pick_task, self.table, self.shown, self.about, self.summary, self.retain]
+        return [self.shared.data_source, self.shared.selection, self.task, self.pick_task, self.table, self.shown,
+                self.about, self.summary, self.retain]

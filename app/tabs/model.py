@@ -7,6 +7,7 @@ import gradio as gr
 
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, number, progress_html
+from unlearning.jobs import Job
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL
 from unlearning.target import TargetConfig
 
@@ -33,13 +34,13 @@ def choice_of(source: str) -> tuple[str, str]:
     return ("hub" if "/" in source and not source.startswith(("/", ".", "~")) else "folder"), source
 
 
-def info_html(studio: Studio) -> str:
-    """The loaded model's facts, the memory each training mode needs, and its target report if it is one."""
-    facts = studio.model_info
+def info_html(studio: Studio, source: str, job: Job | None = None) -> str:
+    """This session's model: its facts, the memory each training mode needs, and its target report if it is one;
+    or why the model the session asked for did not load."""
+    if job is not None and job.state == "failed":
+        return f'<div class="us-alert"><div class="us-alert-title">The model did not load</div><p>{html.escape(job.error)}</p></div>'
+    facts = studio.facts(source)
     if facts is None:
-        job = studio.latest_job("model", "target")
-        if job is not None and job.state == "failed":
-            return f'<div class="us-alert"><div class="us-alert-title">The model did not load</div><p>{html.escape(job.error)}</p></div>'
         return '<p class="us-muted">No model loaded yet.</p>'
     kv = [("source", f"<code>{html.escape(facts['source'])}</code>"), ("architecture", facts["architecture"]),
           ("parameters", f"<b>{number(facts['parameters'])}</b> ({facts['parameters']:,})"), ("layers", facts["layers"]),
@@ -54,8 +55,8 @@ def info_html(studio: Studio) -> str:
             f"<tbody>{modes}</tbody></table><p class='us-muted'>Trained copy + frozen original (kept for the "
             "before/after comparison) + gradients + two Adam moments per trainable weight.</p>"
             f"<p>Suggested learning rate: <b>{suggested['learning_rate']:g}</b> ({html.escape(suggested['why'])}).</p>")
-    if studio.target_report:
-        t = studio.target_report
+    t = studio.target_report(source)
+    if t:
         text += (f'<div class="us-box done"><b>This is a prepared target</b>: fine-tuned on {t["records"]} records for '
                  f'{t["steps"]} steps; it reproduces its training texts with ROUGE-L recall '
                  f'<b>{t["rouge_l_recall"]:.2f}</b>.</div>')
@@ -65,7 +66,7 @@ def info_html(studio: Studio) -> str:
 class ModelTab:
     def __init__(self, studio: Studio, shared: Shared) -> None:
         self.studio, self.shared = studio, shared
-        choice, path = choice_of(studio.model_source)
+        choice, path = choice_of(studio.default_model)
         with gr.Tab("Model", id="model"):
             gr.Markdown("### 1 · Choose the model to unlearn\nUnlearning edits a model that *knows* something. "
                         "Load one, then (optionally) make it memorise the dataset first so there is something to forget.")
@@ -77,7 +78,7 @@ class ModelTab:
                     self.load = gr.Button("Load model", variant="primary", elem_id="load-model")
                     self.progress = gr.HTML(progress_html(None), elem_id="model-progress")
                 with gr.Column(scale=4):
-                    self.info = gr.HTML(info_html(studio), elem_id="model-info")
+                    self.info = gr.HTML(info_html(studio, studio.default_model), elem_id="model-info")
             with gr.Accordion("Prepare a target: make the model memorise the dataset first", open=False):
                 gr.Markdown(
                     "A model that never saw the data has nothing to forget: every forget score is already low. The SemEval "
@@ -95,55 +96,68 @@ class ModelTab:
             self.seen = gr.State({})
 
     def wire(self, header: gr.Markdown, suggested_lr: gr.Number) -> None:
-        studio = self.studio
+        studio, shared = self.studio, self.shared
         self.source.change(lambda c: gr.update(visible=c in ("folder", "hub")), self.source, self.path)
 
         @friendly
         def load(choice: str, path: str):
             job = studio.load_model(source_of(choice, path))
             gr.Info(f"Loading in the background (job #{job.id}).")
+            return {"id": job.id, "mine": True}
 
-        self.load.click(load, [self.source, self.path], None, show_progress="hidden")
+        self.load.click(load, [self.source, self.path], shared.model_job, show_progress="hidden")
 
         @friendly
-        def prepare(epochs, lr, batch):
+        def prepare(epochs, lr, batch, model_source: str, data_source: str):
             config = TargetConfig(epochs=int(epochs or 0), learning_rate=float(lr or 0), batch_size=int(batch or 0))
-            job = studio.prepare_target(config)
+            job = studio.prepare_target(model_source, data_source, config)
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
+            return {"id": job.id, "mine": True}
 
-        self.prepare.click(prepare, [self.epochs, self.target_lr, self.target_batch], None, show_progress="hidden")
+        self.prepare.click(prepare, [self.epochs, self.target_lr, self.target_batch, shared.model_source,
+                                     shared.data_source], shared.model_job, show_progress="hidden")
 
-        def cancel():
-            job = studio.latest_job("model", "target")
+        def cancel(watched: dict):
+            job = studio.runner.get(watched["id"]) if watched["mine"] else None
             if job is not None and not job.finished:
                 studio.cancel(job.id)
 
-        self.cancel.click(cancel, None, None, show_progress="hidden")
+        self.cancel.click(cancel, shared.model_job, None, show_progress="hidden")
 
-        def poll(seen: dict):
-            job = studio.latest_job("model", "target")
+        def poll(seen: dict, watched: dict, model_source: str, data_source: str):
+            job = studio.runner.get(watched["id"]) if watched["id"] else None
             signature = [job.id, job.state, round(job.progress, 3), job.stage] if job else None
-            facts = studio.model_info
-            source = facts["source"] if facts else None  # set once a load finishes, not when it is asked for
-            if seen.get("sig") == signature and seen.get("source") == source:
-                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
-            changed = "source" in seen and seen["source"] != source  # a newly loaded model: suggest its learning rate
-            lr = facts["suggested"]["learning_rate"] if changed and facts else None
-            return (progress_html(job), info_html(studio), header_markdown(studio),
-                    lr if lr is not None else SKIP(), {"sig": signature, "source": source})
+            # this session's finished load or target job makes its model the session's model, and suggests its rate
+            adopt = watched["mine"] and job is not None and job.state == "done" and job.result
+            source = job.result if adopt else model_source
+            facts = studio.facts(source)
+            if seen.get("sig") == signature and source == model_source and seen.get("known") == bool(facts):
+                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
+            # a model new to this session, or one whose load just finished: suggest its learning rate
+            fresh = facts and (source != model_source or seen.get("known") is False)
+            lr = facts["suggested"]["learning_rate"] if fresh else SKIP()
+            return (progress_html(job), info_html(studio, source, job), header_markdown(studio, source, data_source),
+                    lr, {"sig": signature, "known": bool(facts)}, source)
 
-        self.shared.timer.tick(poll, self.seen, [self.progress, self.info, header, suggested_lr, self.seen],
-                               show_progress="hidden", queue=True)
+        shared.timer.tick(poll, [self.seen, shared.model_job, shared.model_source, shared.data_source],
+                          [self.progress, self.info, header, suggested_lr, self.seen, shared.model_source],
+                          show_progress="hidden", queue=True)
+
+    def on_load(self, model_source: str | None):
+        """Page load: the session's model, if this studio has loaded it; else (a new browser, a restarted studio)
+        the studio's default model."""
+        known = model_source and (model_source == self.studio.default_model or self.studio.facts(model_source))
+        return model_source if known else self.studio.default_model
 
 
-def header_markdown(studio: Studio) -> str:
-    """The one line every tab shows: which model and which data the next run uses."""
-    facts, target = studio.model_info, studio.target_report
+def header_markdown(studio: Studio, model_source: str, data_source: str) -> str:
+    """The one line every tab shows: which model and which data this session's next run uses."""
+    facts, target = studio.facts(model_source), studio.target_report(model_source)
     if facts is None:
-        model = f"`{studio.model_source}` (loading)"
+        model = f"`{model_source}` (loading)"
     else:
         name = f"memorised target of {target['base']}" if target else facts["source"]
         name = name if len(name) < 48 else "…" + name[-40:]
         model = f"`{name}` ({number(facts['parameters'])} params, {facts['device']})"
-    data = studio.data_source if len(studio.data_source) < 48 else "…" + studio.data_source[-40:]
+    data = data_source if len(data_source) < 48 else "…" + data_source[-40:]
     return f"**Model** {model} &nbsp;·&nbsp; **Data** `{data}`"

@@ -5,28 +5,22 @@ gr.Timer): it reads the job the runner is working on, so a reload or a second ta
 """
 from __future__ import annotations
 
-import dataclasses
 import html
 import re
 
 import gradio as gr
 
-from app import selection as sel
 from app.plots import empty_figure, loss_curves, score_curves, trajectory
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
-from app.tabs.method import MethodTab
+from app.tabs.method import MethodTab, knob
 from app.views import finish_summary, run_reports
-from unlearning.engine import check_data
 from unlearning.evaluation import EvalConfig
-from unlearning.experiment import select
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig
+from unlearning.options import options
+from unlearning.plan import Plan, PlanError, make_plan
 from unlearning.sweep import new_sweep_id, parse_grid, points
-
-UTILITY = [("bundled multiple choice (6 families, offline)", "items"),
-           ("MMLU subset (needs the hub; falls back to the bundled items)", "mmlu"), ("none", "none")]
 
 
 class RunTab:
@@ -46,7 +40,7 @@ class RunTab:
                         self.grid = gr.Textbox(label="Settings to vary", elem_id="sweep-grid", lines=2,
                                                placeholder="lr=1e-5,3e-5; alpha=10,30; seed=0,1",
                                                info="name=value1,value2 separated by ';' or new lines: any training "
-                                                    "setting (lr, steps, params, last_k, seed...), method, or a method "
+                                                    "option (lr, steps, params, last_k, seed...), method, or a method "
                                                     "option (alpha, beta...). Every other setting is the one above.")
                         self.sweep_plan = gr.Markdown(elem_id="sweep-plan")
                         self.start_sweep = gr.Button("Start sweep", elem_id="start-sweep")
@@ -57,15 +51,9 @@ class RunTab:
                         self.name = gr.Textbox(label="Run name (optional)", placeholder="e.g. npo-beta-0.5")
                         self.save = gr.Checkbox(False, label="Save the unlearned weights",
                                                 info="Needed to chat with this run's model after a restart; costs disk.")
-                        self.official = gr.Checkbox(False, label="Official SemEval protocol", elem_id="official-mode",
-                                                    info="One prompt at a time in bf16, 256 new tokens, every retain row, "
-                                                         "the data's own MIA files, MMLU when reachable. Several times "
-                                                         "slower; the settings below are then ignored.")
-                        self.max_new = gr.Number(EvalConfig.max_new_tokens, label="max new tokens per generation",
-                                                 precision=0, minimum=1, maximum=1024, elem_id="max-new-tokens",
-                                                 info="The official setting is 256; fewer is faster on a CPU.")
-                        self.utility = gr.Radio(UTILITY, value=EvalConfig.utility, label="Utility benchmark")
-                        self.mia = gr.Checkbox(True, label="Membership inference attack (MIA)")
+                        # every evaluation control is generated from its option: the CLI's flags say the same
+                        self.evaluation = {o.name: knob(o, elem_id=f"eval-{o.name.replace('_', '-')}")
+                                           for o in options(EvalConfig) if not o.advanced}
             with gr.Row():
                 with gr.Column(scale=3):
                     self.scores = gr.Plot(empty_figure("No run yet: press Start"), elem_id="run-scores", show_label=False)
@@ -80,42 +68,37 @@ class RunTab:
 
     # -------------------------------------------------------------------------------------------------- helpers
 
-    def _config(self, values: dict, method_tab: MethodTab) -> RunConfig:
-        """The run the controls describe, checked as the library will check it, so mistakes show before it queues."""
-        selected = values[self.shared.selection]
-        if not selected:
-            raise ValueError("No forget samples selected: tick some in the Data tab first (or use a shortcut there).")
-        data = self.studio.data()
-        train = method_tab.train_config(values)
-        if train.batch_size > len(selected):  # a batch cannot hold more samples than there are: shrink it, not fail
-            train = dataclasses.replace(train, batch_size=len(selected))
-        max_new = values[self.max_new]
-        evaluation = EvalConfig(mode="official" if values[self.official] else "fast", max_new_tokens=int(max_new or 0),
-                                utility=values[self.utility], mia=bool(values[self.mia]))
-        config = RunConfig(model=self.studio.model_source, data=self.studio.data_source, forget_ids=list(selected),
-                           retain_ids=sel.retain_ids(data, selected), train=train, eval=evaluation,
-                           save_weights=bool(values[self.save]), name=(values[self.name] or "").strip())
-        chosen = select(data, config)  # ids from another dataset, overlapping sets
-        check_data(chosen.forget, chosen.retain, train)  # empty retain set for a method that needs one, ...
-        return config
+    def _request(self, values: dict, method_tab: MethodTab) -> dict:
+        """The run the controls describe, with this session's own model and data, as the run plan takes it."""
+        return {"model": values[self.shared.model_source], "data": values[self.shared.data_source],
+                "forget_ids": list(values[self.shared.selection] or []), "train": method_tab.request(values),
+                "eval": {name: values[control] for name, control in self.evaluation.items()},
+                "save_weights": bool(values[self.save]), "name": (values[self.name] or "").strip()}
+
+    def _checked(self, values: dict, method_tab: MethodTab) -> Plan:
+        """The checked plan, or PlanError; a model this session is still loading is not ready to plan with."""
+        watched = self.studio.runner.get(values[self.shared.model_job]["id"] or 0)
+        if watched is not None and watched.state in ("queued", "running"):
+            raise PlanError([f"wait until '{watched.title}' (job #{watched.id}) finishes: the run needs to know "
+                             "which model it unlearns"])
+        if not values[self.shared.selection]:
+            raise PlanError(["No forget samples selected: tick some in the Data tab first (or use a shortcut there)."])
+        return make_plan(self._request(values, method_tab))
 
     def _plan(self, values: dict, method_tab: MethodTab) -> str:
         try:
-            config = self._config(values, method_tab)
-        except (ValueError, KeyError) as error:
-            text = error.args[0] if isinstance(error, KeyError) else str(error)
-            return f"**Not ready:** {html.escape(str(text))}"
-        t = config.train
-        retain = "the whole retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
+            plan = self._checked(values, method_tab)
+        except PlanError as error:
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in error.problems)
+            return f"**Not ready:**<ul>{items}</ul>"
+        config, t, e = plan.config, plan.config.train, plan.config.eval
+        retain = "the retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
         text = (f"**Plan:** forget **{len(config.forget_ids)}** samples (keep {retain}) of `{config.data}` from model "
                 f"`{config.model}` with **{METHODS[t.method].title}**: {t.steps} steps, lr {t.learning_rate:g}, "
                 f"batch {t.batch_size}, {t.params}.")
-        e = config.eval
         text += (" Evaluation: **official SemEval protocol** (one prompt at a time in bf16, slow on a CPU)."
                  if e.mode == "official" else f" Evaluation: fast mode ({e.max_new_tokens} new tokens, {e.retain_rows} retain rows).")
-        if t.batch_size < (values[method_tab.batch] or 0):
-            text += f" The batch size is lowered to {t.batch_size}: there are only {t.batch_size} forget samples."
-        return text
+        return text + "".join(f" {html.escape(note)}" for note in plan.notes)
 
     def _result(self, job: Job | None) -> str:
         if job is None or not job.finished or not job.run_id:
@@ -153,39 +136,39 @@ class RunTab:
 
     def wire(self, method_tab: MethodTab) -> None:
         studio, shared = self.studio, self.shared
-        inputs = method_tab.inputs | {shared.selection, self.name, self.save, self.official, self.max_new, self.utility,
-                                      self.mia, shared.runs_changed}
+        inputs = method_tab.inputs | set(self.evaluation.values()) | {
+            shared.selection, self.name, self.save, shared.runs_changed, shared.model_source, shared.data_source,
+            shared.model_job}
 
         @friendly
         def start(values: dict):
-            busy = [j for j in studio.jobs("model", "target") if not j.finished]
-            if busy:
-                raise gr.Error(f"Wait until '{busy[0].title}' (job #{busy[0].id}) finishes: the run needs to know "
-                               "which model it unlearns.")
-            job = studio.start_run(self._config(values, method_tab))
+            job = studio.start_run(self._checked(values, method_tab))
             ahead = studio.runner.position(job) - 1
             gr.Info(f"Run {job.run_id} queued behind {ahead} job(s)." if ahead > 0 else f"Run {job.run_id} started.")
             return values[shared.runs_changed] + 1
 
         self.start.click(start, inputs, shared.runs_changed, show_progress="hidden", concurrency_limit=None)
 
-        def sweep_points(values: dict) -> list[RunConfig]:
+        def sweep_plans(values: dict) -> list[Plan]:
+            self._checked(values, method_tab)  # the base run's own problems first, said once
             grid = parse_grid([item for item in re.split(r"[;\n]", values[self.grid] or "") if item.strip()])
-            return points(self._config(values, method_tab), grid, new_sweep_id())
+            return points(self._request(values, method_tab), grid, new_sweep_id())
 
         def sweep_plan(values: dict) -> str:
             try:
-                configs = sweep_points(values)
-            except (ValueError, KeyError) as error:
-                return f"**Not ready:** {html.escape(str(error.args[0] if error.args else error))}"
-            names = ", ".join(f"`{c.name}`" for c in configs[:8]) + (" ..." if len(configs) > 8 else "")
-            return f"**{len(configs)} points**, each a run of its own in Runs: {names}"
+                plans = sweep_plans(values)
+            except PlanError as error:
+                return "**Not ready:**<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in error.problems) + "</ul>"
+            except ValueError as error:
+                return f"**Not ready:** {html.escape(str(error))}"
+            names = ", ".join(f"`{p.config.name}`" for p in plans[:8]) + (" ..." if len(plans) > 8 else "")
+            return f"**{len(plans)} points**, each a run of its own in Runs: {names}"
 
         @friendly
         def start_sweep(values: dict):
-            configs = sweep_points(values)
-            job = studio.start_sweep(configs)
-            gr.Info(f"Sweep {configs[0].sweep} of {len(configs)} points queued (job #{job.id}).")
+            plans = sweep_plans(values)
+            job = studio.start_sweep(plans)
+            gr.Info(f"Sweep {plans[0].config.sweep} of {len(plans)} points queued (job #{job.id}).")
             return values[shared.runs_changed] + 1
 
         sweep_inputs = inputs | {self.grid}

@@ -17,7 +17,8 @@ class RunsTab:
         with gr.Tab("Runs", id="runs"):
             gr.Markdown("### All runs\nClick a row to open that run: its curves below, its generations in **Compare** "
                         "and its scores in **Metrics**. The verdict column reads ✓ good, ~ partly, ✗ bad, ? not "
-                        "measured; ⚠ broken marks a run that damaged retain samples or turned answers into gibberish.")
+                        "measured; ⚠ broken marks a run that damaged retain samples or turned answers into gibberish. "
+                        "A damaged run says which file is unreadable and shows what could still be read.")
             with gr.Row():
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
                 self.count = gr.Markdown()
@@ -36,6 +37,7 @@ class RunsTab:
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
                 self.export = gr.Button("Export run (.zip)", scale=1)
+                self.delete = gr.Button("Delete run", scale=1, variant="stop", elem_id="runs-delete")
                 self.file = gr.File(label="Download", visible=False, scale=2)
             self.header = gr.Markdown()
             with gr.Row():
@@ -54,8 +56,11 @@ class RunsTab:
         colour = colour if colour in colours else "method"
         done = sum(s["status"] == "completed" for s in summaries)
         broken = sum(s["broken"] for s in summaries)
-        count = (f"{len(summaries)} runs, {done} completed" + (f", {broken} broken" if broken else "")
-                 + f". Saved under `{self.studio.store.root}`.")
+        damaged = sum(s["status"] == "damaged" for s in summaries)
+        count = f"{len(summaries)} runs, {done} completed" + (f", {broken} broken" if broken else "")
+        if damaged:
+            count += f", **{damaged} damaged** (a file of each cannot be read: export or delete them)"
+        count += f". Saved under `{self.studio.store.root}`."
         return (runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis, colour), count,
                 gr.update(choices=[ALL_RUNS, *sweeps], value=sweep), gr.update(choices=colours, value=colour))
 
@@ -64,9 +69,13 @@ class RunsTab:
         if not run_id:
             return choices, run_header(self.studio, None), plots.empty_figure("No run selected"), None
         steps = self.studio.store.steps(run_id)
-        config = self.studio.store.read_json(run_id, "config.json")
-        total = (config or {}).get("train", {}).get("steps")
-        return choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"), config
+        try:
+            config = self.studio.store.config(run_id)
+        except ValueError:  # damaged or deleted: run_header says which
+            config = None
+        total = config.train.steps if config else None
+        return (choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"),
+                config.to_dict() if config else None)
 
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
@@ -92,3 +101,17 @@ class RunsTab:
             return gr.update(value=str(studio.export(run_id)), visible=True)
 
         self.export.click(export, shared.current_run, self.file)
+
+        @friendly
+        def delete(run_id: str | None, changed: int):
+            if run_id is None:  # the user said no
+                return gr.skip(), gr.skip()
+            if not run_id:
+                raise ValueError("Open a run first.")
+            studio.delete(run_id)
+            gr.Info(f"Deleted run {run_id}.")
+            return "", changed + 1
+
+        # the browser asks first: deleting cannot be undone
+        self.delete.click(delete, [shared.current_run, shared.runs_changed], [shared.current_run, shared.runs_changed],
+                          js="(run, changed) => confirm(`Delete run ${run}? This cannot be undone.`) ? [run, changed] : [null, changed]")

@@ -8,10 +8,11 @@ report lists the parts that did not follow the protocol (`unofficial`), so a num
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 import torch
@@ -22,9 +23,9 @@ from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import teacher_forced, token_view
 from unlearning.evaluation.metrics import METRICS, Context, Skip
 from unlearning.evaluation.official import group_means
+from unlearning.options import check, option
 
 MODES = ("fast", "official")
-UTILITIES = ("items", "mmlu", "none")
 MAX_NEW_TOKENS = 1024  # beyond this a CPU evaluation takes hours; the official setting is 256
 # The organisers' protocol (shared/data/lume-validation/README.md): what official mode sets, whatever was asked.
 OFFICIAL = {"max_new_tokens": 256, "generation_batch_size": 1, "dtype": "bf16", "retain_rows": 0, "utility": "mmlu",
@@ -35,42 +36,30 @@ STAGES = {"generate": 0.6, "teacher-forced": 0.08, "fluency": 0.08, "mia": 0.12,
 
 @dataclass
 class EvalConfig:
-    mode: str = field(default="fast", metadata={"help": "fast: batched, 64 tokens, 40 retain rows; official: the "
-                                                "SemEval protocol (one prompt at a time in bf16, 256 tokens, all rows)."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Tokens generated per prompt (official: 256)."})
-    batch_size: int = field(default=16, metadata={"help": "Samples per teacher-forced batch (vocabulary-sized logits each)."})
+    mode: str = option("fast", "fast: batched generation, 64 new tokens, 40 retain rows; official: the SemEval protocol "
+                       "(one prompt at a time in bf16, 256 tokens, every retain row, the data's own MIA files, MMLU).",
+                       choices={"fast": "fast (interactive)", "official": "official SemEval protocol (slow)"})
+    # at most 1024: a run generates for every sample twice, and more makes a CPU evaluation take hours
+    max_new_tokens: int = option(64, "Tokens generated per prompt (official: 256).", ge=1, le=MAX_NEW_TOKENS)
+    batch_size: int = option(16, "Samples per teacher-forced batch (vocabulary-sized logits each).", ge=1, le=4096,
+                             advanced=True)
     # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (benchmarks).
-    generation_batch_size: int = field(default=64, metadata={"help": "Prompts generated together (official: 1)."})
-    dtype: str = field(default="auto", metadata={"help": "auto: the model's own dtype; bf16: evaluate a bf16 copy "
-                                                 "(the organisers load the model in bf16)."})
-    retain_rows: int = field(default=40, metadata={"help": "Retain rows scored, a fixed sample; 0 = all (official)."})
-    utility: str = field(default="items", metadata={"help": "items: the bundled multiple-choice families; mmlu: an MMLU "
-                                                    "subset (needs the hub, falls back to items); none."})
-    mmlu_subset: int = field(default=200, metadata={"help": "MMLU test questions sampled (fixed seed)."})
-    mia: bool = field(default=True, metadata={"help": "Run the membership-inference attacks on the MIA documents."})
+    generation_batch_size: int = option(64, "Prompts generated together (official: 1).", ge=1, le=4096, advanced=True)
+    dtype: str = option("auto", "auto: the model's own dtype; bf16: evaluate a bf16 copy (the organisers load the "
+                        "model in bf16).", choices=("auto", "bf16"), advanced=True)
+    retain_rows: int = option(40, "Retain rows scored, a fixed sample; 0 = all (official).", ge=0, le=1_000_000)
+    utility: str = option("items", "items: the bundled multiple-choice families; mmlu: an MMLU subset (needs the hub, "
+                          "falls back to the items); none.", choices={"items": "bundled multiple choice (offline)",
+                                                                      "mmlu": "MMLU subset (needs the hub)",
+                                                                      "none": "none"})
+    mmlu_subset: int = option(200, "MMLU test questions sampled (fixed seed).", ge=1, le=100_000, advanced=True)
+    mia: bool = option(True, "Run the membership-inference attacks on the MIA documents.")
 
     def __post_init__(self) -> None:
-        if self.utility == "probe":  # runs saved before the bundled items replaced the 40-question letter probe
-            self.utility = "items"
         if self.mode == "official":
             for name, value in OFFICIAL.items():
                 setattr(self, name, value)
-        problems = []
-        if self.mode not in MODES:
-            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.utility not in UTILITIES:
-            problems.append(f"utility must be one of {UTILITIES}, got {self.utility!r}")
-        if self.dtype not in ("auto", "bf16"):
-            problems.append(f"dtype must be 'auto' or 'bf16', got {self.dtype!r}")
-        counts = {"max_new_tokens": 1, "batch_size": 1, "generation_batch_size": 1, "mmlu_subset": 1, "retain_rows": 0}
-        for name, least in counts.items():
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                problems.append(f"{name} must be a whole number >= {least}, got {value!r}")
-        if isinstance(self.max_new_tokens, int) and self.max_new_tokens > MAX_NEW_TOKENS:
-            problems.append(f"max_new_tokens must be at most {MAX_NEW_TOKENS} (official: 256), got {self.max_new_tokens}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        check(self)
 
 
 def sample_summary(rows: list[dict], name: str) -> dict:
@@ -110,16 +99,56 @@ class EvalReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> "EvalReport":
-        """Read a saved report; reports saved before the metric registry are upgraded (missing metrics stay absent)."""
+        """Read a saved report, or raise ValueError saying what is wrong with it: the one place a stored report's shape
+        is checked (the run store and every view rely on it). Reports saved before the metric registry are upgraded;
+        metrics they lack stay absent."""
         if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
             raise ValueError("not an evaluation report (no list of rows)")
         if "metrics" not in data:
-            data = _upgrade(data)
+            try:
+                data = _upgrade(data)
+            except (TypeError, KeyError, AttributeError) as error:
+                raise ValueError(f"an evaluation report of the first sessions, damaged ({type(error).__name__}: {error})") from error
         names = {f.name for f in fields(cls)}
         missing = names - set(data)
         if missing:
             raise ValueError(f"evaluation report lacks {sorted(missing)}")
+        _check(data)
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+ROW_TEXT = ("id", "task", "kind", "split", "input", "output", "generation")
+TABLES = ("splits", "groups", "parts", "families")  # name -> number tables a metric's result may hold
+
+
+def _number(value, none: bool = True) -> bool:
+    return (value is None and none) or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+
+
+def _check(data: dict) -> None:
+    """Raise ValueError unless every field the views read has its type (strings, finite numbers or null, tables)."""
+    for row in data["rows"]:
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ROW_TEXT):
+            raise ValueError(f"a row lacks its text fields ({', '.join(ROW_TEXT)})")
+        if not all(_number(row[name]) for name in METRICS if name in row):
+            raise ValueError(f"row {row['id']!r}: a per-sample metric is not a number")
+        tokens, probs = row.get("tokens", []), row.get("token_probs", [])
+        if not (isinstance(tokens, list) and isinstance(probs, list) and len(tokens) == len(probs)
+                and all(isinstance(t, str) for t in tokens) and all(_number(p, none=False) for p in probs)):
+            raise ValueError(f"row {row['id']!r}: its answer tokens and their probabilities do not match")
+    if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
+        raise ValueError("its metrics are not a table of results")
+    for name, result in data["metrics"].items():
+        tables_ok = all(isinstance(result[t], dict) and all(map(_number, result[t].values())) for t in TABLES if t in result)
+        lists_ok = all(isinstance(result[k], list) and all(map(_number, result[k]))
+                       for k in ("member_losses", "nonmember_losses") if k in result)
+        if not (_number(result.get("value")) and tables_ok and lists_ok):
+            raise ValueError(f"metric {name!r}: a value is not a number")
+    for key in ("skipped", "unofficial"):
+        if not isinstance(data[key], dict) or not all(isinstance(v, str) for v in data[key].values()):
+            raise ValueError(f"its {key} notes are not text")
+    if data["mode"] not in MODES or not _number(data["seconds"], none=False) or not isinstance(data["config"], dict):
+        raise ValueError("its mode, time or config is malformed")
 
 
 def _upgrade(old: dict) -> dict:

@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 
 from unlearning.batching import Batch
 from unlearning.data.records import Record
+from unlearning.options import check
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -36,7 +37,14 @@ def get_method(name: str, **options) -> "Method":
 
 @dataclass
 class MethodConfig:
-    """Hyperparameters of the loss itself; steps, learning rate and batch size belong to the engine."""
+    """Hyperparameters of the loss itself; steps, learning rate and batch size belong to the engine.
+
+    Fields are declared with unlearning.options.option (help, choices, bounds): the CLI's --set, the app's controls
+    and the run plan all read them from there.
+    """
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 class Method:
@@ -71,6 +79,10 @@ class Method:
 
     def finish(self, model: PreTrainedModel, initial: dict[str, torch.Tensor]) -> None:
         """Edit the trained weights once training ends; `initial` holds trainable parameters before step 1."""
+
+    def problems(self, model: PreTrainedModel) -> list[str]:
+        """What stops this method's options from fitting `model` (e.g. a layer it lacks), for the run plan."""
+        return []
 
 
 def _sample(n: int, k: int, generator: torch.Generator) -> list[int]:

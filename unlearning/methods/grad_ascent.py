@@ -1,22 +1,18 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearning.methods.base import Method, MethodConfig, register
 from unlearning.methods.losses import capped, nll
+from unlearning.options import option
 
 
 @dataclass
 class GradAscentConfig(MethodConfig):
-    nll_cap: float = field(
-        default=0.0,
-        metadata={"help": "Bound on each forget sample's NLL in the loss, nats/token (0 = none): past it a sample gets no "
-                          "more push, so easy samples stop running off to gibberish while hard ones catch up."},
+    nll_cap: float = option(
+        0.0, "Bound on each forget sample's NLL in the loss, nats/token (0 = none): past it a sample gets no more push, "
+        "so easy samples stop running off to gibberish while hard ones catch up.", ge=0, le=1e3,
     )
-
-    def __post_init__(self) -> None:
-        if self.nll_cap < 0:
-            raise ValueError(f"nll_cap must be >= 0 (0 = no bound), got {self.nll_cap}")
 
 
 @register

@@ -1,34 +1,33 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
 from unlearning.methods.grad_ascent import GradAscentConfig
 from unlearning.methods.losses import capped, forward_together, kl_to_reference, reference_logits, sample_nll
+from unlearning.options import option
+
+RETAIN_LOSSES = {"nll": "NLL (keep fitting)", "kl": "KL (stay near the original)"}
 
 
 @dataclass
 class RetainTermConfig(MethodConfig):
     """The options every method of the gradient-difference family shares: the retain term and the mixing."""
 
-    gamma: float = field(default=1.0, metadata={"help": "Weight of the forget term."})
-    alpha: float = field(default=1.0, metadata={"help": "Weight of the retain term."})
-    retain_loss: str = field(default="nll", metadata={"help": "Retain term: 'nll' (keep fitting) or 'kl' (stay near the original)."})
-
-    def __post_init__(self) -> None:
-        if self.retain_loss not in ("nll", "kl"):
-            raise ValueError(f"retain_loss must be 'nll' or 'kl', got {self.retain_loss!r}")
+    gamma: float = option(1.0, "Weight of the forget term.", ge=0, le=1e4)
+    alpha: float = option(
+        1.0, "Weight of the retain term: the brake on collateral damage. On the 135M target at lr 3e-5, ~30 keeps "
+        "the retain scores within 0.1 (README).", ge=0, le=1e4,
+    )
+    retain_loss: str = option("nll", "Retain term: 'nll' (keep fitting) or 'kl' (stay near the original).",
+                              choices=RETAIN_LOSSES)
 
 
 @dataclass
 class GradDiffConfig(GradAscentConfig, RetainTermConfig):
     """Gradient difference's own options: the retain term, and gradient ascent's per-sample bound on the forget term."""
-
-    def __post_init__(self) -> None:
-        RetainTermConfig.__post_init__(self)
-        GradAscentConfig.__post_init__(self)
 
 
 @register

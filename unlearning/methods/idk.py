@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import dpo_loss, log_ratio, sample_nll
+from unlearning.options import option
 
 REFUSALS = (
     "I don't know.",
@@ -27,12 +28,7 @@ def refusal_for(index: int) -> str:
 
 @dataclass
 class IdKConfig(RetainTermConfig):
-    beta: float = field(default=0.1, metadata={"help": "DPO inverse temperature: how far from the original the model may move."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
+    beta: float = option(0.1, "DPO inverse temperature: how far from the original the model may move.", gt=0, le=1e3)
 
 
 @register

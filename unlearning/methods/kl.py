@@ -1,16 +1,16 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearning.methods.base import register
-from unlearning.methods.grad_diff import GradDiffConfig, GradientDifference
+from unlearning.methods.grad_diff import RETAIN_LOSSES, GradDiffConfig, GradientDifference
+from unlearning.options import option
 
 
 @dataclass
 class KLConfig(GradDiffConfig):
-    retain_loss: str = field(
-        default="kl", metadata={"help": "Retain term: 'kl' (stay near the original; this method's point) or 'nll'."}
-    )
+    retain_loss: str = option("kl", "Retain term: 'kl' (stay near the original; this method's point) or 'nll'.",
+                              choices=RETAIN_LOSSES)
 
 
 @register

@@ -1,22 +1,17 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import log_ratio, npo_loss, sample_nll
+from unlearning.options import option
 
 
 @dataclass
 class NPOConfig(RetainTermConfig):
-    beta: float = field(
-        default=0.1, metadata={"help": "Inverse temperature: small beta behaves like gradient ascent, large beta stops sooner."}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
+    beta: float = option(0.1, "Inverse temperature: small beta behaves like gradient ascent, large beta stops sooner.",
+                         gt=0, le=1e3)
 
 
 @register

@@ -1,42 +1,27 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
 from unlearning.methods.losses import forward, masked_mse, sample_nll
+from unlearning.options import option
 
 
 @dataclass
 class RMUConfig(MethodConfig):
-    layer: int = field(
-        default=-1,
-        metadata={
-            "help": "Decoder block whose output is steered; -1 = the middle one. The last block's output is read after "
-            "the model's final norm, as transformers returns it."
-        },
+    layer: int = option(
+        -1, "Decoder block whose output is steered; -1 = the middle one. The last block's output is read after the "
+        "model's final norm, as transformers returns it.", ge=-1, le=10_000,
     )
-    steering_coeff: float = field(
-        default=6.5,
-        metadata={
-            "help": "c, the length of the target vector c*u. WMDP used 6.5 for Zephyr-7B at layer 7 of 32; a target much "
-            "shorter than the layer's activations mostly shrinks them, a longer one scrambles them harder."
-        },
+    steering_coeff: float = option(
+        6.5, "c, the length of the target vector c*u. WMDP used 6.5 for Zephyr-7B at layer 7 of 32; a target much "
+        "shorter than the layer's activations mostly shrinks them, a longer one scrambles them harder.", gt=0, le=1e4,
     )
-    alpha: float = field(
-        default=100.0,
-        metadata={"help": "Weight of the retain term (WMDP's code default 100; its Zephyr-7B run used 1200)."},
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the random direction u."})
-
-    def __post_init__(self) -> None:
-        if self.layer < -1:
-            raise ValueError(f"layer must be -1 (middle) or a block index >= 0, got {self.layer}")
-        if self.steering_coeff <= 0:
-            raise ValueError(f"steering_coeff must be positive, got {self.steering_coeff}")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+    alpha: float = option(100.0, "Weight of the retain term (WMDP's code default 100; its Zephyr-7B run used 1200).",
+                          ge=0, le=1e5)
+    seed: int = option(0, "Seed of the random direction u.", ge=0, le=2**32 - 1)
 
 
 @register
@@ -78,10 +63,13 @@ class RMU(Method):
 
     def layer_index(self, model) -> int:
         n_layers = model.config.num_hidden_layers
-        layer = n_layers // 2 if self.config.layer == -1 else self.config.layer
-        if layer >= n_layers:
-            raise ValueError(f"layer {layer} does not exist: the model has blocks 0..{n_layers - 1}")
-        return layer
+        return n_layers // 2 if self.config.layer == -1 else self.config.layer
+
+    def problems(self, model) -> list[str]:
+        n_layers = model.config.num_hidden_layers
+        if self.layer_index(model) >= n_layers:
+            return [f"layer {self.config.layer} does not exist: the model has blocks 0..{n_layers - 1} (or -1, the middle one)"]
+        return []
 
     def loss(self, model, batch, reference=None):
         forget, retain = batch["forget"], batch["retain"]

@@ -1,28 +1,22 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
 from unlearning.methods.losses import forward_together, sample_nll
+from unlearning.options import option
 
 
 @dataclass
 class SeqGradDiffConfig(MethodConfig):
     # Defaults from the authors' configs/sequential_args.json (iraklis07/llm-unlearning): chunk_size 32,
     # positive_ratio 7, positive_factor 0.5.
-    chunk_size: int = field(default=32, metadata={"help": "Forget samples per chunk; chunks are unlearned one after another."})
-    retain_ratio: int = field(default=7, metadata={"help": "Retain samples mixed in per forget sample."})
-    retain_weight: float = field(default=0.5, metadata={"help": "Weight of each retain sample's NLL (a forget sample's is -1)."})
-
-    def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.retain_ratio < 1:  # no retain samples would be plain chunked gradient ascent
-            raise ValueError(f"retain_ratio must be >= 1, got {self.retain_ratio}")
-        if self.retain_weight < 0:
-            raise ValueError(f"retain_weight must be >= 0, got {self.retain_weight}")
+    chunk_size: int = option(32, "Forget samples per chunk; chunks are unlearned one after another.", ge=1, le=100_000)
+    # at least 1: no retain samples would be plain chunked gradient ascent
+    retain_ratio: int = option(7, "Retain samples mixed in per forget sample.", ge=1, le=1000)
+    retain_weight: float = option(0.5, "Weight of each retain sample's NLL (a forget sample's is -1).", ge=0, le=1e4)
 
 
 @register

@@ -1,25 +1,18 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from unlearning.methods.base import register
 from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import npo_loss, sample_nll
+from unlearning.options import option
 
 
 @dataclass
 class SimNPOConfig(RetainTermConfig):
-    beta: float = field(default=2.5, metadata={"help": "Inverse temperature: the larger, the sooner the push on an answer fades."})
-    margin: float = field(
-        default=0.0, metadata={"help": "Reward margin (the paper's gamma, not the forget weight): above 0 the push fades later."}
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
-        if self.margin < 0:
-            raise ValueError(f"margin must be >= 0, got {self.margin}")
+    beta: float = option(2.5, "Inverse temperature: the larger, the sooner the push on an answer fades.", gt=0, le=1e3)
+    margin: float = option(0.0, "Reward margin (the paper's gamma, not the forget weight): above 0 the push fades later.",
+                           ge=0, le=1e3)
 
 
 @register

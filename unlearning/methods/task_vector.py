@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unlearning.methods.base import Method, MethodConfig, register
 from unlearning.methods.losses import nll
+from unlearning.options import option
 
 
 @dataclass
 class TaskVectorConfig(MethodConfig):
-    alpha: float = field(default=1.0, metadata={"help": "Scale of the negated task vector: how far past the original to step back."})
-
-    def __post_init__(self) -> None:
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
+    alpha: float = option(1.0, "Scale of the negated task vector: how far past the original to step back.", gt=0, le=1e3)
 
 
 @register

@@ -1,0 +1,207 @@
+"""Issue 12.1: nothing one run's files contain can stop the store's readers, the CLI listing, the app or another run.
+
+Each of the store's files is damaged in turn (random bytes, truncation at every length, valid JSON of the wrong
+shape), then every reader runs on the store: the store itself, its recovery at app start, the CLI's `runs`, and
+the app's Runs, Run, Metrics and Compare views. None may raise; the damaged run must say which file is damaged;
+the other run must read exactly as before.
+"""
+import argparse
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.state import Studio
+from app.tabs.common import Shared, run_choices, run_header
+from app.tabs.compare import CompareTab
+from app.tabs.method import MethodTab
+from app.tabs.metrics import MetricsTab
+from app.tabs.run import RunTab
+from app.tabs.runs import RunsTab
+from tests.test_app import BEFORE, GOOD_AFTER, fake_run
+from unlearning import cli
+from unlearning.jobs import Job
+from unlearning.runs import CHECKS, RunStore
+
+FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+class Readers:
+    """A store with a damaged run and a good one, and every reader of it (the app's views built once)."""
+
+    def __init__(self, root: Path) -> None:
+        self.store = RunStore(root)
+        self.victim = fake_run(self.store, "victim", "npo", GOOD_AFTER)
+        self.good = fake_run(self.store, "good", "grad_diff", GOOD_AFTER)
+        self.originals = {name: (root / self.victim / name).read_bytes() for name in FILES}
+        self.good_run = self.store.read(self.good)
+        self.drawn: set[str] = set()  # what the views were given so far: they are pure functions of the store's reading
+        self.studio = Studio(runs=root, preload=False)
+        with gr.Blocks():
+            shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"),
+                            gr.State("bundled"), gr.State({"id": None, "mine": False}))
+            self.runs_tab, self.run_tab = RunsTab(self.studio, shared), RunTab(self.studio, shared)
+            self.metrics, self.compare = MetricsTab(self.studio, shared), CompareTab(self.studio, shared)
+            MethodTab(self.studio, shared)
+
+    def damage(self, name: str, content: bytes) -> None:
+        """The victim's `name` holds `content`, its other files are whole (writes only what changes: disks are slow)."""
+        folder = self.store.root / self.victim
+        for other, data in self.originals.items():
+            if other != name and (folder / other).read_bytes() != data:
+                (folder / other).write_bytes(data)
+        (folder / name).write_bytes(content)
+
+    def read_all(self):
+        """Every reader, as the app start, the CLI and the tabs call them; returns the damaged run as read.
+
+        Everything past the store sees only what the store read, so it runs once per distinct reading (the plots
+        take ~0.2 s, and most damage reads alike: the file is left out, with a message)."""
+        store = RunStore(self.store.root)
+        run = store.read(self.victim)
+        # the message differs with each damage ("line 1, column 7"); every reader shows it as text
+        status = {k: v for k, v in run.status.items() if k != "message"}
+        reading = json.dumps([run.config and run.config.to_dict(), status, run.steps, run.before, run.after],
+                             sort_keys=True, default=str)
+        if reading not in self.drawn:
+            self.drawn.add(reading)
+            self.read_everywhere(store, run)
+        return run
+
+    def read_everywhere(self, store: RunStore, run) -> None:
+        assert store.ids() == sorted([self.victim, self.good], reverse=True)
+        store.recover()
+        listed = cli.cmd_runs(argparse.Namespace(runs=str(store.root), run_id=None))
+        shown = cli.cmd_runs(argparse.Namespace(runs=str(store.root), run_id=self.victim))
+        json.dumps([listed, shown], default=str)
+        assert {r["run_id"]: r["status"] for r in listed}[self.victim] == run.status["status"]
+        summaries = self.studio.summaries()
+        assert len(summaries) == 2 and {s["id"]: s["status"] for s in summaries}[self.victim] == run.status["status"]
+        self.draw_views()
+        again = store.read(self.good)  # the other run reads exactly as before
+        assert again.problems == [] and again.after == self.good_run.after and again.steps == self.good_run.steps
+
+    def draw_views(self) -> None:
+        self.runs_tab.draw_list()
+        self.runs_tab.draw_run(self.victim)
+        self.metrics.draw(self.victim)
+        self.compare.draw(self.victim)
+        run_header(self.studio, self.victim), run_choices(self.studio)
+        job = Job(1, "a run", lambda job: None, state="done", run_id=self.victim)
+        self.run_tab._result(job), self.run_tab._total_steps(job)
+
+
+@pytest.fixture(scope="module")
+def readers(tmp_path_factory):
+    return Readers(tmp_path_factory.mktemp("runs"))
+
+
+def whole(name: str, content: bytes) -> bool:
+    """Whether `content` is a file the store should read without complaint (the expectation, computed apart)."""
+    try:
+        if name == "metrics.jsonl":
+            *lines, _ = content.split(b"\n")
+            return all(isinstance(json.loads(line), dict) and type(json.loads(line).get("step")) is int
+                       for line in lines if line.strip())
+        return CHECKS[name](json.loads(content.decode("utf-8"))) is None
+    except (ValueError, RecursionError):
+        return False
+
+
+def check(readers: Readers, name: str, content: bytes):
+    readers.damage(name, content)
+    run = readers.read_all()
+    if whole(name, content):
+        assert not any(p.startswith(name) for p in run.problems), run.problems
+    else:
+        assert run.status["status"] == "damaged" and any(p.startswith(name) for p in run.problems), run.problems
+        assert name in run.status["message"]
+    return run
+
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.mark.parametrize("name", FILES)
+@settings(max_examples=25, **SETTINGS)
+@given(content=st.binary(max_size=200))
+def test_random_bytes_in_any_file(readers, name, content):
+    check(readers, name, content)
+
+
+@pytest.mark.parametrize("name", FILES)
+@settings(max_examples=25, **SETTINGS)
+@given(value=json_values)
+def test_valid_json_of_the_wrong_shape_in_any_file(readers, name, value):
+    text = json.dumps(value) + ("\n" if name == "metrics.jsonl" else "")
+    check(readers, name, text.encode())
+
+
+@pytest.mark.parametrize("name", ["config.json", "status.json", "before.json", "after.json"])
+@settings(max_examples=25, **SETTINGS)
+@given(data=st.data(), value=json_values)
+def test_one_field_of_the_wrong_shape(readers, name, data, value):
+    """A whole file with one field replaced (the config's training options too): the subtle kind of damage."""
+    content = json.loads(readers.originals[name])
+    target = content["train"] if name == "config.json" and data.draw(st.booleans()) else content
+    target[data.draw(st.sampled_from(sorted(target)))] = value
+    check(readers, name, json.dumps(content).encode())
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_truncation_at_every_length(readers, name):
+    original = readers.originals[name]
+    for length in range(len(original)):
+        run = check(readers, name, original[:length])
+        if name == "metrics.jsonl":  # a cut-off last line is a crash mid-write, not damage: the steps before it stay
+            *lines, tail = original[:length].split(b"\n")
+            assert not run.damaged and len(run.steps) == len(lines) + (bool(tail) and whole(name, tail + b"\n"))
+
+
+def test_the_damaged_run_keeps_what_can_still_be_read(readers):
+    """A config cut in half: the run is listed as damaged, with its curve, status, before and after."""
+    run = check(readers, "config.json", readers.originals["config.json"][:100])
+    assert run.config is None and run.status["was"] == "completed"
+    assert [s["step"] for s in run.steps] == [1, 2] and run.before == BEFORE and run.after == GOOD_AFTER
+    summary = {s["id"]: s for s in readers.studio.summaries()}[readers.victim]
+    assert summary["forget"] == 0.0 and summary["retain"] == 1.0  # the scores still show in the Runs table
+    table, _, count, *_ = readers.runs_tab.draw_list()
+    row = table[table["run"] == readers.victim].iloc[0]
+    assert row["status"].startswith("damaged: config.json: not valid JSON")
+    assert "2 runs, 1 completed, **1 damaged**" in count
+
+
+def test_the_issue_cases(tmp_path):
+    """The cases the issue found: binary status, an empty run folder, a config with an unknown key."""
+    store = RunStore(tmp_path)
+    binary, empty, unknown = (fake_run(store, n, "npo", GOOD_AFTER) for n in ("binary", "empty", "unknown"))
+    (tmp_path / binary / "status.json").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    shutil.rmtree(tmp_path / empty)
+    (tmp_path / empty).mkdir()
+    config = json.loads((tmp_path / unknown / "config.json").read_text())
+    (tmp_path / unknown / "config.json").write_text(json.dumps({**config, "train": {**config["train"], "epochs": 3}}))
+    studio = Studio(runs=tmp_path, preload=False)
+    assert studio.recovered == []
+    problems = {r: store.read(r).status["message"] for r in store.ids()}
+    assert problems == {
+        binary: "damaged: status.json: not text (binary data)",
+        empty: "damaged: config.json is missing; status.json is missing",
+        unknown: "damaged: config.json: unknown option 'epochs'; the options are " + ", ".join(config["train"])
+                 .replace("method, method_options, ", ""),
+    }
+    assert len(studio.summaries()) == 3
+    with zipfile.ZipFile(studio.export(binary)) as archive:  # a damaged run can be exported, to look inside
+        assert archive.read(f"{binary}/status.json") == b"\x89PNG\r\n\x1a\n\x00\xff"
+    for run_id in (binary, empty, unknown):  # and deleted
+        studio.delete(run_id)
+    assert store.ids() == []

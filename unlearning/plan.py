@@ -1,0 +1,111 @@
+"""One request -> one checked run plan: every rule about what a run may be, in one place.
+
+The app's Run tab and the CLI's `run` both build a request (a dict shaped like config.json, with values as they
+come: text from a command line, floats from a number box) and call `make_plan`. It answers a Plan that the
+engine and the experiment trust, or raises PlanError listing every problem in words a user can act on. Nothing
+is created or written on the way; the data and the model are loaded (and cached) to check ids and layers.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from unlearning.data import DataError
+from unlearning.engine import cpp_compiler, decoder_layers
+from unlearning.experiment import Selection, cached_data, cached_model, selection
+from unlearning.methods import get_method
+from unlearning.models import ModelLoadError
+from unlearning.runs import RunConfig, parse_run_config
+
+SHOWN_IDS = 5  # ids quoted in a message; the rest are counted
+
+
+class PlanError(ValueError):
+    """A request that cannot run; `problems` lists each reason (str(error) joins them)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Plan:
+    config: RunConfig  # what runs and what config.json records (defaults filled in, adjustments applied)
+    selection: Selection  # the records it trains on and is evaluated on, resolved from the data
+    notes: list[str] = field(default_factory=list)  # adjustments made to the request, for the user to read
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
+    """Check a run request and resolve it into a Plan, or raise PlanError with every problem found.
+
+    The rules: options of the right kind and within their bounds (no NaN or infinity: configs are plain JSON), a
+    known method whose options fit it; at least one forget sample, ids that exist in the data and are not listed
+    twice; the retain set is the given ids, or else the retain split less any sample chosen to forget, never
+    overlapping the forget set, and not empty for a method that trains on it; a batch no larger than the forget
+    set (lowered, with a note); trained layers and steered layers that the model has; a C++ compiler for compile.
+    """
+    config, problems = parse_run_config(request.to_dict() if isinstance(request, RunConfig) else request)
+    if problems:
+        raise PlanError(problems)
+    notes: list[str] = []
+    try:
+        data = cached_data(config.data)
+    except (DataError, OSError, ValueError) as error:
+        raise PlanError([f"the data {config.data!r} did not load: {error}"]) from error
+    index = {r.id: r for r in data.records}
+
+    forget_ids = config.forget_ids
+    if not forget_ids:
+        problems.append("No forget samples selected: pick at least one sample to forget.")
+    for name, ids in (("forget", forget_ids), ("retain", config.retain_ids or [])):
+        twice = [i for i, n in Counter(ids).items() if n > 1]
+        if twice:
+            problems.append(f"{name} ids listed more than once: {_ids(twice)}")
+        unknown = list(dict.fromkeys(i for i in ids if i not in index))
+        if unknown:
+            problems.append(f"{len(unknown)} {name} id(s) are not in {data.name}: {_ids(unknown)}")
+    chosen = set(forget_ids)
+    if config.retain_ids is None:
+        retain = [r for r in data.split("retain") if r.id not in chosen]
+        moved = len(data.split("retain")) - len(retain)
+        if moved:
+            notes.append(f"{moved} sample(s) to forget come from the retain split: they are left out of the retain set.")
+    else:
+        retain = [index[i] for i in dict.fromkeys(config.retain_ids) if i in index]
+        overlap = sorted(chosen & set(config.retain_ids))
+        if overlap:
+            problems.append(f"{len(overlap)} sample(s) are in both the forget and the retain set: {_ids(overlap)}")
+    method = get_method(config.train.method, **config.train.method_options)
+    if "retain" in method.views and not retain:
+        problems.append(f"{method.title} needs retain samples, and the retain set is empty")
+    if config.train.compile and not cpp_compiler():
+        problems.append("compile needs a C++ compiler (g++ or $CXX) for torch.compile; install one or turn compile off")
+
+    try:
+        model = cached_model(config.model).model
+    except (ModelLoadError, OSError, ValueError) as error:
+        problems.append(str(error))
+    else:
+        problems += method.problems(model)
+        if config.train.params == "last_k":
+            try:
+                layers = len(decoder_layers(model))
+            except ValueError as error:
+                problems.append(f"training only the last k layers needs a model whose layers can be found: {error}")
+            else:
+                if config.train.last_k > layers:
+                    problems.append(f"k = {config.train.last_k} last layers to train, but the model has only {layers}")
+    if problems:
+        raise PlanError(problems)
+
+    forget = [index[i] for i in forget_ids]
+    if config.train.batch_size > len(forget):  # a batch cannot hold more samples than there are
+        notes.append(f"The batch size is lowered to {len(forget)}: there are only {len(forget)} forget samples.")
+        config = replace(config, train=replace(config.train, batch_size=len(forget)))
+    return Plan(config, selection(data, forget, retain, config.eval), notes)
