@@ -395,3 +395,20 @@ def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled)
     assert [r.id for r in plan_b.selection.retain] == ["ours-3"]
     assert not hasattr(studio, "data_source") and not hasattr(studio, "model_source")  # nothing process-wide
     assert run_tab.max_new.maximum == 1024  # the bound of EvalConfig.max_new_tokens, as the plan checks it
+
+
+def test_a_preset_sets_the_method_and_training_controls(tmp_path):
+    from app.tabs.common import Shared
+    from app.tabs.method import CUSTOM, MethodTab
+
+    studio = Studio(runs=tmp_path, preload=False)
+    with gr.Blocks():
+        tab = MethodTab(studio, Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"),
+                                       gr.State("bundled"), gr.State({"id": None, "mine": False})))
+    values = tab.apply_preset("seq_grad_diff", "SemEval-2025 winner")
+    train = dict(zip(tab.train, values))
+    assert train["params"] == "last_k" and train["last_k"] == 8 and train["learning_rate"] == 1e-5
+    own = dict(zip([(m, o) for m, c in tab.knobs.items() for o in c], values[len(tab.train):]))
+    assert own[("seq_grad_diff", "retain_ratio")] == 7 and own[("grad_diff", "alpha")] == gr.skip()
+    assert "AILS-NTUA" in values[-1]
+    assert all(v == gr.skip() for v in tab.apply_preset("grad_diff", CUSTOM)[:-1])

@@ -92,3 +92,19 @@ def test_delete_takes_damaged_runs_and_refuses_live_ones(capsys, tmp_path):
     assert code == 0 and store.ids() == [live]
     code, out = run_cli(capsys, "delete", live, "--runs", str(tmp_path))  # queued by this (live) process
     assert code == 2 and "stop it before deleting it" in out["error"] and store.ids() == [live]
+
+
+def test_a_preset_fills_the_run_and_explicit_flags_override_it(capsys, tmp_path):
+    runs = str(tmp_path / "runs")
+    code, out = run_cli(capsys, "run", "--model", "tiny", "--method", "seq_grad_diff", "--preset", "SemEval-2025 winner",
+                        "--last-k", "2", "--steps", "2", "--forget-n", "2", "--max-new-tokens", "2", "--runs", runs)
+    train = out["config"]["train"]
+    assert code == 0 and train["params"] == "last_k" and train["learning_rate"] == 1e-5  # from the preset
+    assert train["last_k"] == 2 and train["steps"] == 2  # the flags given win (the tiny model has 2 layers, not 8)
+    assert train["method_options"] == {"chunk_size": 32, "retain_ratio": 7, "retain_weight": 0.5}
+    code, out = run_cli(capsys, "run", "--model", "tiny", "--preset", "nope", "--runs", runs)
+    assert code == 2 and "'grad_diff' has no preset 'nope'" in out["error"]
+    code, methods = run_cli(capsys, "methods")
+    listed = {m["name"]: m for m in methods}
+    assert listed["seq_grad_diff"]["presets"][0]["train"]["last_k"] == 8
+    assert listed["grad_diff"]["options"]["alpha"]["default"] == 30.0  # the working point is the default, not 1

@@ -6,6 +6,7 @@ Results print as JSON on stdout, a progress bar on stderr; errors print as {"err
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -23,7 +24,7 @@ from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, jud
 from unlearning.evaluation.verdict import tradeoff_point
 from unlearning.experiment import cached_data, cached_model, run_experiment, selection
 from unlearning.jobs import user_message
-from unlearning.methods import METHODS
+from unlearning.methods import METHODS, get_preset
 from unlearning.models import ModelLoadError
 from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan
@@ -107,8 +108,12 @@ def run_request(args, model: str) -> dict:
         draw = int(seed) if str(seed).isdigit() else TrainConfig.seed  # a bad --seed is the plan's to report
         forget_ids = data.sample_forget(args.forget_n or len(data.records), draw, args.forget_kind)
     train = {o.name: getattr(args, o.name) for o in options(TrainConfig) if getattr(args, o.name) is not None}
+    method_options = dict(args.set)
+    if args.preset:  # the preset's settings, under any flag given explicitly
+        preset = get_preset(args.method, args.preset)
+        train, method_options = {**preset.train, **train}, {**preset.options, **method_options}
     return {"model": model, "data": args.data, "forget_ids": forget_ids,
-            "train": {"method": args.method, "method_options": dict(args.set), **train},
+            "train": {"method": args.method, "method_options": method_options, **train},
             "eval": eval_request(args), "save_weights": args.save_weights, "name": args.name}
 
 
@@ -248,7 +253,8 @@ def cmd_metrics(args) -> list:
 
 def cmd_methods(args) -> list:
     return [
-        {"name": m.name, "title": m.title, "paper": m.paper, "options": {o.name: describe(o) for o in options(m.Config)}}
+        {"name": m.name, "title": m.title, "paper": m.paper, "options": {o.name: describe(o) for o in options(m.Config)},
+         "presets": [dataclasses.asdict(p) for p in m.presets]}
         for m in METHODS.values() if m.unlearns
     ]
 
@@ -299,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
                         help=f"one of {', '.join(m for m, c in METHODS.items() if c.unlearns)}")
         sp.add_argument("--set", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="a method option, e.g. alpha=30; `methods` lists each method's options with their bounds")
+        sp.add_argument("--preset", help="a tested recipe of the method (`methods` lists them); flags given override it")
         sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
         sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
         sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")

@@ -7,15 +7,24 @@ selected method's group is visible, and the Run tab reads them all at once throu
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from app.state import Studio, suggested_training
 from app.tabs.common import LATEX, Shared
 from unlearning.engine import TrainConfig
-from unlearning.methods import METHODS
+from unlearning.methods import METHODS, get_preset
 from unlearning.options import Option, options
 
 DEFAULT_METHOD = TrainConfig.method
+
+
+CUSTOM = "custom (your own settings)"
+
+
+def preset_names(method: str) -> list[str]:
+    return [CUSTOM, *(p.name for p in METHODS[method].presets)]
 
 
 def unlearning_methods() -> dict:
@@ -62,6 +71,10 @@ class MethodTab:
                                               label="Method", elem_id="method-picker")
                     self.explainer = gr.Markdown(explainer(DEFAULT_METHOD), latex_delimiters=LATEX,
                                                  elem_id="method-explainer", elem_classes="us-explainer")
+                    self.preset = gr.Dropdown(preset_names(DEFAULT_METHOD), value=CUSTOM, label="Preset",
+                                              elem_id="method-preset",
+                                              info="A tested recipe of this method: it sets the options below.")
+                    self.preset_why = gr.Markdown(elem_id="preset-why", elem_classes="us-muted")
                     gr.Markdown("#### Method options")
                     for name, cls in methods.items():
                         with gr.Group(visible=name == DEFAULT_METHOD) as group:
@@ -115,6 +128,21 @@ class MethodTab:
             return (explainer(name), *[gr.update(visible=n == name) for n in names])
 
         self.method.change(pick, self.method, [self.explainer, *self.groups.values()], show_progress="hidden")
+        self.method.change(lambda name: (gr.update(choices=preset_names(name), value=CUSTOM), ""), self.method,
+                           [self.preset, self.preset_why], show_progress="hidden")
+        outputs = [*self.train.values(), *(c for controls in self.knobs.values() for c in controls.values()), self.preset_why]
+        self.preset.input(self.apply_preset, [self.method, self.preset], outputs, show_progress="hidden")
+
+    def apply_preset(self, method: str, name: str) -> tuple:
+        """A preset's values for the training controls, then every method's controls (only this method's change), then
+        the preset's explanation; a control the preset does not set keeps what it holds (gr.skip)."""
+        knobs = [(m, option) for m, controls in self.knobs.items() for option in controls]
+        if name == CUSTOM:
+            return (gr.skip(),) * (len(self.train) + len(knobs)) + ("",)
+        preset = get_preset(method, name)
+        train = [preset.train.get(option, gr.skip()) for option in self.train]
+        own = [preset.options.get(option, gr.skip()) if m == method else gr.skip() for m, option in knobs]
+        return (*train, *own, f"**{html.escape(preset.name)}**: {html.escape(preset.why)}")
         for o in options(TrainConfig):
             if o.when is not None:
                 other, value = o.when

@@ -35,6 +35,24 @@ def get_method(name: str, **options) -> "Method":
     return cls(cls.Config(**options))
 
 
+def get_preset(method: str, name: str) -> "Preset":
+    """A method's preset by name, or ValueError naming the ones it has."""
+    presets = {p.name: p for p in METHODS[method].presets} if method in METHODS else {}
+    if name not in presets:
+        raise ValueError(f"{method!r} has no preset {name!r}; its presets: {', '.join(presets) or 'none'}")
+    return presets[name]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A tested recipe for a method: training settings and the method's options, and where its figures come from."""
+
+    name: str
+    why: str  # one sentence: what it does and the measurement or paper behind it
+    train: dict  # TrainConfig options (learning_rate, steps, params, last_k, score_every, skip_forgotten, ...)
+    options: dict  # the method's own options
+
+
 @dataclass
 class MethodConfig:
     """Hyperparameters of the loss itself; steps, learning rate and batch size belong to the engine.
@@ -57,6 +75,7 @@ class Method:
     needs_reference: ClassVar[bool] = False  # the engine passes the frozen original model as `reference`
     views: ClassVar[tuple[str, ...]] = ("forget", "retain")  # batches the loss reads, built by `view_pairs`
     unlearns: ClassVar[bool] = True  # False for plain fine-tuning, which the pickers leave out
+    presets: ClassVar[tuple[Preset, ...]] = ()  # tested recipes: the app's preset picker and the CLI's --preset
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config

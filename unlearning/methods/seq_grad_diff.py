@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearning.methods.base import Method, MethodConfig, register
+from unlearning.methods.base import Method, MethodConfig, Preset, register
 from unlearning.methods.losses import forward_together, sample_nll
 from unlearning.options import option
 
@@ -49,6 +49,12 @@ class SequentialGradientDifference(Method):
         "Models using Data Chunking (SemEval)"
     )
     Config = SeqGradDiffConfig
+    presets = (
+        Preset("SemEval-2025 winner", "AILS-NTUA's published setting: the last 8 layers train at lr 1e-5, forget chunks "
+               "of 32 each mixed 1:7 with retain samples (Premptis et al. 2025; configs/sequential_args.json).",
+               train={"params": "last_k", "last_k": 8, "learning_rate": 1e-5, "batch_size": 8, "steps": 60},
+               options={"chunk_size": 32, "retain_ratio": 7, "retain_weight": 0.5}),
+    )
 
     def schedule(self, n_forget, n_retain, steps, batch_size, generator):
         """Chunks in index order, steps split evenly between them; a step's merged batch holds `batch_size` samples
