@@ -68,6 +68,24 @@ def test_cancelled_run_keeps_its_partial_curve(bundled, tmp_path):
     assert store.read_json(run_id, "before.json") is not None and store.read_json(run_id, "after.json") is None
 
 
+def test_stop_during_the_evaluation_waits_for_one_batch_not_the_whole_evaluation(bundled, tmp_path):
+    store, cancel = RunStore(tmp_path), threading.Event()
+    batches = []
+
+    def progress(fraction: float, stage: str) -> None:
+        if "evaluating after: generate" in stage:
+            batches.append(stage)
+            cancel.set()  # the user presses Stop while the unlearned model generates
+
+    config = quick_config(bundled)
+    config.eval.generation_batch_size = 1  # one prompt per batch: a stop must come after the first one
+    run_id, model = run(config, store, progress=progress, cancel=cancel)
+    status = store.status(run_id)
+    assert model is None and status["status"] == "cancelled" and "during the evaluation" in status["message"]
+    assert len(batches) == 1  # no second generation batch ran
+    assert store.read_json(run_id, "after.json") is None and len(store.steps(run_id)) == 3
+
+
 def test_diverged_run_stops_itself_and_says_so(bundled, tmp_path, monkeypatch):
     monkeypatch.setitem(METHODS, "explodes", ExplodesAtStep3)
     ExplodesAtStep3.calls = 0
