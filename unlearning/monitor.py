@@ -83,12 +83,12 @@ class Monitor:
             }
             if self.config.generate_every and (step == 0 or step % self.config.generate_every == 0):
                 entry |= self._generated(model)
+            if step == 0 and self.holdout:
+                self._never_seen(model)
+                entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
         finally:
             model.train(was_training)
         self.memorised = [x if x is not None else 0.0 for x in em[:n]]
-        if step == 0 and self.holdout:
-            self._never_seen(model)
-            entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
         self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
         entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
                   "per_sample": {r.id: round(x, 3) for r, x in zip(self.forget, self.memorised)}}
