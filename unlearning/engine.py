@@ -27,6 +27,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import answer_logits_only, collate, encode
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
+from unlearning.prefix import PrefixCache, supports, tail, tail_layers
 
 PARAM_MODES = ("full", "last_k", "lora")
 
@@ -45,6 +46,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; master weights keep their dtype)
     compile: bool = False  # torch.compile each decoder block: ~25% faster steps after a ~30 s first step
+    # last_k: compute the frozen blocks' outputs once per sample and run each step through the last k blocks only
+    # (unlearning.prefix; same losses, used where exact: Llama and OLMo architectures)
+    prefix_cache: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -163,7 +167,7 @@ def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedMod
     return model
 
 
-def compile_layers(model: PreTrainedModel) -> Callable[[], None]:
+def compile_layers(layers: torch.nn.ModuleList) -> Callable[[], None]:
     """Swap each decoder block for its torch.compile'd version; returns the function that swaps the originals back.
 
     Why blocks, not the model: the blocks share one compiled graph, so compiling costs ~30 s on 2 cores instead of
@@ -171,7 +175,6 @@ def compile_layers(model: PreTrainedModel) -> Callable[[], None]:
     dynamic=True: batches change length every step, and a graph per length would recompile all run long.
     Swapped back after training, so the unlearned model generates with plain blocks and a KV cache.
     """
-    layers = decoder_layers(model)
     originals = list(layers)
     for i, layer in enumerate(originals):
         layers[i] = torch.compile(layer, dynamic=True)
@@ -183,8 +186,9 @@ def compile_layers(model: PreTrainedModel) -> Callable[[], None]:
     return restore
 
 
-def check_data(forget: list[Record], retain: list[Record], config: TrainConfig) -> Method:
-    """Refuse data the run cannot use, with a message for the user, before anything is copied or saved."""
+def check_data(forget: list[Record], retain: list[Record], config: TrainConfig, model: PreTrainedModel | None = None) -> Method:
+    """Refuse data (and, given the model, a setup) the run cannot use, with a message for the user, before anything
+    is copied or saved."""
     if not forget:
         raise ValueError("No forget samples selected: pick at least one sample to forget.")
     if config.batch_size > len(forget):
@@ -192,6 +196,8 @@ def check_data(forget: list[Record], retain: list[Record], config: TrainConfig) 
     method = get_method(config.method, **config.method_options)
     if "retain" in method.views and not retain:
         raise ValueError(f"{method.title} needs retain samples, and the retain set is empty")
+    if model is not None:
+        method.check(model, config)
     return method
 
 
@@ -203,9 +209,15 @@ def train(
     config: TrainConfig,
     on_step: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    prefix: PrefixCache | None = None,
 ) -> UnlearnResult:
-    """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps."""
-    method = check_data(forget, retain, config)
+    """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps.
+
+    `progress(stage, done, total)` follows the work before step 1 (filling the frozen-prefix cache). `prefix` is a
+    cache to fill and reuse across runs (a sweep's); without one a last-k run that can use it makes its own.
+    """
+    method = check_data(forget, retain, config, original)
     acc = accelerator()
     if acc.device.type == "cpu":
         keep_freed_memory()
@@ -221,16 +233,22 @@ def train(
     if dtype is not None and acc.device.type == "cpu":
         # On CPU, bf16 SDPA's backward is ~4x slower than eager attention's (measured by unlearning.bench).
         model.set_attn_implementation("eager")
-    restore_layers = compile_layers(model) if config.compile else (lambda: None)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel for the whole update instead of a dozen per-tensor ops; what Trainer uses by default
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0, fused=True)
-    model, optimizer = acc.prepare(model, optimizer)
-
     features = {
         view: [encode(tokenizer, prompt, answer, config.max_length) for prompt, answer in method.view_pairs(view, forget, retain)]
         for view in method.views
     }
+    full, cache = model, None  # `full` is what the run returns; with the cache, each step runs only its last k blocks
+    if config.params == "last_k" and config.prefix_cache and supports(original):
+        cache = prefix if prefix is not None else PrefixCache()
+        cache.fill(original, model, config.last_k, dtype, [f for feats in features.values() for f in feats], progress)
+        model = tail(model, config.last_k)
+        reference = tail(reference, config.last_k) if reference is not None else None
+    layers = tail_layers(model) if cache is not None else decoder_layers(model)
+    restore_layers = compile_layers(layers) if config.compile else (lambda: None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel for the whole update instead of a dozen per-tensor ops; what Trainer uses by default
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0, fused=True)
+    model, optimizer = acc.prepare(model, optimizer)
     keeps_logits = "logits_to_keep" in inspect.signature(type(original).forward).parameters
     trim = answer_logits_only if keeps_logits else (lambda batch: batch)
     generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
@@ -246,6 +264,8 @@ def train(
         for view, feats in features.items():
             picked = [feats[i] for i in (retain_idx if view == "retain" else forget_idx)]
             batch[view] = trim(collate(picked, tokenizer.pad_token_id, acc.device))
+            if cache is not None:
+                batch[view] |= cache.inputs(picked)
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, terms = method.loss(model, batch, reference)
         if not torch.isfinite(loss):
@@ -267,10 +287,10 @@ def train(
         if on_step is not None:
             on_step(log)
 
-    model = acc.unwrap_model(model)
     restore_layers()
     acc.free_memory()  # drop Accelerate's references to this run's model and optimiser
     del optimizer
+    model = full
     adapter = None
     if status != "diverged":
         method.finish(model, initial)

@@ -95,7 +95,7 @@ def run_experiment(
         progress(0.0, "loading model and data")
         loaded = cached_model(config.model)
         sel = select(cached_data(config.data), config)
-        check_data(sel.forget, sel.retain, config.train)
+        check_data(sel.forget, sel.retain, config.train, loaded.model)
     except BaseException as error:
         if run_id is not None:
             store.set_status(run_id, "failed", user_message(error))

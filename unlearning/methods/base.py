@@ -59,6 +59,9 @@ class Method:
         """Return the loss to minimise and its terms for logging; terms include forget_nll and retain_nll."""
         raise NotImplementedError
 
+    def check(self, model: PreTrainedModel, config) -> None:
+        """Refuse a model or training setup (an engine.TrainConfig) this loss cannot learn from, before the run starts."""
+
     def view_pairs(self, view: str, forget: list[Record], retain: list[Record]) -> list[tuple[str, str]]:
         """(prompt, answer) pairs of one view; a method that trains on other answers (refusals) overrides this."""
         records = retain if view == "retain" else forget

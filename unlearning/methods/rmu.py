@@ -83,6 +83,16 @@ class RMU(Method):
             raise ValueError(f"layer {layer} does not exist: the model has blocks 0..{n_layers - 1}")
         return layer
 
+    def check(self, model, config):
+        """With only the last k blocks training, the steered block must be one of them: the loss reads nothing else,
+        so an earlier block's output cannot move and the run would have no gradient at all."""
+        n, layer = model.config.num_hidden_layers, self.layer_index(model)
+        if config.params == "last_k" and layer < n - config.last_k:
+            raise ValueError(
+                f"RMU steers block {layer}, but with last_k={config.last_k} only blocks {n - config.last_k}-{n - 1} train, so "
+                f"nothing can change its output: train the last {n - layer} blocks or more, or steer a later block (option layer)."
+            )
+
     def loss(self, model, batch, reference=None):
         forget, retain = batch["forget"], batch["retain"]
         # hidden_states[0] is the embeddings, [i + 1] the output of block i (after the final norm for the last block)
