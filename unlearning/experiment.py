@@ -17,11 +17,10 @@ from unlearning.data import UnlearningData, load_data
 from unlearning.data.records import Record
 from unlearning.engine import check_data, train
 from unlearning.evaluate import EvalReport, collapse_warnings, evaluate
-from unlearning.jobs import user_message
+from unlearning.jobs import Progress, ticking, user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
 from unlearning.runs import RunConfig, RunStore, write_atomic
 
-Progress = Callable[[float, str], None]
 # Share of an evaluation's time each stage of `evaluate` takes, roughly: (start, width) within its progress span.
 EVAL_STAGES = {"generate": (0.0, 0.7), "losses": (0.7, 0.1), "mia": (0.8, 0.1), "utility": (0.9, 0.1), "done": (1.0, 0.0)}
 
@@ -92,8 +91,8 @@ def run_experiment(
     changes nothing; a caller that made the run beforehand (to show it queued) gets it marked failed instead.
     """
     try:
-        progress(0.0, "loading model and data")
-        loaded = cached_model(config.model)
+        with ticking(progress, 0.0, 0.02, f"loading {config.model}", expected_seconds=5.0):
+            loaded = cached_model(config.model)
         sel = select(cached_data(config.data), config)
         check_data(sel.forget, sel.retain, config.train, loaded.model)
     except BaseException as error:
@@ -126,7 +125,8 @@ def run_experiment(
         steps = config.train.steps
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         progress(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
-        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel)
+        caching = lambda stage, done, total: progress(0.15, f"unlearning: caching the frozen blocks' outputs, {done}/{total} samples")
+        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, caching)
         if result.status != "completed":  # cancelled or diverged: keep the curve, skip the slow evaluation
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)
