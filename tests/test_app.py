@@ -327,3 +327,21 @@ def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, b
     assert first.run_id != second.run_id
     assert [len(studio.store.steps(j.run_id)) for j in (first, second)] == [6, 3]  # no steps leaked between runs
     assert studio.after_model(first.run_id) is not studio.after_model(second.run_id)
+
+
+def test_a_loaded_base_model_offers_its_target_with_the_time_it_takes(tmp_path):
+    from app.tabs.model import offer_button
+
+    studio = Studio(runs=tmp_path, model="tiny")  # preloads, as the app does at start
+    studio.runner.wait(studio.latest_job("model"), timeout=120)
+    seconds = studio.model_info["target_seconds"]
+    assert seconds > 0  # two real steps timed, scaled to a whole preparation
+    offer = offer_button(studio)
+    assert offer["visible"] and f"about {seconds:.0f} s" in offer["value"]
+    gate = threading.Event()
+    job = studio.submit("target", "preparing", lambda job: gate.wait(10))
+    assert not offer_button(studio)["visible"]  # a target is on its way
+    gate.set()
+    studio.runner.wait(job, timeout=10)
+    studio.target_report = {"rouge_l_recall": 0.9}
+    assert not offer_button(studio)["visible"]  # the loaded model is a target already

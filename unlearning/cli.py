@@ -13,7 +13,7 @@ from unlearning.evaluate import EvalConfig, evaluate
 from unlearning.experiment import cached_data, cached_model, run_experiment, select
 from unlearning.methods import METHODS
 from unlearning.runs import RunConfig, RunStore
-from unlearning.target import TargetConfig, prepare_target
+from unlearning.target import TargetConfig, prepare_target, target_records
 
 
 class Bar:
@@ -42,10 +42,8 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
-    data = cached_data(args.data)
-    records = data.split("forget") + data.split("retain")
     config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size)
-    folder, report = prepare_target(cached_model(args.model), records, config, bar)
+    folder, report = prepare_target(cached_model(args.model), target_records(cached_data(args.data)), config, bar)
     return str(folder), report
 
 
@@ -124,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", default="bundled", help="'bundled', a LUME folder or hub id, a TOFU json, or your CSV/JSONL/parquet")
 
     def target_opts(sp):
-        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs)
+        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
         sp.add_argument("--target-lr", type=float, default=TargetConfig.learning_rate)
         sp.add_argument("--target-batch-size", type=int, default=TargetConfig.batch_size)
 

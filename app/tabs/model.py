@@ -56,8 +56,9 @@ def info_html(studio: Studio) -> str:
             f"<p>Suggested learning rate: <b>{suggested['learning_rate']:g}</b> ({html.escape(suggested['why'])}).</p>")
     if studio.target_report:
         t = studio.target_report
+        how = f' ({html.escape(t["trains"])}, {t["epochs"]} epochs)' if "trains" in t else ""
         text += (f'<div class="us-box done"><b>This is a prepared target</b>: fine-tuned on {t["records"]} records for '
-                 f'{t["steps"]} steps; it reproduces its training texts with ROUGE-L recall '
+                 f'{t["steps"]} steps{how}; it reproduces its training texts with ROUGE-L recall '
                  f'<b>{t["rouge_l_recall"]:.2f}</b>.</div>')
     return text
 
@@ -76,6 +77,8 @@ class ModelTab:
                                            visible=choice in ("folder", "hub"))
                     self.load = gr.Button("Load model", variant="primary", elem_id="load-model")
                     self.progress = gr.HTML(progress_html(None), elem_id="model-progress")
+                    # shown once a base model has loaded: it knows nothing of the data yet, so nothing to forget
+                    self.offer = gr.Button(visible=False, variant="primary", elem_id="prepare-target-now")
                 with gr.Column(scale=4):
                     self.info = gr.HTML(info_html(studio), elem_id="model-info")
             with gr.Accordion("Prepare a target: make the model memorise the dataset first", open=False):
@@ -83,10 +86,11 @@ class ModelTab:
                     "A model that never saw the data has nothing to forget: every forget score is already low. The SemEval "
                     "organisers fine-tuned OLMo on their data before releasing it as the unlearning target; this does the "
                     "same with the current data's forget and retain splits (never the holdout). The result is cached: "
-                    "preparing the same target again takes no time. Afterwards the target is the loaded model."
+                    "preparing the same target again takes no time. Training stops as soon as the model predicts its answers "
+                    "word for word. Afterwards the target is the loaded model."
                 )
                 with gr.Row():
-                    self.epochs = gr.Number(TargetConfig.epochs, label="epochs", precision=0, minimum=1)
+                    self.epochs = gr.Number(TargetConfig.epochs, label="at most this many epochs", precision=0, minimum=1)
                     self.target_lr = gr.Number(TargetConfig.learning_rate, label="learning rate")
                     self.target_batch = gr.Number(TargetConfig.batch_size, label="batch size", precision=0, minimum=1)
                 with gr.Row():
@@ -112,6 +116,7 @@ class ModelTab:
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
 
         self.prepare.click(prepare, [self.epochs, self.target_lr, self.target_batch], None, show_progress="hidden")
+        self.offer.click(prepare, [self.epochs, self.target_lr, self.target_batch], None, show_progress="hidden")
 
         def cancel():
             job = studio.latest_job("model", "target")
@@ -126,14 +131,24 @@ class ModelTab:
             facts = studio.model_info
             source = facts["source"] if facts else None  # set once a load finishes, not when it is asked for
             if seen.get("sig") == signature and seen.get("source") == source:
-                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
+                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
             changed = "source" in seen and seen["source"] != source  # a newly loaded model: suggest its learning rate
             lr = facts["suggested"]["learning_rate"] if changed and facts else None
             return (progress_html(job), info_html(studio), header_markdown(studio),
-                    lr if lr is not None else SKIP(), {"sig": signature, "source": source})
+                    lr if lr is not None else SKIP(), offer_button(studio), {"sig": signature, "source": source})
 
-        self.shared.timer.tick(poll, self.seen, [self.progress, self.info, header, suggested_lr, self.seen],
+        self.shared.timer.tick(poll, self.seen, [self.progress, self.info, header, suggested_lr, self.offer, self.seen],
                                show_progress="hidden", queue=True)
+
+
+def offer_button(studio: Studio) -> dict:
+    """The button that prepares a target, with the time it takes, while a base model is loaded and no target is on its way."""
+    facts, job = studio.model_info, studio.latest_job("model", "target")
+    seconds = (facts or {}).get("target_seconds")
+    busy = job is not None and not job.finished
+    if seconds is None or studio.target_report or busy:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"Prepare a target that memorised the data first (about {seconds:.0f} s)")
 
 
 def header_markdown(studio: Studio) -> str:

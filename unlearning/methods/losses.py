@@ -72,6 +72,17 @@ def sample_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -logp.sum(1) / mask.sum(1).clamp(min=1)
 
 
+def exact_memorisation(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample, the share of answer tokens whose most likely prediction is the true token, teacher-forced, shape [batch].
+
+    1.0 means greedy decoding reproduces the whole answer (batching.encode tokenises the prompt as generation sees it).
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    hits = (logits.argmax(-1) == labels) & mask
+    return hits.sum(1) / mask.sum(1).clamp(min=1)
+
+
 def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log pi(y|x): summed answer-token log-probability of each sample, shape [batch]."""
     return token_logprobs(logits, labels)[0].sum(1)
