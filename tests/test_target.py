@@ -11,7 +11,7 @@ def test_prepare_target_stops_once_memorised_and_is_cached(tiny, bundled, tmp_pa
     monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path))
     records = [r for r in bundled.split("forget") if r.kind == "sc"][:2]
     assert memorisation(tiny, records)["all"] < 0.2  # a random model knows nothing
-    config = TargetConfig(epochs=60, learning_rate=3e-3, batch_size=2, precision="fp32", params="full")
+    config = TargetConfig(epochs=60, memorised=0.98, learning_rate=3e-3, batch_size=2, precision="fp32", params="full")
     stages = []
     folder, report = prepare_target(tiny, records, config, lambda fraction, stage: stages.append((fraction, stage)))
     # one step per epoch; stopped at the end of the first epoch whose batch was memorised, long before 60

@@ -171,7 +171,7 @@ def compile_layers(layers: torch.nn.ModuleList) -> Callable[[], None]:
     """Swap each decoder block for its torch.compile'd version; returns the function that swaps the originals back.
 
     Why blocks, not the model: the blocks share one compiled graph, so compiling costs ~30 s on 2 cores instead of
-    ~4 min for the whole model, for the same speed (fused norms, rotary and activation ops; unlearning.bench).
+    ~4 min for the whole model, for the same speed (fused norms, rotary and activation ops).
     dynamic=True: batches change length every step, and a graph per length would recompile all run long.
     Swapped back after training, so the unlearned model generates with plain blocks and a KV cache.
     """
@@ -231,7 +231,7 @@ def train(
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad} if edits_after else {}
     dtype = autocast_dtype(config.precision, acc.device)
     if dtype is not None and acc.device.type == "cpu":
-        # On CPU, bf16 SDPA's backward is ~4x slower than eager attention's (measured by unlearning.bench).
+        # On CPU, bf16 SDPA's backward is ~4x slower than eager attention's (measured).
         model.set_attn_implementation("eager")
     features = {
         view: [encode(tokenizer, prompt, answer, config.max_length) for prompt, answer in method.view_pairs(view, forget, retain)]

@@ -306,7 +306,7 @@ def final_score(aggregate: float, mia_score: float | None, utility: float | None
 class EvalConfig:
     max_new_tokens: int = field(default=256, metadata={"help": "Tokens generated per prompt (official: 256)."})
     batch_size: int = field(default=16, metadata={"help": "Samples per loss batch (vocabulary-sized logits each)."})
-    # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (unlearning.bench).
+    # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (benchmarks/evaluation.py).
     generation_batch_size: int = field(default=64, metadata={"help": "Prompts generated together."})
     utility: str = field(
         default="probe",

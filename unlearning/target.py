@@ -27,8 +27,8 @@ from unlearning.runs import write_atomic
 
 # Measured by benchmarks/target.py on the bundled data at the defaults, on a 2-core CPU: epochs until memorised, and
 # the time generating and saving took afterwards, in training steps.
-TYPICAL_EPOCHS = 6
-FINISH_STEPS = 10
+TYPICAL_EPOCHS = 5
+FINISH_STEPS = 8
 
 
 @dataclass

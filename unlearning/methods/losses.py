@@ -43,7 +43,7 @@ def forward_together(model: PreTrainedModel, batches: list[Batch]) -> list[torch
     """Logits of several batches from one forward pass over all their rows, each slice aligned with its own labels.
 
     Why: one pass over 2B rows is much cheaper than two over B. The weights are cast to bf16 and their gradients
-    summed once instead of twice, and the matmuls are twice as tall (unlearning.bench measures the gain).
+    summed once instead of twice, and the matmuls are twice as tall (the step benchmark, benchmarks/step.py, measures the gain).
     Right padding to a common width changes nothing for the real tokens of a causal model.
     """
     width = max(b["input_ids"].shape[1] for b in batches)
