@@ -141,9 +141,13 @@ class Studio:
             facts = model_facts(loaded)
             target = Path(source) / "target.json"
             report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
-            if report is None:  # a base model: offer to prepare its target, saying how long that takes here
+            records = target_records(self.data())
+            if report is None and records:  # a base model: offer to prepare its target, saying how long that takes here
                 job.report(0.92, "timing two training steps, to tell how long preparing a target takes")
-                facts["target_seconds"] = estimate_seconds(loaded, target_records(self.data()))
+                try:
+                    facts["target_seconds"] = estimate_seconds(loaded, records)
+                except (ValueError, RuntimeError, MemoryError):  # no offer, but the model still loads
+                    pass
             with self._lock:
                 self.model_source, self.model_info = source, facts
                 self.target_report = report
@@ -161,7 +165,7 @@ class Studio:
                 base = cached_model(base_source)
             records = target_records(cached_data(data_source))
             try:
-                folder, report = prepare_target(base, records, config, lambda f, stage: job.report(0.95 * f, stage), job.cancel)
+                folder, report = prepare_target(base, records, config, lambda f, stage: job.report(0.02 + 0.93 * f, stage), job.cancel)
             except RuntimeError:
                 if job.cancel.is_set():
                     return None

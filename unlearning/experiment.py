@@ -113,7 +113,7 @@ def run_experiment(
 
         key = {"model": config.model, "stamp": source_stamp(config.model), "data": config.data,
                "ids": [r.id for r in records], "eval": config.eval.__dict__}
-        before = evaluate_cached(loaded.model, loaded, key, records, sel, config, eval_progress(0.0, 0.15, "evaluating before"))
+        before = evaluate_cached(loaded.model, loaded, key, records, sel, config, eval_progress(0.02, 0.13, "evaluating before"))
         store.write_json(run_id, "before.json", before.to_dict())
 
         def step_logged(log: dict) -> None:

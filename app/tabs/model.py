@@ -148,7 +148,7 @@ def offer_button(studio: Studio) -> dict:
     busy = job is not None and not job.finished
     if seconds is None or studio.target_report or busy:
         return gr.update(visible=False)
-    return gr.update(visible=True, value=f"Prepare a target that memorised the data first (about {seconds:.0f} s)")
+    return gr.update(visible=True, value=f"Prepare a target: memorise the data first (about {seconds:.0f} s)")
 
 
 def header_markdown(studio: Studio) -> str:
