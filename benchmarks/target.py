@@ -2,7 +2,7 @@
 Model tab's button and `prepare-target` do it (train until memorised, measure, save), from an empty target cache.
 
 The bar is the one the default must pass: ROUGE-L recall >= 0.8 on the forget completions, from greedy generations.
---quick stops after one epoch: a smoke run of the whole path, not a measurement.
+--quick memorises 16 records for one epoch: a smoke run of the whole path, not a measurement.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BAR = 0.8  # ROUGE-L recall on the forget completions
 
 
 def run(ctx: Context) -> dict:
-    records = target_records(bundled_dataset())
+    records = target_records(bundled_dataset())[: 16 if ctx.quick else None]
     config = TargetConfig(epochs=1) if ctx.quick else TargetConfig()
     stages: list[tuple[float, float, str]] = []
     previous = os.environ.get("UNLEARNING_CACHE")
