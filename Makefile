@@ -32,4 +32,4 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q $(ARGS)
 
 bench: $(STAMP)
-	$(PY) -m unlearning.bench $(ARGS)
+	$(PY) -m benchmarks $(ARGS)

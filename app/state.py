@@ -24,12 +24,12 @@ from unlearning.data import DataError, UnlearningData
 from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
 from unlearning.evaluation import generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
-from unlearning.jobs import Job, JobRunner
+from unlearning.jobs import Job, JobRunner, ticking
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.plan import Plan
 from unlearning.runs import ACTIVE, RunStore
 from unlearning.sweep import run_sweep
-from unlearning.target import TargetConfig, prepare_target
+from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
 
 TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
 
@@ -143,12 +143,19 @@ class Studio:
     def load_model(self, source: str) -> Job:
         """Load a model in the background; the job's result is its source, which the asking session then uses."""
         def work(job: Job) -> str:
-            job.report(0.05, f"loading {source} (a first load of the default model converts it once, ~1 min)")
-            loaded = cached_model(source)
+            with ticking(job.report, 0.05, 0.9, f"loading {source} (a first load of the default model converts it once, ~20 s)", 20.0):
+                loaded = cached_model(source)
             job.report(0.9, "measuring the model")
             facts = model_facts(loaded)
             target = Path(source) / "target.json"
             report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
+            records = target_records(cached_data(self.default_data))
+            if report is None and records:  # a base model: offer to prepare its target, saying how long that takes here
+                job.report(0.92, "timing two training steps, to tell how long preparing a target takes")
+                try:
+                    facts["target_seconds"] = estimate_seconds(loaded, records)
+                except (ValueError, RuntimeError, MemoryError):  # no offer, but the model still loads
+                    pass
             with self._lock:
                 self._facts[source] = facts
                 if report is not None:
@@ -170,18 +177,17 @@ class Studio:
         """Memorise a dataset's forget and retain splits into a model; the job's result is the target's source."""
 
         def work(job: Job) -> str | None:
-            job.report(0.0, f"loading {base_source}")
-            base = cached_model(base_source)
-            data = cached_data(data_source)
-            records = data.split("forget") + data.split("retain")
+            with ticking(job.report, 0.0, 0.02, f"loading {base_source}", expected_seconds=5.0):
+                base = cached_model(base_source)
+            records = target_records(cached_data(data_source))
             try:
-                folder, report = prepare_target(base, records, config, job.report, job.cancel)
+                folder, report = prepare_target(base, records, config, lambda f, stage: job.report(0.02 + 0.93 * f, stage), job.cancel)
             except RuntimeError:
                 if job.cancel.is_set():
                     return None
                 raise
-            job.report(0.97, "loading the target")
-            loaded = cached_model(str(folder))
+            with ticking(job.report, 0.95, 0.99, "loading the target", expected_seconds=3.0):
+                loaded = cached_model(str(folder))
             facts = model_facts(loaded)
             with self._lock:
                 self._facts[str(folder)] = facts

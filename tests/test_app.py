@@ -394,7 +394,7 @@ def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled)
     assert plan_b.config.data == source_b and [r.input for r in plan_b.selection.forget] == ["Who wrote it?"]
     assert [r.id for r in plan_b.selection.retain] == ["ours-3"]
     assert not hasattr(studio, "data_source") and not hasattr(studio, "model_source")  # nothing process-wide
-    assert run_tab.max_new.maximum == 1024  # the bound of EvalConfig.max_new_tokens, as the plan checks it
+    assert run_tab.evaluation["max_new_tokens"].maximum == 1024  # the bound of EvalConfig.max_new_tokens, as the plan checks it
 
 
 def test_a_preset_sets_the_method_and_training_controls(tmp_path):
@@ -412,3 +412,22 @@ def test_a_preset_sets_the_method_and_training_controls(tmp_path):
     assert own[("seq_grad_diff", "retain_ratio")] == 7 and own[("grad_diff", "alpha")] == gr.skip()
     assert "AILS-NTUA" in values[-1]
     assert all(v == gr.skip() for v in tab.apply_preset("grad_diff", CUSTOM)[:-1])
+
+
+def test_a_loaded_base_model_offers_its_target_with_the_time_it_takes(tmp_path):
+    from app.tabs.model import offer_button
+
+    studio = Studio(runs=tmp_path, model="tiny")  # preloads, as the app does at start
+    job = studio.latest_job("model")
+    studio.runner.wait(job, timeout=120)
+    seconds = studio.facts("tiny")["target_seconds"]
+    assert seconds > 0  # two real steps timed, scaled to a whole preparation
+    offer = offer_button(studio, "tiny", job)
+    assert offer["visible"] and f"about {seconds:.0f} s" in offer["value"]
+    gate = threading.Event()
+    busy = studio.submit("target", "preparing", lambda job: gate.wait(10))
+    assert not offer_button(studio, "tiny", busy)["visible"]  # a target is on its way
+    gate.set()
+    studio.runner.wait(busy, timeout=10)
+    studio._targets["tiny"] = {"rouge_l_recall": 0.9}
+    assert not offer_button(studio, "tiny", busy)["visible"]  # the session's model is a target already

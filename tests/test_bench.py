@@ -1,8 +1,12 @@
 """The benchmark's measurements are sound: same losses, same scores, ratios the right way round. Speed is not asserted."""
 import pytest
 
-from unlearning import bench
+from benchmarks import evaluation, last_k, one_b, step
+from benchmarks.__main__ import main
+from benchmarks.common import LOSS_TOLERANCE, GIB, step_batch
 from unlearning.batching import IGNORE, encode
+
+PEAKS = {"float32": 1e12, "bfloat16": 1e12}
 
 
 def answer_lengths(tokenizer, records):
@@ -10,38 +14,70 @@ def answer_lengths(tokenizer, records):
 
 
 def test_step_batch_answers_all_have_one_length(tiny):
-    forget, retain = bench.step_batch(tiny, 3, answer_tokens=12)
+    forget, retain = step_batch(tiny, 3, answer_tokens=12)
     assert len(forget) == len(retain) == 3
     assert answer_lengths(tiny.tokenizer, forget) == answer_lengths(tiny.tokenizer, retain) == {12}  # EOS included
     assert all(r.kind == "sc" for r in forget + retain)
 
 
-def test_reference_and_engine_agree_on_the_first_step(tiny):
-    forget, retain = bench.step_batch(tiny, 2, answer_tokens=12)
-    result = bench.step_benchmark(tiny, forget, retain, rounds=1, steps=2, learning_rate=1e-3, peaks={"float32": 1e12, "bfloat16": 1e12})
-    for prefix in ("", "compiled_"):  # the plain and the torch.compile'd engine
-        loss = result[f"{prefix}first_step_loss"]
-        assert loss["same_loss"], loss
-        for side in ("engine", "reference"):  # gradient difference: -NLL(forget) + NLL(retain), both terms really present
-            terms = loss[side]
+def check_sides(result, engine_sides):
+    reference = result["sides"][result["reference"]]
+    for side in engine_sides:
+        s = result["sides"][side]
+        assert s["same_loss"], s
+        for terms in (s["first_step_loss"], reference["first_step_loss"]):  # -NLL(forget) + NLL(retain), both terms present
             assert terms["loss"] == pytest.approx(terms["retain_nll"] - terms["forget_nll"], abs=1e-4)
             assert terms["forget_nll"] > 1 and terms["retain_nll"] > 1  # a random model: ~ln(vocabulary) per token
-        assert loss["reference"]["forget_nll"] == pytest.approx(loss["engine"]["forget_nll"], rel=bench.LOSS_TOLERANCE)
+        assert reference["first_step_loss"]["forget_nll"] == pytest.approx(s["first_step_loss"]["forget_nll"], rel=LOSS_TOLERANCE)
+        assert s["speedup"] == pytest.approx(reference["mean_step_seconds"] / s["mean_step_seconds"])
+        assert s["tokens_per_second"] == pytest.approx(result["tokens_per_step"] / s["mean_step_seconds"])
     assert result["timed_steps_per_side"] == 1  # the first step of each call is the untimed warm-up
-    engine, compiled, reference = result["engine"], result["compiled"], result["reference"]
-    assert result["speedup"] > 0
-    assert result["speedup"] == pytest.approx(reference["mean_step_seconds"] / engine["mean_step_seconds"])
-    assert result["compiled_speedup"] == pytest.approx(reference["mean_step_seconds"] / compiled["mean_step_seconds"])
-    assert result["compile_seconds"] > 0  # the first compiled step pays for torch.compile
-    assert engine["tokens_per_second"] == pytest.approx(result["tokens_per_step"] / engine["mean_step_seconds"])
-    assert 0 < engine["share_of_peak"] and 0 < reference["share_of_peak"]
     assert result["tokens_per_step"] <= result["padded_tokens_per_step"]
 
 
+def test_reference_and_engine_agree_on_the_first_step(tiny):
+    forget, retain = step_batch(tiny, 2, answer_tokens=12)
+    lr, length = 1e-3, 256
+    sides = {
+        "engine": lambda n: step.engine_run(tiny, forget, retain, n, lr, length),
+        "compiled": lambda n: step.engine_run(tiny, forget, retain, n, lr, length, compile=True),
+        "reference": lambda n: step.reference_run(tiny, forget, retain, n, lr, length),
+    }
+    dtypes = {"engine": step.engine_dtype(), "compiled": step.engine_dtype(), "reference": "float32"}
+    result = step.compare_steps(tiny, forget, retain, sides, rounds=1, steps=2, dtypes=dtypes, peaks=PEAKS)
+    check_sides(result, ("engine", "compiled"))
+    assert 0 < result["sides"]["engine"]["share_of_peak"] and 0 < result["sides"]["reference"]["share_of_peak"]
+    # the compiled engine's first step pays for torch.compile
+    assert result["sides"]["compiled"]["first_step_seconds"] > result["sides"]["engine"]["first_step_seconds"]
+
+
+def test_last_k_sides_give_the_references_loss(tiny):
+    forget, retain = step_batch(tiny, 2, answer_tokens=12)
+    lr, length = 1e-3, 256
+    sides = {
+        "cached": lambda n: step.engine_run(tiny, forget, retain, n, lr, length, params="last_k", last_k=1),
+        "uncached": lambda n: step.engine_run(tiny, forget, retain, n, lr, length, params="last_k", last_k=1, prefix_cache=False),
+        "reference": lambda n: step.reference_run(tiny, forget, retain, n, lr, length, last_k=1),
+    }
+    dtypes = dict.fromkeys(sides, "float32")
+    result = step.compare_steps(tiny, forget, retain, sides, rounds=1, steps=2, dtypes=dtypes)
+    check_sides(result, ("cached", "uncached"))
+
+
+def test_last_k_cache_cost_counts_every_sample_once(tiny, monkeypatch):
+    monkeypatch.setattr(last_k, "K", 1)
+    forget, retain = step_batch(tiny, 2, answer_tokens=12)
+    ctx = type("Ctx", (), {"model": tiny})()
+    cost = last_k.cache_cost(ctx, forget, retain)
+    lengths = [len(encode(tiny.tokenizer, r.input, r.output, 256)["input_ids"]) for r in forget + retain]
+    assert cost["samples"] == 4 and cost["tokens"] == sum(lengths)
+    assert cost["bytes"] == sum(lengths) * tiny.model.config.hidden_size * 4 and cost["fill_seconds"] > 0
+
+
 def test_batched_and_one_at_a_time_evaluation_score_the_same(tiny):
-    records = bench.eval_records(6)
+    records = evaluation.eval_records(6)
     assert {r.kind for r in records} == {"sc", "qa"}
-    result = bench.eval_benchmark(tiny, records, max_new_tokens=6, batch_size=4)
+    result = evaluation.compare(tiny, records, max_new_tokens=6, batch_size=4)
     assert result["differing_generations"] == 0 and result["differing_scores"] == 0
     assert result["max_score_diff"] == 0 and result["aggregate_diff"] == 0
     assert result["batched_deterministic"]
@@ -50,13 +86,13 @@ def test_batched_and_one_at_a_time_evaluation_score_the_same(tiny):
 
 
 def test_memory_model_counts_what_the_engine_keeps():
-    n = bench.olmo_params(16)
+    n = one_b.olmo_params(16)
     assert n == 1_279_787_008  # OLMo-1B-0724's parameter count
     # full fine-tuning with bf16 weights: original + copy + gradient + 2 moments = 5 x 2 bytes, no autocast casts
-    assert bench.needed_1b("full", "bfloat16") == pytest.approx(10 * n + 2 * bench.GIB)
-    assert bench.needed_1b("lora", "bfloat16") < bench.needed_1b("lora", "float32") < bench.needed_1b("full", "float32")
+    assert one_b.needed_1b("full", "bfloat16") == pytest.approx(10 * n + 2 * GIB)
+    assert one_b.needed_1b("lora", "bfloat16") < one_b.needed_1b("lora", "float32") < one_b.needed_1b("full", "float32")
 
 
 def test_unknown_section_is_refused():
     with pytest.raises(SystemExit):
-        bench.main(["--sections", "step,warp"])
+        main(["--sections", "step,warp"])

@@ -1,6 +1,7 @@
 import threading
+import time
 
-from unlearning.jobs import JobRunner, user_message
+from unlearning.jobs import JobRunner, ticking, user_message
 
 
 def test_jobs_run_one_at_a_time_in_order_with_queue_positions():
@@ -49,3 +50,15 @@ def test_a_real_out_of_memory_error_reaches_the_job_with_a_hint():
     runner = JobRunner()
     job = runner.wait(runner.submit("big", oom), 5)
     assert job.state == "failed" and job.error.startswith("Out of memory") and "LoRA" in job.error
+
+
+def test_a_step_with_no_progress_of_its_own_still_moves_the_bar():
+    seen = []
+    with ticking(lambda fraction, stage: seen.append((fraction, stage)), 0.2, 0.4, "loading", expected_seconds=2.0):
+        time.sleep(2.5)
+    fractions = [f for f, _ in seen]
+    assert len(seen) >= 3 and fractions == sorted(fractions) and fractions[0] == 0.2 and fractions[-1] < 0.4
+    assert fractions[-1] > 0.25 and seen[-1][1] == "loading (2 s)"  # 1 - e^-1 of the way after 2 s, seconds shown
+    count = len(seen)
+    time.sleep(1.2)
+    assert len(seen) == count  # the ticker stops with the block

@@ -99,7 +99,7 @@ def test_the_status_follows_the_run_stage_by_stage(bundled, tmp_path):
     assert all(status["status"] == "running" and status["message"] == stage for stage, status in during)
     stages = [stage for stage, _ in during]
     # (the original model's scores come from the cache here: no "evaluating before" stage)
-    for expected in ("loading the model", "unlearning: step 0/2", "unlearning: step 1/2",
+    for expected in ("loading tiny", "unlearning: step 0/2", "unlearning: step 1/2",
                      "unlearning: step 2/2", "evaluating after: generate", "evaluating after: done",
                      "saving the unlearned weights"):
         assert any(stage.startswith(expected) for stage in stages), (expected, stages)

@@ -11,7 +11,7 @@ from unlearning.batching import IGNORE, collate, encode, encode_records
 from unlearning.data.records import Record
 from unlearning.methods import METHODS, get_method
 from unlearning.methods.idk import REFUSALS, refusal_for
-from unlearning.methods.losses import kl_to_reference, nll, sample_nll, sequence_logprob
+from unlearning.methods.losses import exact_memorisation, kl_to_reference, nll, sample_nll, sequence_logprob
 from unlearning.models import tiny_model
 
 FORGET = [
@@ -150,6 +150,16 @@ def test_sample_nll_and_sequence_logprob_by_hand():
     second = 2 - math.log(2 + math.e**2)
     assert sequence_logprob(logits, labels).tolist() == pytest.approx([first, second], rel=1e-6)
     assert sample_nll(logits, labels).tolist() == pytest.approx([-first / 2, -second], rel=1e-6)
+
+
+def test_exact_memorisation_counts_answer_tokens_predicted_exactly():
+    logits = torch.tensor([
+        [[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]],
+        [[3.0, 0.0, 0.0], [0.0, 2.0, 0.0], [5.0, 5.0, 5.0], [5.0, 5.0, 5.0]],
+    ])
+    # sample 1: tokens 2 (argmax 2, hit), 1 (argmax 0, miss), 1 (argmax 1, hit); sample 2: one token, 1 (argmax 1, hit)
+    labels = torch.tensor([[IGNORE, 2, 1, 1], [IGNORE, IGNORE, 1, IGNORE]])
+    assert exact_memorisation(logits, labels).tolist() == pytest.approx([2 / 3, 1.0])
 
 
 def test_npo_forget_term_by_hand():

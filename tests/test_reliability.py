@@ -118,6 +118,18 @@ def test_progress_never_moves_backwards(bundled, tmp_path):
     assert seen == sorted(seen) and seen[-1] == 1.0
 
 
+def test_every_long_phase_reports_progress_as_it_goes(bundled, tmp_path):
+    """Generation reports every token, not every batch of 64 prompts; filling the prefix cache reports too."""
+    seen = []
+    config = quick_config(bundled, params="last_k", last_k=1)
+    config.eval = EvalConfig(max_new_tokens=6, utility="none", mia=False)
+    run(config, RunStore(tmp_path), progress=lambda fraction, stage: seen.append((fraction, stage)))
+    # the after-evaluation, which no cache answers: one batch of 42 prompts, 6 tokens each
+    generating = [f for f, stage in seen if stage.startswith("evaluating after: generate")]
+    assert len(set(generating)) >= 6 and generating == sorted(generating)
+    assert any("caching the frozen blocks" in stage for _, stage in seen)
+
+
 def test_a_compiled_run_says_it_is_compiling_before_its_first_step(bundled, tmp_path):
     stages = []
     run(quick_config(bundled, compile=True), RunStore(tmp_path), progress=lambda fraction, stage: stages.append(stage))

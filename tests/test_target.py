@@ -1,24 +1,63 @@
 import json
+import time
 
 import pytest
 
 from unlearning import target
-from unlearning.target import TargetConfig, memorisation, prepare_target
+from unlearning.target import FINISH_STEPS, TYPICAL_EPOCHS, TargetConfig, estimate_seconds, memorisation, prepare_target
 
 
-def test_prepare_target_memorises_and_is_cached(tiny, bundled, tmp_path, monkeypatch):
+def test_prepare_target_stops_once_memorised_and_is_cached(tiny, bundled, tmp_path, monkeypatch):
     monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path))
     records = [r for r in bundled.split("forget") if r.kind == "sc"][:2]
     assert memorisation(tiny, records)["all"] < 0.2  # a random model knows nothing
-    config = TargetConfig(epochs=60, learning_rate=3e-3, batch_size=2, precision="fp32")
-    folder, report = prepare_target(tiny, records, config)
-    assert report["rouge_l_recall"] > 0.6 and report["steps"] == 60
+    config = TargetConfig(epochs=60, memorised=0.98, learning_rate=3e-3, batch_size=2, precision="fp32", params="full")
+    stages = []
+    folder, report = prepare_target(tiny, records, config, lambda fraction, stage: stages.append((fraction, stage)))
+    # one step per epoch; stopped at the end of the first epoch whose batch was memorised, long before 60
+    by_epoch = report["memorised_by_epoch"]
+    assert report["steps"] == report["epochs"] == len(by_epoch) < 60
+    assert by_epoch[-1] == report["memorised"] >= config.memorised and max(by_epoch[:-1]) < config.memorised
+    assert report["rouge_l_recall"] > 0.6 and report["trains"] == "all weights"
     assert report["rouge_l_recall_by_split"] == {"forget": pytest.approx(report["rouge_l_recall"])}
     assert json.loads((folder / "target.json").read_text()) == report
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+    fractions = [f for f, _ in stages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(stage.startswith("measuring memorisation: generating") for _, stage in stages)
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a cached target was trained again")
 
     monkeypatch.setattr(target, "train", must_not_train)
     assert prepare_target(tiny, records, config) == (folder, report)
+
+
+def test_the_default_trains_every_block_of_a_model_with_fewer_than_k(tiny, bundled, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path))
+    records = [r for r in bundled.split("forget") if r.kind == "sc"][:2]
+    _, report = prepare_target(tiny, records, TargetConfig(epochs=2, batch_size=2))  # tiny has 2 blocks, k is 8
+    assert report["steps"] == 2 and report["trains"] == "the last 2 blocks"
+
+
+def test_the_estimate_scales_two_timed_steps_to_a_typical_preparation(tiny, bundled, monkeypatch):
+    records = bundled.split("forget")[:20]
+    steady = 0.05
+
+    class Timed:
+        history = [{"seconds": 0.1}, {"seconds": steady}]
+
+    def two_steps(model, tokenizer, forget, retain, config):
+        assert config.steps == 2 and config.method == "finetune" and config.params == "last_k"
+        time.sleep(0.3)  # set-up and the first step take 0.3 - steady
+        return Timed
+
+    monkeypatch.setattr(target, "train", two_steps)
+    steps = TYPICAL_EPOCHS * 3  # 20 records in batches of 8
+    assert estimate_seconds(tiny, records) == pytest.approx(0.3 - steady + (steps - 1 + FINISH_STEPS) * steady, abs=0.05)
+
+
+@pytest.mark.parametrize("bad", [dict(memorised=0.0), dict(memorised=1.5), dict(params="half"), dict(epochs=0)])
+def test_bad_target_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        TargetConfig(**bad)

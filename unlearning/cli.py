@@ -30,7 +30,7 @@ from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan
 from unlearning.runs import Run, RunStore
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
-from unlearning.target import TargetConfig, prepare_target
+from unlearning.target import TargetConfig, prepare_target, target_records
 
 EXIT_CODES = {"completed": 0, "failed": 1, "bad input": 2, "diverged": 3, "cancelled": 4, "stopped": 5}
 EXIT_HELP = """exit codes (every command; `run` by how the run ended):
@@ -84,10 +84,8 @@ def sigterm_cancels() -> Iterator[None]:
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
-    data = cached_data(args.data)
-    records = data.split("forget") + data.split("retain")
     config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size)
-    folder, report = prepare_target(cached_model(args.model), records, config, bar)
+    folder, report = prepare_target(cached_model(args.model), target_records(cached_data(args.data)), config, bar)
     return str(folder), report
 
 
@@ -289,7 +287,7 @@ def parser() -> argparse.ArgumentParser:
                              "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
-        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs)
+        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
         sp.add_argument("--target-lr", type=float, default=TargetConfig.learning_rate)
         sp.add_argument("--target-batch-size", type=int, default=TargetConfig.batch_size)
 

@@ -27,6 +27,7 @@ from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
 from unlearning.monitor import Monitor
 from unlearning.options import check, option
+from unlearning.prefix import PrefixCache, supports, tail, tail_layers
 
 PARAM_MODES = {"full": "all weights (full)", "last_k": "only the last k layers", "lora": "LoRA adapters"}
 TINY_LEARNING_RATE = 1e-3  # the random tiny model: gradients are tiny, so it takes a large rate
@@ -61,6 +62,8 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the decoder blocks: ~25% faster steps on the 135M model after a ~30 s "
                            "first step (once per session); needs a C++ compiler.", label="compile (torch.compile)",
                            advanced=True)
+    prefix_cache: bool = option(True, "Last-k training computes the frozen blocks' outputs once per sample and steps "
+                                "through the last k only (same losses; Llama and OLMo architectures).", advanced=True)
     seed: int = option(0, "Seed of the batch order (and of LoRA's initial adapters).", ge=0, le=2**32 - 1, advanced=True)
 
     # Scores during the run (unlearning.monitor): the forget samples and the retain-eval sample, teacher forced.
@@ -178,15 +181,14 @@ def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedMod
     return model
 
 
-def compile_layers(model: PreTrainedModel) -> Callable[[], None]:
+def compile_layers(layers: torch.nn.ModuleList) -> Callable[[], None]:
     """Swap each decoder block for its torch.compile'd version; returns the function that swaps the originals back.
 
     Why blocks, not the model: the blocks share one compiled graph, so compiling costs ~30 s on 2 cores instead of
-    ~4 min for the whole model, for the same speed (fused norms, rotary and activation ops; unlearning.bench).
+    ~4 min for the whole model, for the same speed (fused norms, rotary and activation ops).
     dynamic=True: batches change length every step, and a graph per length would recompile all run long.
     Swapped back after training, so the unlearned model generates with plain blocks and a KV cache.
     """
-    layers = decoder_layers(model)
     originals = list(layers)
     for i, layer in enumerate(originals):
         layers[i] = torch.compile(layer, dynamic=True)
@@ -207,13 +209,17 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
     monitor: Monitor | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    prefix: PrefixCache | None = None,
 ) -> UnlearnResult:
     """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps.
 
     With a `monitor` (unlearning.monitor) the run is scored before the first step and every `score_every` steps, the
     scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
-    keep the best state, or end the run. The data and settings come from a checked plan (unlearning.plan.make_plan):
-    nothing is checked again here.
+    keep the best state, or end the run. `progress(stage, done, total)` follows the work before step 1 (filling the
+    frozen-prefix cache). `prefix` is a cache to fill and reuse across runs (a sweep's); without one a last-k run that
+    can use it makes its own. The data and settings come from a checked plan (unlearning.plan.make_plan): nothing is
+    checked again here.
     """
     method = get_method(config.method, **config.method_options)
     acc = accelerator()
@@ -229,30 +235,39 @@ def train(
     initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad} if edits_after else {}
     dtype = autocast_dtype(config.precision, acc.device)
     if dtype is not None and acc.device.type == "cpu":
-        # On CPU, bf16 SDPA's backward is ~4x slower than eager attention's (measured by unlearning.bench).
+        # On CPU, bf16 SDPA's backward is ~4x slower than eager attention's (measured).
         model.set_attn_implementation("eager")
-    restore_layers = compile_layers(model) if config.compile else (lambda: None)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    # fused: one kernel for the whole update instead of a dozen per-tensor ops; what Trainer uses by default
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0, fused=True)
-    model, optimizer = acc.prepare(model, optimizer)
-
     features = {
         view: [encode(tokenizer, prompt, answer, config.max_length) for prompt, answer in method.view_pairs(view, forget, retain)]
         for view in method.views
     }
+    full, cache = model, None  # `full` is what the run returns; with the cache, each step runs only its last k blocks
+    if config.params == "last_k" and config.prefix_cache and supports(original):
+        cache = prefix if prefix is not None else PrefixCache()
+        cache.fill(original, model, config.last_k, dtype, [f for feats in features.values() for f in feats], progress)
+        model = tail(model, config.last_k)
+        reference = tail(reference, config.last_k) if reference is not None else None
+    layers = tail_layers(model) if cache is not None else decoder_layers(model)
+    restore_layers = compile_layers(layers) if config.compile else (lambda: None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel for the whole update instead of a dozen per-tensor ops; what Trainer uses by default
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0, fused=True)
+    model, optimizer = acc.prepare(model, optimizer)
     trim = answer_logits_only if supports_logits_to_keep(original) else (lambda batch: batch)
     generator = torch.Generator().manual_seed(config.seed + acc.process_index)  # each DDP rank draws its own batches
     history: list[dict] = []
     status, message = "completed", ""
 
     def observe(step: int) -> tuple[dict, tuple[str, str]]:
+        # the whole model, not the cached tail: it scores from the tokens (and holds the weights the best state copies)
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            entry = monitor.score(acc.unwrap_model(model), step)
-        return entry, monitor.decide(step, entry, acc.unwrap_model(model))
+            entry = monitor.score(full, step)
+        return entry, monitor.decide(step, entry, full)
 
-    if monitor is not None and on_step is not None:
-        on_step({"step": 0, "scores": observe(0)[0]})
+    if monitor is not None:
+        start_log = {"step": 0, "scores": observe(0)[0]}
+        if on_step is not None:
+            on_step(start_log)
     steps = method.schedule(len(forget), len(retain), config.steps, config.batch_size, generator)
     step = 0
     for step, (forget_idx, retain_idx) in enumerate(steps, start=1):
@@ -271,6 +286,8 @@ def train(
         for view, feats in features.items():
             picked = [feats[i] for i in (retain_idx if view == "retain" else forget_idx)]
             batch[view] = trim(collate(picked, tokenizer.pad_token_id, acc.device))
+            if cache is not None:
+                batch[view] |= cache.inputs(picked)
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             loss, terms = method.loss(model, batch, reference)
         if not torch.isfinite(loss):
@@ -299,11 +316,11 @@ def train(
             status, message = ending
             break
 
-    model = acc.unwrap_model(model)
-    kept = monitor.restore_best(model, step) if monitor is not None and status != "diverged" else None
+    kept = monitor.restore_best(full, step) if monitor is not None and status != "diverged" else None
     restore_layers()
     acc.free_memory()  # drop Accelerate's references to this run's model and optimiser
     del optimizer
+    model = full
     adapter = None
     if status != "diverged":
         method.finish(model, initial)

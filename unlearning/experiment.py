@@ -18,7 +18,7 @@ from unlearning.data.records import Record
 from unlearning.engine import train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.evaluation.report import EvalConfig
-from unlearning.jobs import user_message
+from unlearning.jobs import Progress, ticking, user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
 from unlearning.monitor import Monitor
 from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_atomic
@@ -26,7 +26,6 @@ from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_ato
 if TYPE_CHECKING:
     from unlearning.plan import Plan
 
-Progress = Callable[[float, str], None]
 
 
 @functools.lru_cache(maxsize=2)
@@ -124,8 +123,8 @@ def run_experiment(
         progress(fraction, text)
 
     try:
-        report(0.0, "loading the model")
-        loaded = cached_model(config.model)
+        with ticking(report, 0.0, 0.02, f"loading {config.model}", expected_seconds=5.0):
+            loaded = cached_model(config.model)
         records = sel.forget + sel.retain_eval
 
         def eval_progress(start: float, span: float, label: str) -> Progress:
@@ -133,7 +132,7 @@ def run_experiment(
 
         key = {"model": config.model, "stamp": source_stamp(config.model), "data": config.data,
                "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
-        before = evaluate_cached(loaded, key, records, sel, config, eval_progress(0.0, 0.15, "evaluating before"), cancel)
+        before = evaluate_cached(loaded, key, records, sel, config, eval_progress(0.02, 0.13, "evaluating before"), cancel)
         store.write_json(run_id, "before.json", before.to_dict())
 
         steps = config.train.steps
@@ -149,9 +148,11 @@ def run_experiment(
 
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         report(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
+        caching = lambda stage, done, total: report(0.15, f"unlearning: caching the frozen blocks' outputs, {done}/{total} samples")  # noqa: E731
         monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model,
                            config.eval.max_new_tokens, sel.holdout) if config.train.score_every else None)
-        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor)
+        result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor,
+                       caching)
         if result.status not in ("completed", "stopped"):  # cancelled or diverged: keep the curve, skip the evaluation
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)

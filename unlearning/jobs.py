@@ -7,15 +7,42 @@ from __future__ import annotations
 
 import errno
 import itertools
+import math
 import queue
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 FINISHED = ("done", "failed", "cancelled")
+Progress = Callable[[float, str], None]  # (fraction of the whole job done, what it is doing now)
+
+
+@contextmanager
+def ticking(progress: Progress, start: float, end: float, stage: str, expected_seconds: float) -> Iterator[None]:
+    """Keep the bar moving through a step that reports nothing itself (loading weights, saving them).
+
+    Every second the stage shows the seconds elapsed and the bar creeps from `start` towards `end`, never reaching it
+    (1 - e^(-t / expected_seconds) of the way), so a slow step looks slow rather than stuck.
+    """
+    progress(start, stage)
+    began, stop = time.monotonic(), threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            elapsed = time.monotonic() - began
+            progress(start + (end - start) * (1 - math.exp(-elapsed / expected_seconds)), f"{stage} ({elapsed:.0f} s)")
+
+    thread = threading.Thread(target=tick, name="progress-ticker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass

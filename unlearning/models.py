@@ -157,7 +157,7 @@ def load_model(
 def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4, autocast_bf16: bool = True) -> dict[str, float]:
     """GiB a run holds, activations aside: two copies of the weights (trained and original, for before/after),
     gradients and two Adam moments in the weights' dtype, and the bf16 casts autocast keeps of fp32 weights.
-    Checked against peak memory by `python -m unlearning.bench` (1B section)."""
+    Checked against peak memory by `python -m benchmarks` (1b section, benchmarks/one_b.py)."""
     gib = 1024**3
     parts = {
         "weights (trained copy)": n_params * weight_bytes / gib,

@@ -92,7 +92,7 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     except (ModelLoadError, OSError, ValueError) as error:
         problems.append(str(error))
     else:
-        problems += method.problems(model)
+        problems += method.problems(model, config.train)
         if config.train.params == "last_k":
             try:
                 layers = len(decoder_layers(model))

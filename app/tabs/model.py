@@ -57,8 +57,9 @@ def info_html(studio: Studio, source: str, job: Job | None = None) -> str:
             f"<p>Suggested learning rate: <b>{suggested['learning_rate']:g}</b> ({html.escape(suggested['why'])}).</p>")
     t = studio.target_report(source)
     if t:
+        how = f' ({html.escape(t["trains"])}, {t["epochs"]} epochs)' if "trains" in t else ""
         text += (f'<div class="us-box done"><b>This is a prepared target</b>: fine-tuned on {t["records"]} records for '
-                 f'{t["steps"]} steps; it reproduces its training texts with ROUGE-L recall '
+                 f'{t["steps"]} steps{how}; it reproduces its training texts with ROUGE-L recall '
                  f'<b>{t["rouge_l_recall"]:.2f}</b>.</div>')
     return text
 
@@ -77,6 +78,8 @@ class ModelTab:
                                            visible=choice in ("folder", "hub"))
                     self.load = gr.Button("Load model", variant="primary", elem_id="load-model")
                     self.progress = gr.HTML(progress_html(None), elem_id="model-progress")
+                    # shown once a base model has loaded: it knows nothing of the data yet, so nothing to forget
+                    self.offer = gr.Button(visible=False, variant="primary", elem_id="prepare-target-now")
                 with gr.Column(scale=4):
                     self.info = gr.HTML(info_html(studio, studio.default_model), elem_id="model-info")
             with gr.Accordion("Prepare a target: make the model memorise the dataset first", open=False):
@@ -84,10 +87,11 @@ class ModelTab:
                     "A model that never saw the data has nothing to forget: every forget score is already low. The SemEval "
                     "organisers fine-tuned OLMo on their data before releasing it as the unlearning target; this does the "
                     "same with the current data's forget and retain splits (never the holdout). The result is cached: "
-                    "preparing the same target again takes no time. Afterwards the target is the loaded model."
+                    "preparing the same target again takes no time. Training stops as soon as the model predicts its answers "
+                    "word for word. Afterwards the target is the loaded model."
                 )
                 with gr.Row():
-                    self.epochs = gr.Number(TargetConfig.epochs, label="epochs", precision=0, minimum=1)
+                    self.epochs = gr.Number(TargetConfig.epochs, label="at most this many epochs", precision=0, minimum=1)
                     self.target_lr = gr.Number(TargetConfig.learning_rate, label="learning rate")
                     self.target_batch = gr.Number(TargetConfig.batch_size, label="batch size", precision=0, minimum=1)
                 with gr.Row():
@@ -114,8 +118,9 @@ class ModelTab:
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
             return {"id": job.id, "mine": True}
 
-        self.prepare.click(prepare, [self.epochs, self.target_lr, self.target_batch, shared.model_source,
-                                     shared.data_source], shared.model_job, show_progress="hidden")
+        inputs = [self.epochs, self.target_lr, self.target_batch, shared.model_source, shared.data_source]
+        self.prepare.click(prepare, inputs, shared.model_job, show_progress="hidden")
+        self.offer.click(prepare, inputs, shared.model_job, show_progress="hidden")
 
         def cancel(watched: dict):
             job = studio.runner.get(watched["id"]) if watched["mine"] else None
@@ -132,15 +137,15 @@ class ModelTab:
             source = job.result if adopt else model_source
             facts = studio.facts(source)
             if seen.get("sig") == signature and source == model_source and seen.get("known") == bool(facts):
-                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
+                return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
             # a model new to this session, or one whose load just finished: suggest its learning rate
             fresh = facts and (source != model_source or seen.get("known") is False)
             lr = facts["suggested"]["learning_rate"] if fresh else SKIP()
             return (progress_html(job), info_html(studio, source, job), header_markdown(studio, source, data_source),
-                    lr, {"sig": signature, "known": bool(facts)}, source)
+                    lr, offer_button(studio, source, job), {"sig": signature, "known": bool(facts)}, source)
 
         shared.timer.tick(poll, [self.seen, shared.model_job, shared.model_source, shared.data_source],
-                          [self.progress, self.info, header, suggested_lr, self.seen, shared.model_source],
+                          [self.progress, self.info, header, suggested_lr, self.offer, self.seen, shared.model_source],
                           show_progress="hidden", queue=True)
 
     def on_load(self, model_source: str | None):
@@ -148,6 +153,16 @@ class ModelTab:
         the studio's default model."""
         known = model_source and (model_source == self.studio.default_model or self.studio.facts(model_source))
         return model_source if known else self.studio.default_model
+
+
+def offer_button(studio: Studio, source: str, job) -> dict:
+    """The button that prepares a target, with the time it takes, while a base model is this session's and no target
+    is on its way."""
+    seconds = (studio.facts(source) or {}).get("target_seconds")
+    busy = job is not None and not job.finished
+    if seconds is None or studio.target_report(source) or busy:
+        return gr.update(visible=False)
+    return gr.update(visible=True, value=f"Prepare a target: memorise the data first (about {seconds:.0f} s)")
 
 
 def header_markdown(studio: Studio, model_source: str, data_source: str) -> str:

@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.generation.streamers import BaseStreamer
 
 from unlearning.evaluation.metrics import Cancelled, Context
 
@@ -19,6 +20,21 @@ def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped so each batch holds similar lengths (less padding); longest first, so OOM shows up at once."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class _EachToken(BaseStreamer):
+    """Calls `tick(i)` after the i-th new token of a batch, so generation's progress moves token by token."""
+
+    def __init__(self, tick: Callable[[int], None]) -> None:
+        self.tick, self.count = tick, -1  # generate() first puts the prompt
+
+    def put(self, value) -> None:
+        self.count += 1
+        if self.count:
+            self.tick(self.count)
+
+    def end(self) -> None:
+        pass
 
 
 @torch.inference_mode()
@@ -45,8 +61,11 @@ def generate(
         # object is shared with training code that right-pads.
         enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, padding_side="left")
         enc = enc.to(model.device)
+        # a batch of 64 prompts takes tens of seconds on a CPU: report its tokens as they come, in prompts' worth
+        ticks = _EachToken(lambda t, done=done, n=len(batch): progress(done + n * t // max_new_tokens, len(prompts))) if progress else None
         out = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
+            streamer=ticks,
         )
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(batch, texts):

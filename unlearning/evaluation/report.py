@@ -30,7 +30,7 @@ MAX_NEW_TOKENS = 1024  # beyond this a CPU evaluation takes hours; the official 
 # The organisers' protocol (shared/data/lume-validation/README.md): what official mode sets, whatever was asked.
 OFFICIAL = {"max_new_tokens": 256, "generation_batch_size": 1, "dtype": "bf16", "retain_rows": 0, "utility": "mmlu",
             "mia": True}
-# Share of an evaluation's time each stage takes, roughly, in the order they run: the progress bar's layout.
+# Share of an evaluation's time each stage takes, roughly: the progress bar's layout.
 STAGES = {"generate": 0.6, "teacher-forced": 0.08, "fluency": 0.08, "mia": 0.12, "utility": 0.12}
 
 
@@ -176,17 +176,16 @@ def _upgrade(old: dict) -> dict:
 
 
 def _progress(report: Callable[[float, str], None] | None) -> Callable[[str, int, int], None]:
-    """Stage-level progress (stage, done, total) as one fraction of the whole evaluation that only moves forward."""
-    starts, total = {}, 0.0
-    for stage, width in STAGES.items():
-        starts[stage], total = total, total + width
-    shown = [0.0]
+    """Stage-level progress (stage, done, total) as one fraction of the whole evaluation that only moves forward.
+
+    Each stage fills its own share of the bar, whatever order the metrics ask for them in."""
+    shares: dict[str, float] = {}
 
     def update(stage: str, done: int, total_items: int) -> None:
         if report is None or stage not in STAGES:
             return
-        shown[0] = max(shown[0], starts[stage] + STAGES[stage] * done / max(total_items, 1))
-        report(shown[0], f"{stage} {done}/{total_items}")
+        shares[stage] = max(shares.get(stage, 0.0), STAGES[stage] * done / max(total_items, 1))
+        report(sum(shares.values()), f"{stage} {done}/{total_items}")
 
     return update
 

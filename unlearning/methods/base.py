@@ -99,8 +99,9 @@ class Method:
     def finish(self, model: PreTrainedModel, initial: dict[str, torch.Tensor]) -> None:
         """Edit the trained weights once training ends; `initial` holds trainable parameters before step 1."""
 
-    def problems(self, model: PreTrainedModel) -> list[str]:
-        """What stops this method's options from fitting `model` (e.g. a layer it lacks), for the run plan."""
+    def problems(self, model: PreTrainedModel, config) -> list[str]:
+        """What stops this method's options from fitting `model` and the training setup (an engine.TrainConfig), e.g. a
+        layer it lacks or one that cannot train; the run plan reports them before anything is created."""
         return []
 
 

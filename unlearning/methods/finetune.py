@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from unlearning.methods.base import Method, register
-from unlearning.methods.losses import nll
+from unlearning.methods.losses import exact_memorisation, forward, sample_nll
 
 
 @register
@@ -22,8 +22,11 @@ class Finetune(Method):
     unlearns = False
 
     def loss(self, model, batch, reference=None):
-        loss = nll(model, batch["forget"]).mean()
-        return loss, {"forget_nll": loss.item()}
+        forget = batch["forget"]
+        logits = forward(model, forget).logits
+        loss = sample_nll(logits, forget["labels"]).mean()
+        # free from the logits at hand: prepare-target stops once an epoch's worth of batches is memorised
+        return loss, {"forget_nll": loss.item(), "memorised": exact_memorisation(logits.detach(), forget["labels"]).mean().item()}
 
     def schedule(self, n_forget, n_retain, steps, batch_size, generator):
         """Shuffled epochs, so every sample is seen equally often: memorisation needs all of them."""

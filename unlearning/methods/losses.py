@@ -18,21 +18,39 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 def forward(model: PreTrainedModel, batch: Batch, **kwargs):
-    """The model on a batch; logits cover the positions `batch["labels"]` covers (see batching.answer_logits_only)."""
+    """The model on a batch; logits cover the positions `batch["labels"]` covers (see batching.answer_logits_only).
+
+    A batch from the frozen-prefix cache (unlearning.prefix) holds the hidden states entering the first trained block
+    as `inputs_embeds`, and `model` is the trained tail; its hidden states are indexed as the whole model's would be,
+    None for the blocks the cache skipped.
+    """
     if "logits_to_keep" in batch:
         kwargs["logits_to_keep"] = batch["logits_to_keep"]
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+    if "inputs_embeds" not in batch:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs)
+    out = model(inputs_embeds=batch["inputs_embeds"], attention_mask=batch["attention_mask"], **kwargs)
+    if out.hidden_states is not None:
+        out.hidden_states = (None,) * batch["skipped_blocks"] + out.hidden_states
+    return out
+
+
+def pad_right(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Pad dimension 1 (positions) of a [batch, positions, ...] tensor with zeros up to `width`."""
+    return F.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
 
 
 def forward_together(model: PreTrainedModel, batches: list[Batch]) -> list[torch.Tensor]:
     """Logits of several batches from one forward pass over all their rows, each slice aligned with its own labels.
 
     Why: one pass over 2B rows is much cheaper than two over B. The weights are cast to bf16 and their gradients
-    summed once instead of twice, and the matmuls are twice as tall (unlearning.bench measures the gain).
+    summed once instead of twice, and the matmuls are twice as tall (the step benchmark, benchmarks/step.py, measures the gain).
     Right padding to a common width changes nothing for the real tokens of a causal model.
     """
     width = max(b["input_ids"].shape[1] for b in batches)
-    joint = {k: torch.cat([F.pad(b[k], (0, width - b[k].shape[1])) for b in batches]) for k in ("input_ids", "attention_mask")}
+    keys = ("input_ids", "attention_mask", "inputs_embeds") if "inputs_embeds" in batches[0] else ("input_ids", "attention_mask")
+    joint = {k: torch.cat([pad_right(b[k], width) for b in batches]) for k in keys}
+    if "inputs_embeds" in joint:
+        joint["skipped_blocks"] = batches[0]["skipped_blocks"]
     # Each batch's logits start where its kept positions start (batching.answer_logits_only); after right padding
     # that is the same position, so one pass keeps from the earliest start and each batch takes its own window.
     starts = [b["input_ids"].shape[1] - b.get("logits_to_keep", b["input_ids"].shape[1]) for b in batches]
@@ -61,6 +79,17 @@ def capped(sample_nll: torch.Tensor, cap: float) -> torch.Tensor:
     gibberish; bounding each sample's term leaves the push to the samples not yet forgotten (NPO bounds it smoothly).
     """
     return sample_nll.clamp(max=cap) if cap > 0 else sample_nll
+
+
+def exact_memorisation(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample, the share of answer tokens whose most likely prediction is the true token, teacher-forced, shape [batch].
+
+    1.0 means greedy decoding reproduces the whole answer (batching.encode tokenises the prompt as generation sees it).
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    mask = labels != IGNORE
+    hits = (logits.argmax(-1) == labels) & mask
+    return hits.sum(1) / mask.sum(1).clamp(min=1)
 
 
 def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

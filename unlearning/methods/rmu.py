@@ -65,10 +65,16 @@ class RMU(Method):
         n_layers = model.config.num_hidden_layers
         return n_layers // 2 if self.config.layer == -1 else self.config.layer
 
-    def problems(self, model) -> list[str]:
-        n_layers = model.config.num_hidden_layers
-        if self.layer_index(model) >= n_layers:
-            return [f"layer {self.config.layer} does not exist: the model has blocks 0..{n_layers - 1} (or -1, the middle one)"]
+    def problems(self, model, config) -> list[str]:
+        n, layer = model.config.num_hidden_layers, self.layer_index(model)
+        if layer >= n:
+            return [f"layer {self.config.layer} does not exist: the model has blocks 0..{n - 1} (or -1, the middle one)"]
+        # With only the last k blocks training, the steered block must be one of them: the loss reads nothing else, so
+        # an earlier block's output cannot move and the run would have no gradient at all.
+        if config.params == "last_k" and layer < n - config.last_k:
+            return [f"RMU steers block {layer}, but with last_k={config.last_k} only blocks {n - config.last_k}-{n - 1} "
+                    f"train, so nothing can change its output: train the last {n - layer} blocks or more, or steer a "
+                    "later block (option layer)"]
         return []
 
     def loss(self, model, batch, reference=None):
