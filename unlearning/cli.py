@@ -1,4 +1,5 @@
-"""Headless command line: python -m unlearning prepare-target | run | eval | runs | methods | metrics. Results print as JSON."""
+"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | methods | metrics.
+Results print as JSON."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,7 @@ from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, jud
 from unlearning.evaluation.verdict import tradeoff_point
 from unlearning.experiment import cached_data, cached_model, run_experiment, select
 from unlearning.methods import METHODS
+from unlearning.probes import PROBES, run_probes
 from unlearning.runs import RunConfig, RunStore
 from unlearning.sweep import ALIASES, TRAIN_FIELDS, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.target import TargetConfig, prepare_target
@@ -48,7 +50,8 @@ def parse_option(text: str) -> tuple[str, object]:
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
     data = cached_data(args.data)
-    records = data.split("forget") + data.split("retain")
+    # the oracle never sees the forget set: the model every unlearning method approximates
+    records = data.split("retain") if getattr(args, "oracle", False) else data.split("forget") + data.split("retain")
     config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size)
     folder, report = prepare_target(cached_model(args.model), records, config, bar)
     return str(folder), report
@@ -58,7 +61,7 @@ def cmd_prepare_target(args) -> dict:
     bar = Bar()
     folder, report = target_for(args, bar)
     bar.close()
-    return {"target": folder, **report}
+    return {"target": folder, "oracle": args.oracle, **report}
 
 
 def run_config(args, bar: Bar) -> RunConfig:
@@ -137,7 +140,13 @@ def summary(store: RunStore, run_id: str) -> dict:
     steps = [log for log in store.steps(run_id) if "loss" in log]  # the step-0 log holds only the original's scores
     out["steps"] = len(steps)
     out["last_step"] = steps[-1] if steps else None
+    out["probes"] = {name: probe_summary(entry) for name, entry in store.probes(run_id).items()}
     return out
+
+
+def probe_summary(entry: dict) -> dict:
+    """A saved probe without the oracle's whole evaluation report (its scores stay)."""
+    return {**entry, "result": {k: v for k, v in entry.get("result", {}).items() if k != "report"}}
 
 
 def cmd_eval(args) -> dict:
@@ -151,11 +160,27 @@ def cmd_eval(args) -> dict:
     return report_summary(report.to_dict())
 
 
+def cmd_probe(args) -> dict:
+    names = [n.strip() for n in args.probes.split(",") if n.strip()]
+    options = {name: {f.name: getattr(args, option_dest(name, f.name)) for f in fields(probe.Options)
+                      if getattr(args, option_dest(name, f.name)) is not None}
+               for name, probe in PROBES.items() if name in names}
+    bar = Bar()
+    entries = run_probes(RunStore(args.runs), args.run_id, names, options, progress=bar)
+    bar.close()
+    return {"run_id": args.run_id, "probes": {name: probe_summary(entry) for name, entry in entries.items()}}
+
+
+def option_dest(probe: str, option: str) -> str:
+    return f"{probe}_{option}"
+
+
 def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
         return summary(store, args.run_id)
-    return [{"run_id": r, **store.status(r), "method": store.config(r).train.method} for r in store.ids()]
+    return [{"run_id": r, **store.status(r), "method": store.config(r).train.method, "probes": list(store.probes(r))}
+            for r in store.ids()]
 
 
 def cmd_subset(args) -> dict:
@@ -200,6 +225,8 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("prepare-target", help="fine-tune --model on --data until it memorises it (cached)")
     model_data(sp), target_opts(sp)
+    sp.add_argument("--oracle", action="store_true",
+                    help="train on the retain split only: the oracle, a model that never saw the forget set (cached)")
     sp.set_defaults(func=cmd_prepare_target)
 
     def run_opts(sp):
@@ -236,6 +263,22 @@ def parser() -> argparse.ArgumentParser:
     model_data(sp)
     eval_opts(sp)
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("probe", help="try to bring a run's forgotten answers back: relearning, quantisation, other "
+                                      "prompts; and its distance to the oracle. Saved in the run's probes.json")
+    sp.add_argument("run_id")
+    sp.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated, from: {', '.join(PROBES)}")
+    sp.add_argument("--runs", default="runs", help="runs directory")
+    for name, probe in PROBES.items():
+        group = sp.add_argument_group(f"{name} ({probe.title})", probe.asks)
+        for f in fields(probe.Options):
+            flag, kind = f"--{name}-{f.name.replace('_', '-')}", type(f.default)
+            text = f"{f.metadata['help']} (default: {f.default!r})"
+            if kind is bool:
+                group.add_argument(flag, dest=option_dest(name, f.name), action=argparse.BooleanOptionalAction, help=text)
+            else:
+                group.add_argument(flag, dest=option_dest(name, f.name), type=kind, help=text)
+    sp.set_defaults(func=cmd_probe)
 
     sp = sub.add_parser("runs", help="list saved runs, or show one")
     sp.add_argument("run_id", nargs="?")

@@ -7,6 +7,7 @@ runs/<run id>/
     before.json     EvalReport of the original model
     after.json      EvalReport of the unlearned model
     adapter.safetensors / model.safetensors   optional weights
+    probes.json     what the probes found (unlearning.probes), one entry per probe: options, date, wall time, result
 Files are written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
 from __future__ import annotations
@@ -105,6 +106,13 @@ class RunStore:
             except json.JSONDecodeError:  # the last line of a run killed mid-write
                 break
         return logs
+
+    def probes(self, run_id: str) -> dict:
+        """The probes run on this run, by probe name (the latest result of each)."""
+        return self.read_json(run_id, "probes.json") or {}
+
+    def save_probe(self, run_id: str, name: str, entry: dict) -> None:
+        self.write_json(run_id, "probes.json", {**self.probes(run_id), name: entry})
 
     def config(self, run_id: str) -> RunConfig:
         return RunConfig.from_dict(self.read_json(run_id, "config.json"))
