@@ -42,19 +42,20 @@ def knob(field):
     kind, help_text = _type_name(field), field.metadata.get("help", "")
     default = field.default if field.default is not MISSING else None
     label = field.name.replace("_", " ")
+    bounds = {"minimum": field.metadata.get("min"), "maximum": field.metadata.get("max")}  # where a config declares them
     if kind == "bool":
         return gr.Checkbox(default, label=label, info=help_text)
     if kind == "int":
-        return gr.Number(default, label=label, info=help_text, precision=0)
+        return gr.Number(default, label=label, info=help_text, precision=0, **bounds)
     if kind == "float":
-        return gr.Number(default, label=label, info=help_text)
+        return gr.Number(default, label=label, info=help_text, **bounds)
     choices = list(dict.fromkeys(_QUOTED.findall(help_text)))
     if len(choices) >= 2 and default in choices:
         return gr.Dropdown(choices, value=default, label=label, info=help_text)
     return gr.Textbox(default, label=label, info=help_text)
 
 
-def _value(field, value):
+def field_value(field, value):
     kind = _type_name(field)
     if value is None or value == "":
         raise ValueError(f"{field.name.replace('_', ' ')} needs a value")
@@ -127,7 +128,7 @@ class MethodTab:
         """Build and validate a TrainConfig from the controls' values; raises ValueError with a readable text."""
         name = values[self.method]
         cls = METHODS[name]
-        options = {f.name: _value(f, values[self.knobs[name][f.name]]) for f in fields(cls.Config)}
+        options = {f.name: field_value(f, values[self.knobs[name][f.name]]) for f in fields(cls.Config)}
 
         def whole(component, label):
             value = values[component]
