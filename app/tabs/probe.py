@@ -20,10 +20,9 @@ from unlearning.probes import PROBES
 DEFAULT_PROBES = ["relearn", "quantize", "variants"]  # the oracle trains a model (minutes): ticked on purpose
 
 INTRO = """### Forgotten, or only hidden?
-A forget score can fall while the answers stay in the weights. Each probe attacks the run's unlearned model and scores
-the forget samples again: **recovered** is the share of the forgetting the attack undid
-(0% = it held, 100% = back to the original). The oracle compares the run with a model that never saw the forget set.
-The run's unlearned model must be at hand: kept in memory for recent runs, or saved with the run."""
+Each probe attacks a finished run's unlearned model and scores its forget samples again: **recovered** is the share of
+the forgetting the attack undid (0% = it held, 100% = back to the original). The run's model must be at hand: in
+memory for recent runs, or saved with the run."""
 
 
 class ProbeTab:
@@ -37,29 +36,28 @@ class ProbeTab:
                 self.run = gr.Dropdown([], label="Run", scale=3, elem_id="probe-run")
                 self.header = gr.Markdown()
             with gr.Row():
-                with gr.Column(scale=3):
+                with gr.Column(scale=2):
                     self.choice = gr.CheckboxGroup([(f"{p.title}: {p.asks}", name) for name, p in PROBES.items()],
                                                    value=[n for n in DEFAULT_PROBES if n in PROBES], label="Probes",
                                                    elem_id="probe-choice")
                     with gr.Row():
-                        self.start = gr.Button("Run probes", variant="primary", elem_id="run-probes", scale=3)
+                        self.start = gr.Button("Run probes", variant="primary", elem_id="run-probes", scale=2)
                         self.stop = gr.Button("Stop", variant="stop", scale=1)
-                        self.oracle = gr.Button("Prepare the oracle", scale=2, elem_id="prepare-oracle")
+                    self.oracle = gr.Button("Prepare the oracle (cached; minutes on a CPU)", elem_id="prepare-oracle")
                     self.progress = gr.HTML(progress_html(None), elem_id="probe-progress")
-                with gr.Column(scale=2):
                     for name, p in PROBES.items():
                         options = fields(p.Options)
-                        if not options:
-                            continue
-                        with gr.Accordion(f"Options: {p.title}", open=False, elem_id=f"probe-options-{name}"):
-                            self.knobs[name] = {f.name: knob(f) for f in options}
-            self.cards = gr.HTML(probe_cards_html({}), elem_id="probe-results")
+                        if options:
+                            with gr.Accordion(f"Options: {p.title}", open=False, elem_id=f"probe-options-{name}"):
+                                self.knobs[name] = {f.name: knob(f) for f in options}
+                with gr.Column(scale=3):
+                    self.cards = gr.HTML(probe_cards_html({}), elem_id="probe-results")
+                    self.curve = gr.Plot(show_label=False, elem_id="probe-curve")
             names = list(PROBES)
             for i in range(0, len(names), 2):
                 with gr.Row():
                     for name in names[i : i + 2]:
                         self.bars[name] = gr.Plot(show_label=False, elem_id=f"probe-bars-{name}")
-            self.curve = gr.Plot(show_label=False, elem_id="probe-curve")
             with gr.Accordion("Everything the probes saved (probes.json)", open=False):
                 self.details = gr.JSON(show_label=False)
             self.seen = gr.State({})
