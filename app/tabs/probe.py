@@ -3,6 +3,9 @@
 The probes come from the library's registry (unlearning.probes): one checkbox and one group of options each, built
 from the probe's Options dataclass. Running them is one background job through the Studio's job runner, so it queues
 with training, shows its progress and can be stopped; the results are read back from the run's probes.json.
+It draws when it is opened (and when its own run or job changes), and polls its job on a timer of its own that ticks
+only while a probe job is live: drawing five plots at every page load, and a poll every second on every page for a job
+that is rarely there, slowed the whole app.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ class ProbeTab:
         self.studio, self.shared = studio, shared
         self.knobs: dict[str, dict[str, gr.components.Component]] = {}
         self.bars: dict[str, gr.Plot] = {}
-        with gr.Tab("Probe", id="probe"):
+        with gr.Tab("Probe", id="probe") as self.tab:
             gr.Markdown(INTRO)
             with gr.Row(equal_height=True):
                 self.run = gr.Dropdown([], label="Run", scale=3, elem_id="probe-run")
@@ -61,6 +64,7 @@ class ProbeTab:
             with gr.Accordion("Everything the probes saved (probes.json)", open=False):
                 self.details = gr.JSON(show_label=False)
             self.seen = gr.State({})
+            self.timer = gr.Timer(1.0, active=False)
 
     def draw(self, run_id: str | None):
         studio = self.studio
@@ -87,9 +91,10 @@ class ProbeTab:
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
         outputs = [self.run, self.header, self.cards, *self.bars.values(), self.curve, self.details]
-        gr.on([shared.current_run.change, shared.runs_changed.change], self.draw, shared.current_run, outputs,
+        gr.on([self.tab.select, shared.runs_changed.change], self.draw, shared.current_run, outputs,
               show_progress="hidden")
-        self.run.input(lambda run_id: run_id, self.run, shared.current_run)
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run).then(
+            self.draw, shared.current_run, outputs, show_progress="hidden")
         inputs = {shared.current_run, self.choice} | {c for knobs in self.knobs.values() for c in knobs.values()}
 
         @friendly
@@ -102,8 +107,9 @@ class ProbeTab:
             job = studio.probe(run_id, names, self.options(values, names))
             ahead = studio.runner.position(job) - 1
             gr.Info(f"Probing run {run_id} behind {ahead} job(s)." if ahead > 0 else f"Probing run {run_id} (job #{job.id}).")
+            return gr.Timer(active=True)
 
-        self.start.click(start, inputs, None, show_progress="hidden", concurrency_limit=None)
+        self.start.click(start, inputs, self.timer, show_progress="hidden", concurrency_limit=None)
 
         @friendly
         def oracle(run_id: str | None):
@@ -111,8 +117,9 @@ class ProbeTab:
                 raise ValueError("Pick a run first: its oracle starts from the model its target was prepared from.")
             job = studio.prepare_oracle(run_id)
             gr.Info(f"Preparing the oracle in the background (job #{job.id}); it is cached for every later probe.")
+            return gr.Timer(active=True)
 
-        self.oracle.click(oracle, shared.current_run, None, show_progress="hidden", concurrency_limit=None)
+        self.oracle.click(oracle, shared.current_run, self.timer, show_progress="hidden", concurrency_limit=None)
 
         def stop():
             job = studio.latest_job("probe", "oracle")
@@ -124,14 +131,16 @@ class ProbeTab:
 
         def poll(seen: dict, runs_changed: int):
             job = studio.latest_job("probe", "oracle")
+            live = job is not None and not job.finished
             signature = [job.id, job.state, round(job.progress, 3), job.stage] if job else None
             if seen.get("sig") == signature:
-                return SKIP(), SKIP(), SKIP()
+                return SKIP(), SKIP(), SKIP(), gr.Timer(active=live)
             # a probe job that just ended wrote probes.json: every view of runs redraws (cards, Runs' robust? column)
             ended = job is not None and job.finished and seen.get("job") == job.id and seen.get("state") not in (
                 "done", "failed", "cancelled")
             new_seen = {"sig": signature, "job": job.id if job else None, "state": job.state if job else None}
-            return progress_html(job), runs_changed + 1 if ended else SKIP(), new_seen
+            return progress_html(job), runs_changed + 1 if ended else SKIP(), new_seen, gr.Timer(active=live)
 
-        shared.timer.tick(poll, [self.seen, shared.runs_changed], [self.progress, shared.runs_changed, self.seen],
-                          show_progress="hidden")
+        self.timer.tick(poll, [self.seen, shared.runs_changed], [self.progress, shared.runs_changed, self.seen, self.timer],
+                        show_progress="hidden")
+        self.tab.select(lambda: gr.Timer(active=True), None, self.timer, show_progress="hidden")  # re-attach to a job

@@ -144,12 +144,13 @@ def run(subject: Subject, options: Options, progress: Progress, cancel: threadin
         headline["text"] += (f" (a model that never saw these samples gains {gain:.0%} of the same gap)" if gain is not None
                              else " (no control: " + why + ")" if control is None else "")
     reference = {"original": original.get("exact_memorization"), "unlearned": unlearned.get("exact_memorization")}
+    attacked_label = f"after {options.steps} steps"
+    probed = {attacked_label: attacked} | ({f"control {attacked_label}": end} if control is not None else {})
     return {
         "halves": {"trained": [r.id for r in trained], "held_out": ids},
         "learning_rate": lr, "steps": options.steps,
         "metrics": metrics, "control": control_result,
         "curve": {"unlearned": curve, "control": control_curve, "reference": reference},
         "headline": headline,
-        "bars": bars(original, unlearned, {f"after {options.steps} steps": attacked},
-                     {f"after {options.steps} steps": {n: m["recovery"] for n, m in metrics.items()}}),
+        "bars": bars(original, unlearned, probed, {attacked_label: {n: m["recovery"] for n, m in metrics.items()}}),
     }
