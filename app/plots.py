@@ -13,8 +13,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from unlearning.evaluation import METRICS
+from unlearning.probes.base import status as recovery_status
 
-GOOD, BAD, SAME = "#16a34a", "#dc2626", "#64748b"
+GOOD, BAD, SAME, WARN = "#16a34a", "#dc2626", "#64748b", "#f59e0b"
+UNLEARNED, ORACLE = "#6366f1", "#0d9488"
 BEFORE = "#94a3b8"
 FORGET, RETAIN, TOTAL = "#e11d48", "#2563eb", "#334155"
 PALETTE = ("#7c3aed", "#0891b2", "#ea580c", "#65a30d", "#db2777", "#0d9488", "#ca8a04", "#4f46e5", "#b91c1c")
@@ -270,7 +272,7 @@ def _seed_spread(fig: go.Figure, runs: Sequence[Mapping], retain: str) -> None:
 
 
 def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (), retain: str = "retain_worst",
-                     colour: str = "method") -> go.Figure:
+                     colour: str = "method", oracles: Sequence[Mapping] = ()) -> go.Figure:
     """Forget score (x, lower = more forgotten) vs retain score (y, higher = kept), one point per run.
 
     `retain` picks the y axis: the worst retain group (default: one damaged group cannot hide behind the mean) or the
@@ -278,12 +280,19 @@ def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (),
     with id, label, method, params, steps, lr, forget, the retain keys, final and broken (the library's verdict); a
     broken run is drawn as a red cross, never a dot that could pass for a good trade-off. Runs that differ only in
     their seed also get their mean with one standard deviation each way. `originals`: the models before unlearning,
-    grey diamonds, the point every run starts from.
+    grey diamonds, the point every run starts from. `oracles`: the models trained on the retain set only (the oracle
+    probe), teal stars: the point every run aims at.
     """
     runs = [r for r in runs if r.get("forget") is not None and r.get(retain) is not None]
     if not runs and not originals:
         return empty_figure("No finished runs yet: each finished run becomes one point here")
     fig = go.Figure()
+    if oracles:
+        fig.add_trace(go.Scatter(
+            x=[o["forget"] for o in oracles], y=[o.get(retain) for o in oracles], mode="markers",
+            name="oracle (never saw the forget set)", marker={"symbol": "star", "size": 16, "color": ORACLE},
+            text=[o.get("label", "oracle") for o in oracles], hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
+        ))
     if originals:
         fig.add_trace(go.Scatter(
             x=[o["forget"] for o in originals], y=[o.get(retain) for o in originals], mode="markers",
@@ -397,3 +406,66 @@ def trajectory(steps: Sequence[Mapping], alarm: str = "") -> go.Figure:
     fig.update_xaxes(range=[-0.05, 1.05], title_text="forget, exact memorization (lower = forgotten)")
     fig.update_yaxes(range=[-0.05, 1.1], title_text="retain, exact memorization (higher = kept)")
     return _layout(fig, "Trajectory: forget vs retain during the run", height=380)
+
+
+# ----------------------------------------------------------------------------------------------------------- probes
+
+_STATUS_COLOUR = {"good": GOOD, "warn": WARN, "bad": BAD, "unknown": SAME}
+
+
+def probe_bars(bars: Mapping[str, Mapping], title: str = "Forget set: original, unlearned, probed") -> go.Figure:
+    """Per metric: the original's score (grey), the unlearned model's (indigo) and each probed setting's, coloured by
+    how much of the forgotten came back (green: held, amber: partly, red: came back; grey: no recovery to read).
+
+    `bars`: metric -> {"title", "original", "unlearned", "probed": {label: value}, "recovery": {label: share}}, as a
+    probe's result holds it."""
+    if not bars:
+        return empty_figure("No probe result yet")
+    names = list(bars)
+    labels = [bars[n].get("title", n) for n in names]
+    fig = go.Figure()
+    for key, name, colour in (("original", "original", BEFORE), ("unlearned", "unlearned", UNLEARNED)):
+        values = [bars[n].get(key) for n in names]
+        fig.add_trace(go.Bar(x=labels, y=values, name=name, marker_color=colour, text=[_fmt(v) for v in values],
+                             textposition="outside"))
+    settings = list(dict.fromkeys(label for n in names for label in bars[n].get("probed", {})))
+    for setting in settings:
+        values = [bars[n]["probed"].get(setting) for n in names]
+        shares = [bars[n].get("recovery", {}).get(setting) for n in names]
+        fig.add_trace(go.Bar(
+            x=labels, y=values, name=setting, text=[_fmt(v) for v in values], textposition="outside",
+            marker_color=[_STATUS_COLOUR[recovery_status(r)] for r in shares],
+            marker_pattern_shape="/" if len(settings) > 1 and settings.index(setting) % 2 else "",
+            customdata=[["–" if r is None else f"{r:.0%}"] for r in shares],
+            hovertemplate=f"{setting}<br>%{{x}}: %{{y:.3f}}<br>recovered %{{customdata[0]}}<extra></extra>",
+        ))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.15], title_text="mean over the forget samples")
+    return _layout(fig, title, height=360)
+
+
+def relearn_curve(curve: Mapping) -> go.Figure:
+    """The relearning attack step by step: teacher-forced exact memorization of the held-out half (solid) and of the
+    trained half (dotted), for the unlearned model and the control, with the original's level on the held-out half."""
+    unlearned, control = curve.get("unlearned") or [], curve.get("control") or []
+    if not unlearned:
+        return empty_figure("No relearning attack yet")
+    fig = go.Figure()
+    for points, name, colour in ((unlearned, "unlearned model", FORGET), (control, "control (never saw the data)", SAME)):
+        if not points:
+            continue
+        steps = [p["step"] for p in points]
+        fig.add_trace(go.Scatter(x=steps, y=[p["held_out_em"] for p in points], mode="lines+markers",
+                                 name=f"{name}: held-out half", line={"color": colour, "width": 2.5}))
+        fig.add_trace(go.Scatter(x=steps, y=[p["trained_em"] for p in points], mode="lines",
+                                 name=f"{name}: trained half", line={"color": colour, "width": 1.5, "dash": "dot"}))
+    original = (curve.get("reference") or {}).get("original")
+    if original is not None:
+        fig.add_hline(y=original, line_dash="dash", line_color=BEFORE,
+                      annotation_text=f"original on the held-out half ({original:.2f})", annotation_position="top left")
+    fig.update_xaxes(title_text="attack step")
+    fig.update_yaxes(range=[-0.03, 1.05], title_text="exact memorization (teacher forced)")
+    _layout(fig, "Relearning attack: does the held-out half come back?", height=380)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0},
+                      margin={"b": 90})
+    return fig

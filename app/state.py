@@ -22,11 +22,13 @@ from transformers import PreTrainedModel
 from app.views import run_summary
 from unlearning.data import DataError, UnlearningData
 from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
-from unlearning.evaluation import generate
+from unlearning.evaluation import Cancelled, generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
 from unlearning.jobs import Job, JobRunner, ticking
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.plan import Plan
+from unlearning.probes import problem, run_probes
+from unlearning.probes.oracle import prepare_oracle
 from unlearning.runs import ACTIVE, RunStore
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
@@ -279,6 +281,41 @@ class Studio:
     def has_after_model(self, run_id: str) -> bool:
         return run_id in self._after or (self.store.path(run_id) / "model" / "config.json").exists()
 
+    # ---------------------------------------------------------------------------------------------------- probes
+
+    def probe(self, run_id: str, names: list[str], options: dict[str, dict] | None = None) -> Job:
+        """Probe a finished run in the background (one job for all the chosen probes, queued with training).
+
+        A run that cannot be probed (cancelled, or its model neither in memory nor saved) is refused here, before
+        anything queues, with the reason."""
+        why = problem(self.store, run_id, self.has_after_model(run_id))
+        if why:
+            raise ValueError(why)
+
+        def work(job: Job) -> dict:
+            job.report(0.0, "loading the run's models")
+            return run_probes(self.store, run_id, names, options, self.after_model(run_id), job.report, job.cancel)
+
+        job = self.submit("probe", f"Probe run {run_id}: {', '.join(names)}", work)
+        job.run_id = run_id
+        return job
+
+    def prepare_oracle(self, run_id: str) -> Job:
+        """Prepare (and cache) the oracle of a run: its target's base model trained on the retain split only."""
+        config = self.store.config(run_id)
+
+        def work(job: Job) -> str | None:
+            try:
+                folder, report, note = prepare_oracle(config, job.report, job.cancel)
+            except Cancelled:
+                return None
+            job.report(1.0, f"oracle ready ({note}): ROUGE-L recall {report['rouge_l_recall']:.2f} on the retain split")
+            return str(folder)
+
+        job = self.submit("oracle", f"Prepare the oracle of run {run_id}", work)
+        job.run_id = run_id
+        return job
+
     def generate_pair(self, run_id: str, prompt: str, max_new_tokens: int = 48) -> dict:
         """The same prompt through the original model and the run's unlearned model (None when it is not at hand)."""
         config = self.store.config(run_id)
@@ -318,7 +355,7 @@ class Studio:
             self._summaries.pop(run_id, None)
 
 
-RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json", "probes.json")
 
 
 def _stamp(folder: Path) -> tuple:

@@ -1,4 +1,4 @@
-"""Assemble the studio: shared session states and the poll timer, the eight tabs, and the wiring between them."""
+"""Assemble the studio: shared session states and the poll timer, the nine tabs, and the wiring between them."""
 from __future__ import annotations
 
 import gradio as gr
@@ -11,6 +11,7 @@ from app.tabs.learn import LearnTab
 from app.tabs.method import MethodTab
 from app.tabs.metrics import MetricsTab
 from app.tabs.model import ModelTab, header_markdown
+from app.tabs.probe import ProbeTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
 
@@ -68,7 +69,8 @@ del { background: #fecaca; color: #7f1d1d; text-decoration: line-through; paddin
 .us-card-value { font-size: 2em; font-weight: 700; font-variant-numeric: tabular-nums; }
 .us-card-was { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .us-card.good { border-left: 6px solid #16a34a; } .us-card.bad { border-left: 6px solid #dc2626; }
-.us-card.same { border-left: 6px solid #94a3b8; }
+.us-card.same { border-left: 6px solid #94a3b8; } .us-card.warn { border-left: 6px solid #f59e0b; }
+.us-probe-text { margin: 4px 0; font-weight: 600; }
 .us-cards-note { margin-top: 6px; font-size: 0.88em; color: var(--body-text-color-subdued); }
 .us-alert { border: 2px solid #dc2626; background: #fef2f2; color: #7f1d1d; border-radius: 10px; padding: 12px 18px;
   margin: 6px 0; }
@@ -130,6 +132,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             compare = CompareTab(studio, shared)
             metrics = MetricsTab(studio, shared)
             runs = RunsTab(studio, shared)
+            probe = ProbeTab(studio, shared)
             LearnTab()
 
         model.wire(header, method.lr)
@@ -139,6 +142,7 @@ def build_app(studio: Studio) -> gr.Blocks:
         compare.wire()
         metrics.wire()
         runs.wire()
+        probe.wire()
 
         def latest_run() -> str | None:
             """A fresh page opens the run being trained, else the newest run with results, else the newest run."""

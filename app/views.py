@@ -18,7 +18,8 @@ from unlearning.evaluation.metrics import FAMILIES
 from unlearning.evaluation.verdict import ASPECTS, group_label, tradeoff_point
 from unlearning.runs import RunStore
 
-RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (worst group)", "verdict", "mode"]
+RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (worst group)", "verdict",
+               "robust?", "mode"]
 MARKS = {"good": "✓", "warn": "~", "bad": "✗", "unknown": "?"}
 
 
@@ -59,6 +60,7 @@ def run_summary(store: RunStore, run_id: str) -> dict:
     run = store.read(run_id)
     config, status = run.config, run.status
     before, after = read_report(run.before), read_report(run.after)
+    probes = store.probes(run_id)
     start = tradeoff_point(before) if before else {}
     end = tradeoff_point(after) if after else {}
     verdict = judge(before, after) if after else None
@@ -81,6 +83,8 @@ def run_summary(store: RunStore, run_id: str) -> dict:
         "broken": bool(verdict and verdict.broken),
         "verdict": {f.aspect: f.status for f in verdict.findings} if verdict else {},
         "what_broke": verdict.what_broke() if verdict else [],
+        "probes": {name: entry.get("result", {}).get("headline", {}) for name, entry in probes.items()},
+        "oracle": probes.get("oracle", {}).get("result", {}).get("tradeoff"),
     }
 
 
@@ -89,11 +93,28 @@ def verdict_marks(verdict: Mapping[str, str]) -> str:
     return "  ".join(f"{MARKS[verdict[a]]} {a}" for a in ASPECTS if a in verdict)
 
 
+def headline_number(headline: Mapping) -> str:
+    """A probe's one number as text: a recovery in percent, a forget quality as a p-value, "–" when there is none."""
+    value = headline.get("value")
+    if value is None:
+        return "–"
+    return f"p = {value:.2g}" if headline.get("unit") == "p" else f"{value:.0%}"
+
+
+def robust_marks(probes: Mapping[str, Mapping]) -> str:
+    """"✗ relearn 64%  ✓ quantize 3%": each probe's mark and number for the Runs table; "–" before any probe."""
+    if not probes:
+        return "–"
+    return "  ".join(f"{MARKS.get(h.get('status', 'unknown'), '?')} {name} {headline_number(h)}".replace(" –", "")
+                     for name, h in probes.items())
+
+
 def runs_frame(summaries: list[dict]) -> pd.DataFrame:
     rows = [
         [s["id"], s["name"], s["method"], s["steps"], "–" if s["lr"] is None else f"{s['lr']:g}",
          s["message"] if s["status"] == "damaged" else s["status"] + (" ⚠ broken" if s["broken"] else ""),
-         _num(s["forget"]), _num(s["retain_worst"]), verdict_marks(s["verdict"]), s["mode"]]
+         _num(s["forget"]), _num(s["retain_worst"]), verdict_marks(s["verdict"]),
+         robust_marks(s.get("probes", {})), s["mode"]]
         for s in summaries
     ]
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -113,6 +134,17 @@ def originals(summaries: list[dict]) -> list[dict]:
             key = (s["model"], s["forget_before"], s["retain_before"])
             seen.setdefault(key, {"label": f"original {s['model']}", "forget": s["forget_before"],
                                   "retain": s["retain_before"], "retain_worst": s["retain_worst_before"]})
+    return list(seen.values())
+
+
+def oracles(summaries: list[dict]) -> list[dict]:
+    """The oracle's point for each distinct forget set probed (the oracle probe's trade-off point), for the plot."""
+    seen: dict[tuple, dict] = {}
+    for s in summaries:
+        point = s.get("oracle")
+        if point and point.get("forget") is not None:
+            key = tuple(round(point.get(k) or 0.0, 3) for k in ("forget", "retain", "retain_worst"))
+            seen.setdefault(key, {**point, "label": f"oracle (run {s['id']})"})
     return list(seen.values())
 
 
@@ -167,31 +199,32 @@ def finish_summary(before: EvalReport | None, after: EvalReport | None) -> str:
 # --------------------------------------------------------------------------------------------------------- metrics
 
 
-def _row(label: str, key: str, direction: str | None, before: float | None, after: float | None, what: str = "",
-         sub: bool = False) -> dict:
+def _row(label: str, key: str, direction: str | None, before: float | None, after: float | None,
+         oracle: float | None = None, what: str = "", sub: bool = False) -> dict:
     change = None if before is None or after is None else after - before
     return {"label": label, "key": key, "direction": direction, "before": before, "after": after, "change": change,
-            "moved": moved(direction, before, after), "what": what, "sub": sub}
+            "moved": moved(direction, before, after), "what": what, "sub": sub, "oracle": oracle}
 
 
-def _pair(before: EvalReport | None, after: EvalReport | None, read) -> tuple:
-    """read(report) of the before and the after report (None for a report that is missing)."""
-    return (read(before) if before else None), (read(after) if after else None)
-
-
-def metric_rows(before: EvalReport | None, after: EvalReport | None) -> list[dict]:
+def metric_rows(before: EvalReport | None, after: EvalReport | None, oracle: EvalReport | None = None) -> list[dict]:
     """Every registered metric before and after, family by family: per-sample ones per split (the official score also
-    per task/kind group), model ones once. A broken run's final score is red whichever way it moved."""
+    per task/kind group), model ones once. A broken run's final score is red whichever way it moved. With the oracle's
+    report (the oracle probe's), each row also holds the oracle's value: the reference to read `after` against."""
+
+    def _pair(before: EvalReport | None, after: EvalReport | None, read) -> tuple:
+        """read(report) of the before, the after and the oracle's report (None for a report that is missing)."""
+        return tuple(read(r) if r else None for r in (before, after, oracle))
+
     rows = []
     reports = [r for r in (before, after) if r is not None]
     for family in FAMILIES:
         for m in (m for m in METRICS.values() if m.family == family and any(m.name in r.metrics for r in reports)):
             if not m.per_sample:
-                rows.append(_row(m.title, m.name, m.better, *_pair(before, after, lambda r: r.value(m.name)), m.what))
+                rows.append(_row(m.title, m.name, m.better, *_pair(before, after, lambda r: r.value(m.name)), what=m.what))
                 continue
             for split in ("forget", "retain"):
                 rows.append(_row(f"{m.title} · {split}", f"{m.name}:{split}", m.better_on(split),
-                                 *_pair(before, after, lambda r: r.split(m.name, split)), m.what))
+                                 *_pair(before, after, lambda r: r.split(m.name, split)), what=m.what))
                 if m.name == "official":
                     names = sorted({g for r in reports for g in r.groups("official", split)})
                     rows += [_row(group_label(g), f"official:{g}", m.better_on(split),
@@ -212,17 +245,21 @@ _BETTER = {"lower": "↓ lower", "higher": "↑ higher", "0.5": "→ 0.5", None:
 
 
 def metrics_table_html(rows: list[dict]) -> str:
+    """The metric table; an "oracle" column (the model that never saw the forget set) when any row has its value."""
+    with_oracle = any(r.get("oracle") is not None for r in rows)
     body = []
     for r in rows:
         change = "–" if r["change"] is None else f"{r['change']:+.3f}"
+        oracle = f'<td class="num oracle" data-oracle="{html.escape(r["key"])}">{_num(r.get("oracle"))}</td>' if with_oracle else ""
         body.append(
             f'<tr class="{"sub" if r["sub"] else ""}" title="{html.escape(r["what"])}"><td>{html.escape(r["label"])}</td>'
             f'<td class="dir">{_BETTER[r["direction"]]}</td><td class="num">{_num(r["before"])}</td>'
             f'<td class="num {r["moved"]}" data-metric="{html.escape(r["key"])}">{_num(r["after"])}</td>'
-            f'<td class="num {r["moved"]}">{change}</td></tr>'
+            f'<td class="num {r["moved"]}">{change}</td>{oracle}</tr>'
         )
+    head = "<th title='the model trained on the retain set only (oracle probe)'>oracle</th>" if with_oracle else ""
     return ('<table class="us-table metrics-table"><thead><tr><th>metric</th><th>better</th><th>before</th>'
-            f'<th>after</th><th>change</th></tr></thead><tbody>{"".join(body)}</tbody></table>')
+            f'<th>after</th><th>change</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
 def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str:
@@ -317,3 +354,27 @@ def token_view_html(before: EvalReport | None, after: EvalReport | None, sample_
             f'<div class="us-tokrow"><b>before</b> {_token_spans(b["tokens"], b["token_probs"])}</div>'
             f'<div class="us-tokrow" id="tokens-after"><b>after</b> {_token_spans(a["tokens"], a["token_probs"], b["token_probs"])}</div>'
             f'<div class="us-muted">Largest drops: {biggest or "none above 0.05"}. Hover a token for its probability.</div></div>')
+
+
+# ---------------------------------------------------------------------------------------------------------- probes
+
+_CARD = {"good": "good", "warn": "warn", "bad": "bad", "unknown": "same"}
+
+
+def probe_cards_html(probes: Mapping[str, Mapping]) -> str:
+    """One card per saved probe: its one number, the plain verdict, when it ran and how long it took."""
+    if not probes:
+        return '<p class="us-muted">No probe has run on this run yet: pick some above and press Run probes.</p>'
+    cards = []
+    for name, entry in probes.items():
+        headline = entry.get("result", {}).get("headline", {})
+        label = "forget quality (KS p-value)" if headline.get("unit") == "p" else "recovered"
+        cards.append(
+            f'<div class="us-card {_CARD.get(headline.get("status"), "same")}" data-probe="{html.escape(name)}">'
+            f'<div class="us-card-label">{html.escape(entry.get("title", name))}</div>'
+            f'<div class="us-card-value">{headline_number(headline)}</div><div class="us-card-was">{label}</div>'
+            f'<div class="us-probe-text">{html.escape(headline.get("text", ""))}</div>'
+            f'<div class="us-card-was">{html.escape(entry.get("asks", ""))} Ran {html.escape(str(entry.get("date", "")))}, '
+            f'{entry.get("seconds", 0):.0f} s.</div></div>'
+        )
+    return f'<div class="us-cards" id="probe-cards">{"".join(cards)}</div>'

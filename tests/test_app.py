@@ -12,8 +12,8 @@ import pytest
 
 from app import selection as sel
 from app.state import Studio, lora_parameters, model_facts, suggested_training
-from app.views import (compare_html, metric_rows, metrics_table_html, originals, read_report, run_summary, runs_frame,
-                       score_cards_html, token_view_html, verdict_html)
+from app.views import (compare_html, metric_rows, metrics_table_html, oracles, originals, probe_cards_html, read_report,
+                       robust_marks, run_summary, runs_frame, score_cards_html, token_view_html, verdict_html)
 from unlearning.data import DataError
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport
@@ -203,6 +203,82 @@ def test_an_old_run_still_opens_in_every_view(tmp_path):
     before, after = read_report(OLD_REPORT), read_report(OLD_REPORT)
     assert "Hardly forgotten" in verdict_html(before, after) and metric_rows(before, after)
     assert "no per-token" in token_view_html(before, after, "a1sc1")
+
+
+# ---------------------------------------------------------------------------------------------------------- probes
+
+
+def probe_entry(title: str, headline: dict, **result) -> dict:
+    return {"title": title, "asks": "Does it come back?", "options": {}, "date": "2026-11-25 12:00:00", "seconds": 12.3,
+            "result": {"headline": headline, **result}}
+
+
+RELEARN = probe_entry("Relearning attack", {"value": 0.64, "unit": "%", "status": "bad",
+                                            "text": "came back: 64% recovered after 10 steps <b>"})
+ORACLE = probe_entry("Oracle reference", {"value": 0.41, "unit": "p", "status": "good", "text": "forget quality p = 0.41"},
+                     tradeoff={"forget": 0.05, "retain": 0.9, "retain_worst": 0.85}, report=GOOD_AFTER)
+
+
+def test_runs_table_says_how_robust_each_probed_run_is(store):
+    probed = store.ids()[0]
+    store.save_probe(probed, "relearn", RELEARN)
+    store.save_probe(probed, "oracle", ORACLE)
+    summaries = [run_summary(store, r) for r in store.ids()]
+    column = dict(zip(runs_frame(summaries)["run"], runs_frame(summaries)["robust?"]))
+    assert column[probed] == "✗ relearn 64%  ✓ oracle p = 0.41"
+    assert column[store.ids()[1]] == "–"  # never probed
+    assert robust_marks({"variants": {"value": None, "status": "unknown"}}) == "? variants"
+    assert oracles(summaries) == [{"forget": 0.05, "retain": 0.9, "retain_worst": 0.85, "label": f"oracle (run {probed})"}]
+    (store.path(probed) / "probes.json").write_text("{not json")  # a damaged file shows as not probed, never a crash
+    assert run_summary(store, probed)["probes"] == {}
+
+
+def test_the_oracle_becomes_a_column_of_the_metric_table():
+    rows = {r["key"]: r for r in metric_rows(read_report(BEFORE), read_report(COLLAPSED), read_report(GOOD_AFTER))}
+    assert rows["official:forget"]["oracle"] == 0.0 and rows["official:retain"]["oracle"] == 1.0
+    assert rows["mia_auc"]["oracle"] == 0.5 and rows["utility:capitals"]["oracle"] == 0.6
+    html = metrics_table_html(list(rows.values()))
+    assert "<th title=" in html and 'data-oracle="official:retain">1.000<' in html
+    assert "oracle" not in metrics_table_html(metric_rows(read_report(BEFORE), read_report(COLLAPSED)))
+
+
+def test_probe_cards_show_one_number_and_the_verdict():
+    html = probe_cards_html({"relearn": RELEARN, "oracle": ORACLE})
+    assert html.count('class="us-card ') == 2 and 'us-card bad" data-probe="relearn"' in html
+    assert ">64%<" in html and ">p = 0.41<" in html and "recovered" in html and "forget quality" in html
+    assert "came back: 64% recovered after 10 steps &lt;b&gt;" in html and "12 s" in html
+    assert "No probe has run" in probe_cards_html({})
+
+
+def test_studio_refuses_to_probe_a_cancelled_run_before_queueing(store):
+    studio = Studio(runs=store.root, preload=False)
+    cancelled = fake_run(store, "stopped early", "npo", None, status="cancelled")
+    with pytest.raises(ValueError, match="was cancelled"):
+        studio.probe(cancelled, ["relearn"])
+    completed = next(r for r in store.ids() if store.status(r)["status"] == "completed")
+    with pytest.raises(ValueError, match="Save the unlearned weights"):  # completed, but its model is not at hand
+        studio.probe(completed, ["relearn"])
+    assert studio.jobs("probe") == []
+
+
+def test_probe_controls_give_checked_options(tmp_path):
+    from app.tabs.common import Shared
+    from app.tabs.probe import ProbeTab
+
+    studio = Studio(runs=tmp_path, preload=False)
+    with gr.Blocks():
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                        gr.State({"id": None, "mine": False}))
+        tab = ProbeTab(studio, shared)
+    values = {c: c.value for knobs in tab.knobs.values() for c in knobs.values()}
+    values[tab.knobs["relearn"]["steps"]] = 3.0  # a number box hands back floats
+    options = tab.options(values, ["relearn", "quantize"])
+    assert options["relearn"]["steps"] == 3 and options["relearn"]["control"] == "auto"
+    assert options["quantize"] == {"bits": "8,4", "group_size": 0, "reference": True}
+    assert type(tab.knobs["relearn"]["control"]).__name__ == "Dropdown"
+    values[tab.knobs["quantize"]["bits"]] = "8,1"
+    with pytest.raises(ValueError, match="between 2 and 16"):
+        tab.options(values, ["quantize"])
 
 
 # ---------------------------------------------------------------------------------------------------------- Studio

@@ -6,6 +6,7 @@ Screenshots of every tab land in assets/screenshots/.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -200,6 +201,26 @@ def test_whole_flow(server, page: Page):
     expect(table).to_contain_text("completed")
     expect(page.locator("#runs-scatter .scatterlayer .trace path.point").first).to_be_attached()
     shoot(page, "runs")
+
+    # Probe: the relearning attack on that run (its unlearned model is still in memory), two steps
+    open_tab(page, "Probe")
+    choice = page.locator("#probe-choice")
+    for other in ("Quantisation attack", "Asked differently"):
+        choice.locator("label").filter(has_text=other).click()
+    expect(choice.locator("input:checked")).to_have_count(1)
+    page.get_by_text("Options: Relearning attack").click()
+    page.locator("#probe-options-relearn").get_by_label("steps", exact=True).fill("2")
+    page.get_by_text("Options: Relearning attack").click()  # folded again: the results stay in view
+    page.locator("#run-probes").click()
+    expect(page.locator("#probe-progress .us-progress")).to_have_attribute("data-state", "done", timeout=120_000)
+    card = page.locator('#probe-results [data-probe="relearn"]')
+    expect(card).to_contain_text("recovered", timeout=20_000)
+    expect(page.locator("#probe-curve .scatterlayer .trace path.point").first).to_be_attached()
+    assert page.locator("#probe-curve .scatterlayer .trace path.point").count() >= 2  # steps 0 and 2
+    assert json.loads((runs / run_id / "probes.json").read_text())["relearn"]["options"]["steps"] == 2
+    shoot(page, "probe")
+    open_tab(page, "Runs")
+    expect(page.locator("#runs-table")).to_contain_text("relearn", timeout=20_000)  # the robust? column
 
     open_tab(page, "Learn")
     expect(page.get_by_text("Why a single score can lie")).to_be_visible()

@@ -158,6 +158,29 @@ def test_one_field_of_the_wrong_shape(readers, name, data, value):
     check(readers, name, json.dumps(content).encode())
 
 
+@settings(max_examples=40, **SETTINGS)
+@given(content=st.binary(max_size=120) | json_values.map(lambda v: json.dumps(v).encode()) | st.dictionaries(
+    st.sampled_from(["relearn", "quantize"]), st.fixed_dictionaries({"result": st.fixed_dictionaries({
+        "headline": st.dictionaries(st.sampled_from(["value", "status", "text", "unit"]), json_values)})},
+        optional={"title": json_values, "seconds": json_values})).map(lambda v: json.dumps(v).encode()))
+def test_a_damaged_probes_file_reads_as_not_probed(readers, content):
+    """probes.json is optional: damage in it loses the probes' results, never the run or a reader."""
+    from app.tabs.probe import ProbeTab
+
+    readers.damage("probes.json", content)
+    probes = RunStore(readers.store.root).probes(readers.victim)
+    assert all(isinstance(entry["result"], dict) for entry in probes.values())
+    listed = cli.cmd_runs(argparse.Namespace(runs=str(readers.store.root), run_id=None))
+    assert {r["run_id"]: r["probes"] for r in listed}[readers.victim] == list(probes)
+    cli.cmd_runs(argparse.Namespace(runs=str(readers.store.root), run_id=readers.victim))
+    readers.studio.summaries(), readers.runs_tab.draw_list()
+    with gr.Blocks():
+        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                        gr.State({"id": None, "mine": False}))
+        ProbeTab(readers.studio, shared).draw(readers.victim)
+    (readers.store.root / readers.victim / "probes.json").unlink()
+
+
 @pytest.mark.parametrize("name", FILES)
 def test_truncation_at_every_length(readers, name):
     original = readers.originals[name]

@@ -222,3 +222,42 @@ def test_trajectory_walks_the_plane_and_marks_start_best_and_stop():
 def test_loss_curves_leave_out_the_step_zero_scores():
     fig = plots.loss_curves(SCORED)
     assert list(trace(fig, "forget NLL").x) == [1, 2, 4]
+
+
+# ------------------------------------------------------------------------------------------------------------ probes
+
+PROBE_BARS = {"official": {"title": "Official score", "original": 0.9, "unlearned": 0.1,
+                           "probed": {"8-bit": 0.12, "4-bit": 0.61}, "recovery": {"8-bit": 0.025, "4-bit": 0.6375}},
+              "exact_memorization": {"title": "Exact memorization", "original": 0.95, "unlearned": 0.5,
+                                     "probed": {"8-bit": 0.55, "4-bit": 0.7}, "recovery": {"8-bit": None, "4-bit": 0.44}}}
+
+
+def test_probe_bars_colour_each_probed_setting_by_how_much_came_back():
+    fig = plots.probe_bars(PROBE_BARS)
+    assert [t.name for t in fig.data] == ["original", "unlearned", "8-bit", "4-bit"]
+    assert list(fig.data[0].x) == ["Official score", "Exact memorization"] and list(fig.data[1].y) == [0.1, 0.5]
+    assert list(fig.data[2].marker.color) == [plots.GOOD, plots.SAME]  # held; no recovery to read
+    assert list(fig.data[3].marker.color) == [plots.BAD, plots.WARN]  # came back; partly
+    assert [c[0] for c in fig.data[3].customdata] == ["64%", "44%"]
+    assert "No probe result" in plots.probe_bars({}).layout.annotations[0].text
+
+
+def test_relearn_curve_sets_the_unlearned_model_beside_the_control():
+    point = lambda step, held, trained: {"step": step, "held_out_em": held, "trained_em": trained}  # noqa: E731
+    curve = {"unlearned": [point(0, 0.1, 0.1), point(2, 0.5, 0.9)], "control": [point(0, 0.2, 0.2), point(2, 0.25, 0.8)],
+             "reference": {"original": 0.8, "unlearned": 0.1}}
+    fig = plots.relearn_curve(curve)
+    assert list(trace(fig, "unlearned model: held-out").y) == [0.1, 0.5]
+    assert list(trace(fig, "control (never saw the data): held-out").y) == [0.2, 0.25]
+    assert trace(fig, "unlearned model: trained").line.dash == "dot"
+    assert fig.layout.shapes[0].y0 == 0.8 and "0.80" in fig.layout.annotations[-1].text
+    only = plots.relearn_curve({**curve, "control": []})
+    assert [t.name for t in only.data] == ["unlearned model: held-out half", "unlearned model: trained half"]
+    assert "No relearning" in plots.relearn_curve({}).layout.annotations[0].text
+
+
+def test_tradeoff_scatter_stars_the_oracle():
+    runs = [{"id": "a", "method": "npo", "forget": 0.2, "retain_worst": 0.8}]
+    fig = plots.tradeoff_scatter(runs, oracles=[{"label": "oracle (run a)", "forget": 0.05, "retain_worst": 0.9}])
+    oracle = trace(fig, "oracle")
+    assert list(oracle.x) == [0.05] and list(oracle.y) == [0.9] and oracle.marker.symbol == "star"

@@ -1,4 +1,4 @@
-"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | runs | delete | subset | methods |
+"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | delete | subset | methods |
 metrics.
 
 Results print as JSON on stdout, a progress bar on stderr; errors print as {"error": ...}, never a traceback.
@@ -26,6 +26,7 @@ from unlearning.experiment import cached_data, cached_model, run_experiment, sel
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
 from unlearning.models import ModelLoadError
+from unlearning.probes import PROBES, probe_summary, run_probes
 from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan
 from unlearning.runs import Run, RunStore
@@ -84,8 +85,11 @@ def sigterm_cancels() -> Iterator[None]:
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
+    data = cached_data(args.data)
+    # the oracle never sees the forget set: the model every unlearning method approximates
+    records = data.split("retain") if getattr(args, "oracle", False) else target_records(data)
     config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size)
-    folder, report = prepare_target(cached_model(args.model), target_records(cached_data(args.data)), config, bar)
+    folder, report = prepare_target(cached_model(args.model), records, config, bar)
     return str(folder), report
 
 
@@ -93,7 +97,7 @@ def cmd_prepare_target(args) -> dict:
     bar = Bar()
     folder, report = target_for(args, bar)
     bar.close()
-    return {"target": folder, **report}
+    return {"target": folder, "oracle": args.oracle, **report}
 
 
 def run_request(args, model: str) -> dict:
@@ -197,6 +201,7 @@ def summary(store: RunStore, run_id: str) -> dict:
         out["verdict"] = judge(reports.get("before"), reports["after"]).to_dict()
     trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
     out["last_step"] = trained[-1] if trained else None
+    out["probes"] = {name: probe_summary(entry) for name, entry in store.probes(run_id).items()}
     return out
 
 
@@ -221,11 +226,22 @@ def cmd_eval(args) -> dict:
     return {k: v for k, v in report.to_dict().items() if k != "rows"}
 
 
+def cmd_probe(args) -> dict:
+    names = [n.strip() for n in args.probes.split(",") if n.strip()]
+    values = {name: {o.name: getattr(args, f"{name}_{o.name}") for o in options(probe.Options)
+                     if getattr(args, f"{name}_{o.name}") is not None}
+              for name, probe in PROBES.items() if name in names}
+    bar = Bar()
+    entries = run_probes(RunStore(args.runs), args.run_id, names, values, progress=bar)
+    bar.close()
+    return {"run_id": args.run_id, "probes": {name: probe_summary(entry) for name, entry in entries.items()}}
+
+
 def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
         return summary(store, args.run_id)
-    return [listing(store.read(r)) for r in store.ids()]
+    return [{**listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
 
 
 def cmd_delete(args) -> dict:
@@ -257,16 +273,18 @@ def cmd_methods(args) -> list:
     ]
 
 
-def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+def add_option(parser: argparse.ArgumentParser, option: Option, prefix: str = "") -> None:
     """A flag generated from a config option: its help, choices, bounds and default are the option's own. Values
-    are read as text and checked by the run plan, so a flag and the app's control refuse the same things."""
-    flags = [f"--{option.name.replace('_', '-')}", *option.flags]
+    are read as text and checked by the run plan (a probe's by its options), so a flag and the app's control refuse
+    the same things. A `prefix` (a probe's name) makes --prefix-name, stored as prefix_name."""
+    name = f"{prefix}_{option.name}" if prefix else option.name
+    flags = [f"--{name.replace('_', '-')}", *([] if prefix else option.flags)]
     facts = [f"one of {', '.join(option.choices)}" if option.choices else "", option.bounds(), f"default {option.default}"]
     text = f"{option.help} ({'; '.join(f for f in facts if f)})".replace("%", "%%")
     if option.kind is bool:
-        parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
     else:
-        parser.add_argument(*flags, dest=option.name, default=None, metavar=option.kind.__name__.upper(), help=text)
+        parser.add_argument(*flags, dest=name, default=None, metavar=option.kind.__name__.upper(), help=text)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -293,6 +311,8 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("prepare-target", help="fine-tune --model on --data until it memorises it (cached)")
     model_data(sp), target_opts(sp)
+    sp.add_argument("--oracle", action="store_true",
+                    help="train on the retain split only: the oracle, a model that never saw the forget set (cached)")
     sp.set_defaults(func=cmd_prepare_target)
 
     def run_opts(sp):
@@ -331,6 +351,17 @@ def parser() -> argparse.ArgumentParser:
     model_data(sp)
     eval_opts(sp)
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("probe", help="try to bring a run's forgotten answers back: relearning, quantisation, other "
+                                      "prompts; and its distance to the oracle. Saved in the run's probes.json")
+    sp.add_argument("run_id")
+    sp.add_argument("--probes", default=",".join(PROBES), help=f"comma-separated, from: {', '.join(PROBES)}")
+    sp.add_argument("--runs", default="runs", help="runs directory")
+    for name, probe in PROBES.items():
+        group = sp.add_argument_group(f"{name} ({probe.title})", probe.asks)
+        for option in options(probe.Options):
+            add_option(group, option, prefix=name)
+    sp.set_defaults(func=cmd_probe)
 
     sp = sub.add_parser("runs", help="list saved runs (damaged ones with what is wrong), or show one")
     sp.add_argument("run_id", nargs="?")

@@ -8,6 +8,7 @@ runs/<run id>/
     before.json     EvalReport of the original model
     after.json      EvalReport of the unlearned model
     model/, adapter.safetensors   optional weights
+    probes.json     what the probes found (unlearning.probes), one entry per probe: options, date, wall time, result
 
 What the store guarantees (the README repeats it):
 - A file is written whole or not at all (a temporary name, then a rename); the temporary goes on any failure.
@@ -167,6 +168,17 @@ def status_problem(data: Any) -> str | None:
 def config_problem(data: Any) -> str | None:
     problems = parse_run_config(data)[1]
     return "; ".join(problems) if problems else None
+
+
+def probe_entry_whole(entry: Any) -> bool:
+    """Whether one saved probe has the shape every reader relies on (unlearning.probes.runner writes it)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
+        return False
+    head = entry["result"].get("headline", {})
+    return (isinstance(head, dict) and (head.get("value") is None or _number(head["value"]))
+            and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit"))
+            and all(isinstance(entry.get(k, ""), str) for k in ("title", "asks", "date"))
+            and _number(entry.get("seconds", 0)))
 
 
 # Each JSON file of a run and the check its content must pass (None: whole).
@@ -438,6 +450,15 @@ class RunStore:
                 return logs, f"metrics.jsonl: line {number} is not a step record; the curve stops at {len(logs)} step(s)"
             logs.append(log)
         return logs, None
+
+    def probes(self, run_id: str) -> dict[str, dict]:
+        """The probes run on this run, by probe name (the latest result of each); {} when there are none or
+        probes.json cannot be read, so a damaged probe file shows as "not probed", never as a failure."""
+        data, _ = self._load(run_id, "probes.json")
+        return {name: entry for name, entry in data.items() if probe_entry_whole(entry)} if isinstance(data, dict) else {}
+
+    def save_probe(self, run_id: str, name: str, entry: dict) -> None:
+        self.write_json(run_id, "probes.json", {**self.probes(run_id), name: entry})
 
     def read(self, run_id: str) -> Run:
         """Everything of one run that can be read, and a problem for each file that cannot. Never raises for a

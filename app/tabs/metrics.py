@@ -6,7 +6,8 @@ import gradio as gr
 from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, run_choices, run_header
-from app.views import metric_rows, metrics_table_html, run_reports, score_cards_html, verdict_html
+from app.views import (metric_rows, metrics_table_html, read_report, run_reports, score_cards_html,
+                       verdict_html)
 from unlearning.evaluation import METRICS, EvalReport, judge
 
 
@@ -40,7 +41,7 @@ class MetricsTab:
                   for name, value in after.groups("official").items()}
         return (
             choices, run_header(studio, run_id), verdict_html(before, after), score_cards_html(before, after),
-            metrics_table_html(metric_rows(before, after)),
+            metrics_table_html(metric_rows(before, after, _oracle(studio, run_id))),
             plots.final_parts_bars(_final_parts(before), _final_parts(after), broken=judge(before, after).broken),
             plots.utility_bars(_families(before), _families(after), METRICS["utility"].chance,
                                after.metrics.get("utility", {}).get("name", "utility")),
@@ -54,6 +55,11 @@ class MetricsTab:
         gr.on([self.shared.current_run.change, self.shared.runs_changed.change], self.draw, self.shared.current_run,
               outputs, show_progress="hidden")
         self.run.input(lambda run_id: run_id, self.run, self.shared.current_run)
+
+
+def _oracle(studio: Studio, run_id: str) -> EvalReport | None:
+    """The oracle's evaluation on this run's samples, once the oracle probe has run: the table's reference column."""
+    return read_report(studio.store.probes(run_id).get("oracle", {}).get("result", {}).get("report"))
 
 
 def _final_parts(report: EvalReport | None) -> dict | None:

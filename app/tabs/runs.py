@@ -6,7 +6,7 @@ import gradio as gr
 from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import RUN_COLUMNS, originals, runs_frame, varied
+from app.views import RUN_COLUMNS, oracles, originals, runs_frame, varied
 
 ALL_RUNS = "all runs"
 
@@ -18,13 +18,15 @@ class RunsTab:
             gr.Markdown("### All runs\nClick a row to open that run: its curves below, its generations in **Compare** "
                         "and its scores in **Metrics**. The verdict column reads ✓ good, ~ partly, ✗ bad, ? not "
                         "measured; ⚠ broken marks a run that damaged retain samples or turned answers into gibberish. "
-                        "A damaged run says which file is unreadable and shows what could still be read.")
+                        "A damaged run says which file is unreadable and shows what could still be read. "
+                        "robust? sums up the **Probe** tab: how much of the forgetting each probe undid.")
             with gr.Row():
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
                 self.count = gr.Markdown()
             self.table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, wrap=True, max_height=300,
                                       elem_id="runs-table", show_label=False,
-                                      column_widths=["15%", "9%", "8%", "5%", "6%", "11%", "7%", "8%", "24%", "7%"])
+                                      column_widths=["14%", "8%", "7%", "5%", "5%", "10%", "6%", "7%", "18%", "14%",
+                                                     "6%"])
             with gr.Row():
                 self.sweep = gr.Dropdown([ALL_RUNS], value=ALL_RUNS, label="Show", elem_id="runs-sweep", scale=2,
                                          info="One sweep's points, with their own Pareto front.")
@@ -61,7 +63,8 @@ class RunsTab:
         if damaged:
             count += f", **{damaged} damaged** (a file of each cannot be read: export or delete them)"
         count += f". Saved under `{self.studio.store.root}`."
-        return (runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis, colour), count,
+        return (runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis, colour,
+                                                               oracles(summaries)), count,
                 gr.update(choices=[ALL_RUNS, *sweeps], value=sweep), gr.update(choices=colours, value=colour))
 
     def draw_run(self, run_id: str | None):

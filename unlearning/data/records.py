@@ -17,6 +17,12 @@ def kind_from_id(record_id: str) -> str | None:
     return match.group(1) if match else None
 
 
+def entity_id(record_id: str) -> str | None:
+    """The document a LUME-style id belongs to: its completion and its questions share the id before sc1/qa0.."""
+    match = _KIND_SUFFIX.search(record_id)
+    return record_id[: match.start()] if match and match.start() else None
+
+
 @dataclass(frozen=True)
 class Record:
     id: str
