@@ -74,3 +74,21 @@ def test_trade_off_plot_colours_by_a_setting_and_shows_the_seed_spread():
     spread = next(t for t in fig.data if t.name == "mean ± sd over seeds")
     assert list(spread.x) == [pytest.approx(0.3)] and list(spread.y) == [pytest.approx(0.7)]
     assert list(spread.error_x.array) == [pytest.approx(0.1414, abs=1e-3)]  # sd of 0.2 and 0.4
+
+
+def test_last_k_points_share_one_frozen_prefix_cache(bundled, tmp_path, monkeypatch):
+    """Issue 13.2: the frozen blocks run once for the sweep, not once per point, when the points share k."""
+    from unlearning import prefix
+
+    heads = []
+    real_head = prefix._head
+    monkeypatch.setattr(prefix, "_head", lambda model, k: heads.append(k) or real_head(model, k))
+    request = base(bundled)
+    request["train"].update(params="last_k", last_k=1, precision="fp32", prefix_cache=True)
+    plans = points(request, parse_grid(["lr=1e-3,1e-2,3e-2"]), "sweep-p")
+    run_ids = run_sweep(plans, RunStore(tmp_path))
+    assert len(run_ids) == 3 and heads == [1]  # three points, the prefix computed once
+    plans = points(request, parse_grid(["last_k=1,2"]), "sweep-k")
+    heads.clear()
+    run_sweep(plans, RunStore(tmp_path / "k"))
+    assert heads == [1, 2]  # another k: another prefix

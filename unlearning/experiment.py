@@ -21,6 +21,7 @@ from unlearning.evaluation.report import EvalConfig
 from unlearning.jobs import Progress, ticking, user_message
 from unlearning.models import LoadedModel, cache_dir, load_model
 from unlearning.monitor import Monitor
+from unlearning.prefix import PrefixCache
 from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_atomic
 
 if TYPE_CHECKING:
@@ -104,9 +105,11 @@ def run_experiment(
     on_step: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
     run_id: str | None = None,
+    prefix: PrefixCache | None = None,
 ) -> tuple[str, PreTrainedModel | None]:
     """Run a checked plan (unlearning.plan.make_plan) and save it in `store`; returns the run id and the unlearned
     model (None unless completed). A caller may have created the run beforehand (the app, to show it queued).
+    `prefix`: a frozen-prefix cache shared with other runs (a sweep's), see unlearning.prefix.
 
     The run's status follows its stage (evaluating before, unlearning step n/N, evaluating after, saving), so any
     reader sees where it is. Whatever stops it is written down: failed with a readable reason, or cancelled when a
@@ -152,7 +155,7 @@ def run_experiment(
         monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model,
                            config.eval.max_new_tokens, sel.holdout) if config.train.score_every else None)
         result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor,
-                       caching)
+                       caching, prefix)
         if result.status not in ("completed", "stopped"):  # cancelled or diverged: keep the curve, skip the evaluation
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)

@@ -3,8 +3,9 @@
 A grid maps a setting to the values to try: any training option ("learning_rate" or "lr", "steps", "params", "last_k",
 "seed", ...), "method", or a method option ("alpha", "beta", ...). Each point is the base request with those values,
 checked by the run plan like any run. Points share what they can without any bookkeeping here: the model is loaded
-once (experiment.cached_model), the data once (cached_data), and the original's evaluation is computed once and
-reused by every point (experiment.evaluate_cached). A cancelled sweep keeps the points that finished.
+once (experiment.cached_model), the data once (cached_data), the original's evaluation is computed once and reused by
+every point (experiment.evaluate_cached), and last-k points reuse one frozen-prefix cache (unlearning.prefix). A
+cancelled sweep keeps the points that finished.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from unlearning.engine import TrainConfig
 from unlearning.experiment import Progress, run_experiment
 from unlearning.options import options
 from unlearning.plan import Plan, PlanError, make_plan
+from unlearning.prefix import PrefixCache
 from unlearning.runs import RunStore
 
 ALIASES = {"lr": "learning_rate"}
@@ -84,7 +86,7 @@ def run_sweep(
 ) -> list[str]:
     """Run each point in turn; returns the run ids made. Progress spans the whole sweep; `on_start` hears each point's
     run id as it starts; cancel stops the current point and keeps every finished one."""
-    run_ids = []
+    run_ids, prefix = [], PrefixCache()  # points with the same model and k reuse the frozen blocks' outputs
     for i, plan in enumerate(plans):
         if cancel is not None and cancel.is_set():
             break
@@ -94,7 +96,7 @@ def run_sweep(
         label = f"point {i + 1}/{len(plans)} ({plan.config.name})"
         _, model = run_experiment(
             plan, store, lambda fraction, stage: progress((i + fraction) / len(plans), f"{label}: {stage}"),
-            on_step, cancel, run_id,
+            on_step, cancel, run_id, prefix,
         )
         del model  # each point's unlearned model is a whole copy: let it go before the next one trains
         run_ids.append(run_id)
