@@ -5,7 +5,8 @@ wall time against its goal.
     python -m benchmarks --quick --sections step,eval   # a smoke run in under 2 minutes, not a measurement
 
 Sections, one module each in this folder: step (full-weight unlearning step vs a Trainer), last_k (last 8 blocks with
-the frozen-prefix cache vs a Trainer with the same blocks frozen), eval (batched generation vs the official
+the frozen-prefix cache vs a Trainer with the same blocks frozen), scoring (what in-run scores cost a default run),
+sweep (an 8-point sweep vs 8 separate `run` processes), eval (batched generation vs the official
 one-at-a-time loop), target (wall time to a memorised target), load (default model, first and second launch),
 1b (memory and speed of a 1B model). The machine may be shared, so absolute times are noisy: the sides of each
 ratio run interleaved in one process so they share the noise. Results print as tables and go to --out as JSON.
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks import evaluation, last_k, load, one_b, step, target
+from benchmarks import evaluation, last_k, load, one_b, scoring, step, sweep, target
 from benchmarks.common import Context, machine, pick_threads, set_threads, table
 
-SECTIONS = {"step": step, "last_k": last_k, "eval": evaluation, "target": target, "load": load, "1b": one_b}
+SECTIONS = {"step": step, "last_k": last_k, "scoring": scoring, "sweep": sweep, "eval": evaluation, "target": target,
+            "load": load, "1b": one_b}
 
 
 def write(out: Path, results: dict) -> None:
