@@ -9,7 +9,6 @@ the later processes the original's evaluation, as it would a user).
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

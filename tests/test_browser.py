@@ -225,3 +225,58 @@ def test_whole_flow(server, page: Page):
     open_tab(page, "Learn")
     expect(page.get_by_text("Why a single score can lie")).to_be_visible()
     shoot(page, "learn")
+
+
+def sweep_runs(runs: Path) -> dict[str, str]:
+    """Run id -> status of every run that belongs to a sweep."""
+    out = {}
+    for folder in runs.iterdir():
+        try:
+            if json.loads((folder / "config.json").read_text()).get("sweep"):
+                out[folder.name] = json.loads((folder / "status.json").read_text())["status"]
+        except (OSError, ValueError):
+            pass  # being written
+    return out
+
+
+def test_trade_offs_in_one_run_and_a_sweep_of_eight(server, page: Page):
+    """Issue 11 from the browser: scores during the run drawn live as a trajectory, the best state kept and reported,
+    and an 8-point sweep whose Pareto front the Runs tab draws. (The guard needs a model with a retain score to lose:
+    tests/test_monitor.py checks it through the engine and the CLI on a tiny model that memorised its samples.)"""
+    url, runs = server
+    open_tab(page, "Method")
+    page.get_by_text("During the run: scores, per-sample balance, best state, guard").click()
+    page.locator("#score-every input").fill("2")
+    page.locator("#keep-best input").check()
+
+    open_tab(page, "Run")
+    page.locator("#start-run").click()
+    progress = page.locator("#run-progress .us-progress")
+    expect(progress).to_have_attribute("data-state", "running", timeout=60_000)
+    expect(progress).to_have_attribute("data-state", "done", timeout=150_000)
+    trajectory = page.locator("#run-trajectory .scatterlayer .trace path.point")
+    expect(trajectory.first).to_be_attached(timeout=20_000)
+    assert trajectory.count() >= STEPS // 2  # scored at step 0 and every 2 steps
+    expect(page.locator("#run-kept")).to_contain_text(re.compile(r"Kept the state of step \d+"))
+
+    page.get_by_text("Sweep: run a grid of settings as one job").click()
+    page.locator("#sweep-grid textarea").fill("lr=1e-3,2e-3,3e-3,5e-3\nseed=0,1")
+    expect(page.locator("#sweep-plan")).to_contain_text("8 points", timeout=20_000)
+    page.locator("#start-sweep").click()
+    deadline = time.time() + 400
+    while time.time() < deadline:
+        statuses = sweep_runs(runs)
+        if len(statuses) == 8 and all(s == "completed" for s in statuses.values()):
+            break
+        time.sleep(1)
+    assert len(statuses) == 8 and set(statuses.values()) == {"completed"}, statuses
+
+    open_tab(page, "Runs")
+    sweep = json.loads((runs / next(iter(statuses)) / "config.json").read_text())["sweep"]
+    page.locator("#runs-sweep input").click()
+    page.get_by_role("option", name=sweep, exact=True).click()
+    expect(page.locator("#runs-table")).to_contain_text("lr", timeout=20_000)
+    scatter = page.locator("#runs-scatter")
+    expect(scatter.locator(".legend")).to_contain_text("Pareto front", timeout=20_000)
+    assert page.locator("#runs-table tbody tr").count() == 8  # the sweep's own points only
+    shoot(page, "sweep")

@@ -148,3 +148,23 @@ def test_forgotten_means_down_to_the_level_of_unseen_holdout_samples(setting, bu
     assert monitor.thresholds[0] == pytest.approx(sum(em) / len(em)) != 0.01
     assert entry["never_seen_em"][f"{forget[0].task}/qa"] == pytest.approx(monitor.thresholds[0])
     assert monitor.forgotten == [x <= t for x, t in zip(monitor.memorised, monitor.thresholds)]
+
+
+def test_the_guard_stops_a_cli_run_with_exit_code_5(setting, tmp_path, capsys):
+    """The guard through the CLI: an aggressive run on a model that knows its retain samples stops before it ends,
+    is still evaluated, and says why (issue 11.3)."""
+    import json
+
+    from unlearning.cli import main
+
+    model, tokenizer, forget, retain = setting
+    folder = tmp_path / "memorised"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    code = main(["run", "--model", str(folder), "--forget-ids", ",".join(r.id for r in forget),
+                 "--retain-ids", ",".join(r.id for r in retain), "--method", "grad_ascent", "--lr", "5e-2",
+                 "--steps", "40", "--batch-size", "3", "--score-every", "1", "--stop-below", "0.7",
+                 "--max-new-tokens", "2", "--utility", "none", "--no-mia", "--runs", str(tmp_path / "runs")])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 5 and out["status"] == "stopped" and "retain fell below 70%" in out["message"]
+    assert out["steps"] < 40 and out["after"]["metrics"]  # stopped early, and still evaluated

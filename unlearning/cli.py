@@ -114,7 +114,8 @@ def run_request(args, model: str) -> dict:
     if args.preset:  # the preset's settings, under any flag given explicitly
         preset = get_preset(args.method, args.preset)
         train, method_options = {**preset.train, **train}, {**preset.options, **method_options}
-    return {"model": model, "data": args.data, "forget_ids": forget_ids,
+    retain_ids = [i.strip() for i in args.retain_ids.split(",") if i.strip()] if args.retain_ids else None
+    return {"model": model, "data": args.data, "forget_ids": forget_ids, "retain_ids": retain_ids,
             "train": {"method": args.method, "method_options": method_options, **train},
             "eval": eval_request(args), "save_weights": args.save_weights, "name": args.name}
 
@@ -325,6 +326,8 @@ def parser() -> argparse.ArgumentParser:
                         help="a method option, e.g. alpha=30; `methods` lists each method's options with their bounds")
         sp.add_argument("--preset", help="a tested recipe of the method (`methods` lists them); flags given override it")
         sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
+        sp.add_argument("--retain-ids", help="comma-separated record ids to keep (default: the retain split, less any "
+                                             "sample chosen to forget)")
         sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
         sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
         for option in options(TrainConfig):

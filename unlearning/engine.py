@@ -67,7 +67,9 @@ class TrainConfig:
     seed: int = option(0, "Seed of the batch order (and of LoRA's initial adapters).", ge=0, le=2**32 - 1, advanced=True)
 
     # Scores during the run (unlearning.monitor): the forget samples and the retain-eval sample, teacher forced.
-    score_every: int = option(10, "Score forget and retain every N steps, teacher forced (no generation); 0 = off. "
+    # 20: a pass costs about two full-weight steps, so at the default 60 steps the scores take ~13% of training
+    # (benchmarks/scoring.py); every 10 would take ~22%
+    score_every: int = option(20, "Score forget and retain every N steps, teacher forced (no generation); 0 = off. "
                               "Everything below needs it.", ge=0, le=100_000, label="score every N steps", group=DURING)
     generate_every: int = option(0, "Also generate and score officially every N steps, with the fluency check (slow); "
                                  "0 = off.", ge=0, le=100_000, label="generate every N steps", group=DURING)
