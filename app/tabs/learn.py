@@ -145,6 +145,42 @@ gives the measured distance between the two.
 """
 
 
+PROBES_CHAPTER = r"""
+## Forgotten, or only hidden?
+
+A model can stop *saying* an answer while its weights still *hold* it ("Forgotten but not lost"). Published attacks
+bring "unlearned" knowledge back by fine-tuning on a few related samples, by rounding the weights to 4 bits, or by
+simply asking differently. The **Probe** tab runs these attacks on a finished run and scores the forget samples
+again. Each reports **recovered**, per metric:
+
+$$\text{recovered} = \frac{\text{probed} - \text{unlearned}}{\text{original} - \text{unlearned}}$$
+
+0% means the forgetting held, 100% means the original's score is back.
+
+| probe | what it does |
+|---|---|
+| **Relearning attack** | fine-tunes the unlearned model for a few steps on half of the forget samples and scores the *other* half; the same attack on a model that never knew the data (the base model, or the oracle) tells recovery apart from learning the answers afresh |
+| **Quantisation attack** | rounds every linear weight to 8 and 4 bits and scores again, next to what rounding alone does to the original |
+| **Asked differently** | paraphrased prompts, a forcing prefix ("Sure, here is the answer:"), and the question form of a forgotten completion |
+| **Oracle reference** | a model trained on the retain set only, the one that never saw the forget set; TOFU's *forget quality* (a KS test of the forget losses against the oracle's) and MUSE's *PrivLeak* (the MIA AUC's gap to the oracle's) |
+
+**A measured example** (2026-11-25, the bundled target on the default model, six forget completions, gradient
+difference with the default retain weight, 60 steps at lr 3e-5): the forget score fell 0.93 → 0.47 and every retain
+group was kept. Then:
+* *relearning* 10 steps on three of the samples did not bring the other three's generations back (their score fell
+  further, 0.49 → 0.33), but their answers became far more likely again: answer NLL 5.1 → 2.2 nats, 59% of the way
+  back to the original's 0.16, where the base model, which never knew them, closed only 18% of that gap under the
+  same attack;
+* *8-bit rounding* changed nothing (0% recovered); *4-bit rounding* broke the 135M model itself (the original's own
+  forget score fell 0.93 → 0.07), so it says nothing here;
+* *asked as a question*, the knowledge was simply there: the questions about the same people and stories were
+  answered as well as before unlearning (69% recovered on the official score, 92% on exact memorisation);
+* against the *oracle*, forget quality p = 0.47 (six samples: weak evidence) and PrivLeak +114%.
+
+The completions were unlearned; the facts in them were not.
+"""
+
+
 def glossary() -> str:
     """Every metric the studio reports, straight from the library's registry."""
     better = {"higher": "↑ higher", "lower": "↓ lower", "0.5": "→ 0.5"}
@@ -173,10 +209,13 @@ USING = r"""
    own prompt.
 6. **Metrics**: every score before and after, coloured green where it moved the right way, red where it did not.
 7. **Runs**: every run you made, with the forget/retain trade-off plot. Points on the dashed **Pareto front** are
-   runs no other run beats on both axes; the best runs sit top-left (forgotten and kept).
+   runs no other run beats on both axes; the best runs sit top-left (forgotten and kept). A sweep (Run tab) fills
+   it with many runs at once.
+8. **Probe**: attack a finished run to see whether its forgetting holds (relearning, quantisation, other prompts,
+   the oracle).
 """
 
-CHAPTERS = [BASICS, MEMORISATION, FLUENCY, OVER_UNLEARNING, VERDICT, MODES, USING]
+CHAPTERS = [BASICS, MEMORISATION, FLUENCY, OVER_UNLEARNING, VERDICT, PROBES_CHAPTER, MODES, USING]
 
 
 class LearnTab:
