@@ -88,7 +88,8 @@ def target_for(args, bar: Bar) -> tuple[str, dict]:
     data = cached_data(args.data)
     # the oracle never sees the forget set: the model every unlearning method approximates
     records = data.split("retain") if getattr(args, "oracle", False) else target_records(data)
-    config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size)
+    config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size,
+                          memorised=args.memorised)
     folder, report = prepare_target(cached_model(args.model), records, config, bar)
     return str(folder), report
 
@@ -309,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--epochs", type=int, default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
         sp.add_argument("--target-lr", type=float, default=TargetConfig.learning_rate)
         sp.add_argument("--target-batch-size", type=int, default=TargetConfig.batch_size)
+        sp.add_argument("--memorised", type=float, default=TargetConfig.memorised,
+                        help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
+                             "documents (LUME) need more than the default for their generations to follow")
 
     sp = sub.add_parser("prepare-target", help="fine-tune --model on --data until it memorises it (cached)")
     model_data(sp), target_opts(sp)
