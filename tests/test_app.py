@@ -28,6 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------------------------------------------ selection
 
 
+def session_states():
+    """The shared states of one browser session, as app.ui builds them (call inside gr.Blocks)."""
+    from app.tabs.common import Shared
+
+    return Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
+                  gr.State({"id": None, "mine": False}))
+
+
 def test_shortcuts_pick_the_right_ids_on_the_bundled_data(bundled):
     forget = bundled.split("forget")
     assert len(sel.whole_forget_ids(bundled)) == len(forget) == 33
@@ -262,13 +270,11 @@ def test_studio_refuses_to_probe_a_cancelled_run_before_queueing(store):
 
 
 def test_probe_controls_give_checked_options(tmp_path):
-    from app.tabs.common import Shared
     from app.tabs.probe import ProbeTab
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():
-        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
-                        gr.State({"id": None, "mine": False}))
+        shared = session_states()
         tab = ProbeTab(studio, shared)
     values = {c: c.value for knobs in tab.knobs.values() for c in knobs.values()}
     values[tab.knobs["relearn"]["steps"]] = 3.0  # a number box hands back floats
@@ -388,14 +394,12 @@ def test_model_facts_and_suggested_learning_rate(tiny):
 
 
 def test_method_controls_are_generated_from_the_options_and_checked_by_the_plan(tmp_path):
-    from app.tabs.common import Shared
     from app.tabs.method import MethodTab
     from unlearning.runs import parse_run_config
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():
-        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
-                        gr.State({"id": None, "mine": False}))
+        shared = session_states()
         tab = MethodTab(studio, shared)
     values = {c: getattr(c, "value", None) for c in tab.inputs}
     # one control per option, each starting at the option's default and bounded as the option is
@@ -446,15 +450,13 @@ def test_two_sessions_start_runs_one_trains_the_other_waits_its_turn(tmp_path, b
 
 def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled):
     """Issue 12.4 without a browser: B loads a table after A ticked samples; A's run still trains on A's data."""
-    from app.tabs.common import Shared
     from app.tabs.data import DataTab
     from app.tabs.method import MethodTab
     from app.tabs.run import RunTab
 
     studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
     with gr.Blocks():
-        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
-                        gr.State({"id": None, "mine": False}))
+        shared = session_states()
         data_tab, method_tab = DataTab(studio, shared), MethodTab(studio, shared)
         run_tab = RunTab(studio, shared)
     inputs = method_tab.inputs | set(run_tab.evaluation.values()) | {
@@ -474,13 +476,11 @@ def test_a_session_loading_data_changes_no_other_sessions_run(tmp_path, bundled)
 
 
 def test_a_preset_sets_the_method_and_training_controls(tmp_path):
-    from app.tabs.common import Shared
     from app.tabs.method import CUSTOM, MethodTab
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():
-        tab = MethodTab(studio, Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"),
-                                       gr.State("bundled"), gr.State({"id": None, "mine": False})))
+        tab = MethodTab(studio, session_states())
     values = tab.apply_preset("seq_grad_diff", "SemEval-2025 winner")
     train = dict(zip(tab.train, values))
     assert train["params"] == "last_k" and train["last_k"] == 8 and train["learning_rate"] == 1e-5

@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.state import Studio
-from app.tabs.common import Shared, run_choices, run_header
+from app.tabs.common import run_choices, run_header
 from app.tabs.compare import CompareTab
 from app.tabs.method import MethodTab
 from app.tabs.metrics import MetricsTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
-from tests.test_app import BEFORE, GOOD_AFTER, fake_run
+from tests.test_app import BEFORE, GOOD_AFTER, fake_run, session_states
 from unlearning import cli
 from unlearning.jobs import Job
 from unlearning.runs import CHECKS, RunStore
@@ -48,8 +48,7 @@ class Readers:
         self.drawn: set[str] = set()  # what the views were given so far: they are pure functions of the store's reading
         self.studio = Studio(runs=root, preload=False)
         with gr.Blocks():
-            shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"),
-                            gr.State("bundled"), gr.State({"id": None, "mine": False}))
+            shared = session_states()
             self.runs_tab, self.run_tab = RunsTab(self.studio, shared), RunTab(self.studio, shared)
             self.metrics, self.compare = MetricsTab(self.studio, shared), CompareTab(self.studio, shared)
             MethodTab(self.studio, shared)
@@ -175,8 +174,7 @@ def test_a_damaged_probes_file_reads_as_not_probed(readers, content):
     cli.cmd_runs(argparse.Namespace(runs=str(readers.store.root), run_id=readers.victim))
     readers.studio.summaries(), readers.runs_tab.draw_list()
     with gr.Blocks():
-        shared = Shared(gr.Timer(1), gr.State([]), gr.State(""), gr.State(0), gr.State("tiny"), gr.State("bundled"),
-                        gr.State({"id": None, "mine": False}))
+        shared = session_states()
         ProbeTab(readers.studio, shared).draw(readers.victim)
     (readers.store.root / readers.victim / "probes.json").unlink()
 

@@ -99,8 +99,8 @@ def accuracy(items: list[dict], picks: list[int]) -> dict:
 @metric(
     name="utility", title="Utility", family="utility", better="higher", per_sample=False, chance=0.25, ideal=1.0,
     what="Accuracy on general multiple-choice questions, each choice scored by its log-likelihood after the prompt "
-         "(MMLU when the hub is reachable, else the bundled families: capitals, sequences, opposites, facts, word "
-         "forms, arithmetic). Chance is 0.25: a model near it has lost general knowledge.",
+         "(MMLU when the hub is reachable, else the bundled families: capitals, number sequences, opposites, facts, "
+         "words, colours). Chance is 0.25: a model near it has lost general knowledge.",
 )
 def utility(ctx: Context) -> dict:
     config = ctx.config
