@@ -259,3 +259,22 @@ def test_rmu_retain_term_vanishes_when_model_is_the_reference(setup):
     assert terms["retain_mse"] < 1e-10 and terms["forget_mse"] > 0
     assert again["forget_mse"] == terms["forget_mse"]  # the random direction is drawn once and kept
     assert rmu.direction.norm().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method,preset", [(m.name, p.name) for m in METHODS.values() for p in m.presets])
+def test_every_preset_is_a_valid_run_config(bundled, method, preset):
+    """A preset's settings pass the run config's checks as they are: no option the method lacks, every value within
+    bounds (the model-dependent checks, e.g. last_k against the layers, are the plan's at run time)."""
+    from unlearning.methods import get_preset
+    from unlearning.runs import parse_run_config
+
+    chosen = get_preset(method, preset)
+    config, problems = parse_run_config({"model": "default", "forget_ids": [r.id for r in bundled.split("forget")],
+                                         "train": {"method": method, "method_options": chosen.options, **chosen.train}})
+    assert problems == []
+    assert config.train.method_options.items() >= chosen.options.items()
+    assert all(getattr(config.train, k) == v for k, v in chosen.train.items())
+
+
+def test_presets_are_not_inherited():
+    assert METHODS["grad_diff"].presets and not METHODS["idk"].presets  # idk subclasses gradient difference

@@ -21,6 +21,7 @@ METHODS: dict[str, type["Method"]] = {}
 def register(cls: type["Method"]) -> type["Method"]:
     """Class decorator: a method module registers itself, so the UI and CLI list it with no edits elsewhere."""
     METHODS[cls.name] = cls
+    cls.presets = cls.__dict__.get("presets", ())  # a recipe is tested on one method: subclasses do not inherit it
     return cls
 
 
