@@ -1,4 +1,5 @@
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -117,9 +118,10 @@ def test_ddp_two_cpu_processes_end_with_identical_weights():
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), str(worker)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    lines = sorted(line for line in out.stdout.splitlines() if line.startswith("rank="))
-    assert len(lines) == 2, (out.stdout + out.stderr)[-3000:]
-    fields = [dict(part.split("=", 1) for part in line.split()) for line in lines]
+    # the two ranks print at the same moment, so their lines may come out run together: read each report whole
+    reports = sorted(re.findall(r"rank=(\d+) world=(\S+) type=(\S+) loss=(\S+) params=([0-9a-f]{16})", out.stdout))
+    assert len(reports) == 2, (out.stdout + out.stderr)[-3000:]
+    fields = [dict(zip(("rank", "world", "type", "loss", "params"), report)) for report in reports]
     assert {f["world"] for f in fields} == {"2"} and {f["type"] for f in fields} == {"DistributedType.MULTI_CPU"}
     assert fields[0]["loss"] != fields[1]["loss"], "each rank should draw its own batch"
     assert fields[0]["params"] == fields[1]["params"], "gradients were not synchronised"
