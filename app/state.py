@@ -28,6 +28,7 @@ from unlearning.jobs import Job, JobRunner, ticking
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.plan import Plan
 from unlearning.probes import problem, run_probes
+from unlearning.probes.runner import saved_model
 from unlearning.probes.oracle import prepare_oracle
 from unlearning.runs import ACTIVE, RunStore
 from unlearning.sweep import run_sweep
@@ -271,15 +272,15 @@ class Studio:
             if run_id in self._after:
                 self._after.move_to_end(run_id)
                 return self._after[run_id]
-        folder = self.store.path(run_id) / "model"
-        if not (folder / "config.json").exists():
+        folder = saved_model(self.store, run_id)
+        if folder is None:
             return None
         model = load_model(str(folder)).model
         self._remember(run_id, model)
         return model
 
     def has_after_model(self, run_id: str) -> bool:
-        return run_id in self._after or (self.store.path(run_id) / "model" / "config.json").exists()
+        return run_id in self._after or saved_model(self.store, run_id) is not None
 
     # ---------------------------------------------------------------------------------------------------- probes
 

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks.common import Context, meets, table, verdict
 from unlearning import experiment
 from unlearning.data import bundled_dataset
@@ -76,7 +78,7 @@ def run(ctx: Context) -> dict:
         start = time.perf_counter()
         for config in configs:
             subprocess.run([sys.executable, "-m", "unlearning", "run", *flags(config), "--runs", str(tmp / "processes")],
-                           check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(_threads())})
+                           check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
         processes = time.perf_counter() - start
 
         os.environ["UNLEARNING_CACHE"] = str(fresh_cache(tmp / "cache-sweep"))
@@ -95,12 +97,6 @@ def run(ctx: Context) -> dict:
     return {"points": len(configs), "processes_seconds": processes, "sweep_seconds": swept, "speedup": processes / swept,
             "same_results": same, "max_loss_rel_diff": max(differences), "goal": GOAL, "request": request(ctx),
             "grid": grid, "per_point": {"processes": alone, "sweep": together}}
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def show(result: dict) -> None:
