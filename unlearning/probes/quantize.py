@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from unlearning.evaluation import EvalReport
 from unlearning.options import option
 from unlearning.probes.base import (HEADLINE, ProbeOptions, Progress, Subject, bars, compare, means, probe,
                                     verdict)
@@ -79,7 +80,7 @@ def run(subject: Subject, options: Options, progress: Progress, cancel: threadin
     saved = {"original": subject.before.rows, "unlearned": subject.after.rows}
     models = {"unlearned": subject.unlearned} | ({"original": subject.original.model} if options.reference else {})
     jobs = [(bits, name) for bits in options.widths() for name in models]
-    scored: dict[int, dict[str, list[dict]]] = {}
+    scored: dict[int, dict[str, EvalReport]] = {}
     for i, (bits, name) in enumerate(jobs):
         label = f"{bits}-bit {name}"
         progress(i / len(jobs), f"rounding the {label} model")
@@ -87,21 +88,21 @@ def run(subject: Subject, options: Options, progress: Progress, cancel: threadin
         report = subject.rescore(model, records, lambda f, stage: progress((i + f) / len(jobs), f"{label}: {stage}"),
                                  cancel)
         del model
-        scored.setdefault(bits, {})[name] = report.rows
+        scored.setdefault(bits, {})[name] = report
     widths, probed, recovered = {}, {}, {}
     for bits, reports in scored.items():
         entry = {}
         for split in ("forget", "retain"):
             found = compare(means(saved["original"], split=split), means(saved["unlearned"], split=split),
-                            means(reports["unlearned"], split=split))
+                            means(reports["unlearned"].rows, split=split))
             for name, values in found.items():
                 if "original" in reports:
-                    values["original_quantised"] = means(reports["original"], split=split)[name]
+                    values["original_quantised"] = means(reports["original"].rows, split=split)[name]
                 if split == "retain":
                     values.pop("recovery")  # recovery is about forgotten answers; retain reads as kept or lost
             entry[split] = found
-        entry["gibberish"] = {name: {split: _share(rows, "gibberish", split) for split in ("forget", "retain")}
-                              for name, rows in reports.items()}
+        entry["gibberish"] = {name: {split: report.split("gibberish", split) for split in ("forget", "retain")}
+                              for name, report in reports.items()}
         widths[str(bits)] = entry
         probed[f"{bits}-bit"] = {n: v["probed"] for n, v in entry["forget"].items()}
         recovered[f"{bits}-bit"] = {n: v["recovery"] for n, v in entry["forget"].items()}
@@ -116,8 +117,3 @@ def run(subject: Subject, options: Options, progress: Progress, cancel: threadin
     forget_means = {name: means(rows, split="forget") for name, rows in saved.items()}
     return {"widths": widths, "group_size": options.group_size, "headline": headline,
             "bars": bars(forget_means["original"], forget_means["unlearned"], probed, recovered)}
-
-
-def _share(rows: list[dict], name: str, split: str) -> float | None:
-    values = [row[name] for row in rows if row["split"] == split and row.get(name) is not None]
-    return sum(values) / len(values) if values else None
