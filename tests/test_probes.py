@@ -246,3 +246,10 @@ def test_the_cli_probes_prints_json_and_lists_the_probes(probed, capsys):
     assert code == 2 and "between 2 and 16" in out["error"]
     code, out = run_cli(capsys, "probe", run_id, "--probes", "nope", "--runs", runs)
     assert code == 2 and "unknown probe" in out["error"]
+
+
+def test_a_run_that_does_not_exist_is_named_as_missing(tmp_path):
+    from unlearning.probes import problem
+
+    assert problem(RunStore(tmp_path), "20990101-000000-deadbeef") == (
+        f"There is no run 20990101-000000-deadbeef in {tmp_path}: `python -m unlearning runs` lists them.")

@@ -32,6 +32,8 @@ def saved_model(store: RunStore, run_id: str) -> Path | None:
 
 def problem(store: RunStore, run_id: str, model_at_hand: bool = False) -> str | None:
     """Why this run cannot be probed, in a sentence for the user; None when it can."""
+    if not store.path(run_id).is_dir():
+        return f"There is no run {run_id} in {store.root}: `python -m unlearning runs` lists them."
     state = store.status(run_id)
     name = state["status"]
     if name in ("queued", "running"):
