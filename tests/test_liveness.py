@@ -2,7 +2,7 @@
 
 Real CLI runs in subprocesses: while they train, this process (the CLI's `runs`, an app starting on the same
 folder) must see them running and leave them alone; a run killed with SIGKILL reads as interrupted, with the
-stage it reached; SIGTERM stops a run as cancelled, with exit code 4 and its curve kept.
+stage it reached; SIGTERM stops a run as cancelled at the next step, with exit code 4 and its curve kept.
 """
 import argparse
 import json
@@ -78,7 +78,7 @@ def test_live_and_dead_cli_runs_read_the_same_to_every_process(tmp_path):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 4, err[-2000:]
         result = json.loads(out)
-        assert result["status"] == "cancelled" and result["message"].startswith("stopped by a signal while unlearning")
+        assert result["status"] == "cancelled" and result["message"].startswith("cancelled by the user after")
         assert "Traceback" not in err and result["steps"] >= 2
         assert RunStore(stopped).status(run_id)["status"] == "cancelled"
     finally:

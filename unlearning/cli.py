@@ -68,18 +68,24 @@ def parse_option(text: str) -> tuple[str, str]:
 
 
 @contextmanager
-def sigterm_cancels() -> Iterator[None]:
-    """SIGTERM stops a run as Ctrl-C does (KeyboardInterrupt): the run is marked cancelled and its curve kept."""
+def sigterm_cancels() -> Iterator[threading.Event]:
+    """SIGTERM cancels a run as the app's Cancel button does: it sets the event the run checks between steps and
+    evaluation batches, so the run stops at a clean point, is marked cancelled and keeps its curve. Raising from the
+    handler instead could land anywhere (inside a destructor, where Python prints the exception and carries on); a
+    second SIGTERM still interrupts at once."""
+    cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():  # only the main thread may handle signals
-        yield
+        yield cancel
         return
 
     def stop(signum, frame):
-        raise KeyboardInterrupt
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        yield
+        yield cancel
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -144,8 +150,8 @@ def cmd_run(args) -> dict:
     run_id = store.create(plan.config)
     error = None
     try:
-        with sigterm_cancels():
-            run_experiment(plan, store, bar, run_id=run_id)
+        with sigterm_cancels() as cancel:
+            run_experiment(plan, store, bar, cancel=cancel, run_id=run_id)
     except KeyboardInterrupt:
         pass  # the run is marked cancelled: the summary and the exit code say so
     except Exception as failure:  # noqa: BLE001 - the run folder records the failure; the user reads a sentence
@@ -168,9 +174,9 @@ def cmd_sweep(args) -> dict:
     if args.target:
         plans = points({**base, "model": target_for(args, bar)[0]}, grid, sweep_id)
     store = RunStore(args.runs)
-    with sigterm_cancels():
+    with sigterm_cancels() as cancel:
         try:
-            run_ids = run_sweep(plans, store, bar)
+            run_ids = run_sweep(plans, store, bar, cancel)
         finally:
             bar.close()
     return {"sweep": plans[0].config.sweep, "points": [point_summary(store, run_id) for run_id in run_ids]}
