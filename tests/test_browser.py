@@ -43,11 +43,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(runs: Path, log_path: Path) -> Iterator[str]:
-    """`python -m app --model tiny` on a free port over `runs`; yields its URL once it answers, stops it after."""
+def running_app(runs: Path, log_path: Path, model: str = "tiny") -> Iterator[str]:
+    """`python -m app --model tiny` (or another model) on a free port over `runs`; yields its URL once it answers,
+    stops it after."""
     port = free_port()
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "--model", "tiny", "--runs", str(runs), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--model", model, "--runs", str(runs), "--port", str(port)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120

@@ -1,0 +1,91 @@
+"""Issue 15 from the browser: the Run tab's count of forgotten samples moves while a run forgets.
+
+A random tiny model knows nothing, so every sample reads forgotten from step 0: this app runs on a tiny model that
+memorised the three forget samples the test ticks, saved as a folder and loaded with `--model FOLDER`, the way a
+user loads their own model.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, open_tab, running_app, shoot
+from unlearning.data import bundled_dataset
+from unlearning.engine import TrainConfig, train
+from unlearning.models import tiny_model
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402,I001 (after the module-level skip)
+
+TICKED = 3  # the Data table's first rows: the first forget samples
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tiny, data = tiny_model(), bundled_dataset()
+    forget = [r for r in data.records if r.split == "forget"][:TICKED]
+    retain = [r for r in data.records if r.split == "retain"][:1]
+    memorise = TrainConfig(method="finetune", steps=40, learning_rate=1e-2, batch_size=TICKED + 1, score_every=0)
+    folder = tmp_path_factory.mktemp("memorised")
+    train(tiny.model, tiny.tokenizer, forget + retain, [], memorise).model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    runs = tmp_path_factory.mktemp("runs")
+    with running_app(runs, tmp_path_factory.mktemp("log") / "app.log", model=str(folder)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def forgotten_curve(page: Page) -> list[int]:
+    """The y values of the scores plot's 'forget samples forgotten' trace, as plotly holds them."""
+    return page.evaluate("""() => {
+        const plot = document.querySelector('#run-scores .js-plotly-plot');
+        const trace = plot && plot.data.find(t => t.name === 'forget samples forgotten');
+        return trace ? Array.from(trace.y) : [];
+    }""")
+
+
+def test_the_forgotten_count_moves_and_the_run_ends_when_all_are_forgotten(server, page: Page):
+    page.goto(server)
+    expect(page.locator("#model-facts")).to_contain_text("LlamaForCausalLM", timeout=180_000)
+
+    open_tab(page, "Data")
+    rows = page.locator("#data-table").get_by_role("row")
+    for i in range(TICKED):
+        rows.nth(i + 1).get_by_role("checkbox").click()
+        expect(page.locator("#selection-summary")).to_contain_text(f"{i + 1} sample", timeout=30_000)
+
+    # gradient ascent with per-sample balance: each sample stops being pushed once forgotten, the run ends with all
+    open_tab(page, "Method")
+    page.locator("#method-picker input").click()
+    page.get_by_role("option", name="Gradient ascent", exact=True).click()
+    page.locator("#steps input").fill("30")
+    page.locator("#learning-rate input").fill("0.003")
+    page.get_by_text("During the run: scores, per-sample balance, best state, guard").click()
+    page.locator("#score-every input").fill("1")
+    page.locator("#skip-forgotten input").check()
+
+    open_tab(page, "Run")
+    page.get_by_text("Run settings").click()
+    page.locator("#eval-max-new-tokens input").fill("4")
+    page.locator("#eval-utility").get_by_label("none", exact=True).check()
+    page.locator("#eval-mia input").uncheck()
+    page.get_by_text("Run settings").click()
+    page.locator("#start-run").click()
+    expect(page.locator("#run-progress .us-progress")).to_have_attribute("data-state", "done", timeout=150_000)
+    expect(page.locator("#run-result")).to_contain_text(f"all {TICKED} forget samples count as forgotten")
+
+    deadline = time.time() + 20
+    while (curve := forgotten_curve(page))[-1:] != [TICKED] and time.time() < deadline:  # the plot redraws last
+        page.wait_for_timeout(250)
+    assert curve[0] == 0 and curve[-1] == TICKED, curve  # none forgotten at the start (memorised), all at the end
+    assert len(curve) < 31  # the run ended early, before its 30 steps
+    shoot(page, "balance")
