@@ -53,7 +53,9 @@ def test_cached_run_gives_the_plain_runs_losses_and_weights(model, tiny, bundled
         terms = {k: v for k, v in a.items() if k != "seconds"}
         assert {k: b[k] for k in terms} == pytest.approx(terms, rel=1e-5, abs=1e-6)
     for (name, p), q in zip(plain.model.named_parameters(), cached.model.parameters()):
-        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+        # Adam divides by the gradient's own scale, so fp32 rounding in a near-zero gradient moves a weight by up to a
+        # few 1e-6 (seen on CPUs without AVX-512); a wrong cache moves it by the step size, lr = 1e-2
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=2e-5, msg=name)
 
 
 def test_bf16_autocast_cached_run_tracks_the_plain_one(tiny, bundled):

@@ -270,7 +270,8 @@ def train(
         start_log = {"step": 0, "scores": observe(0)[0]}
         if on_step is not None:
             on_step(start_log)
-    steps = method.schedule(len(forget), len(retain), config.steps, config.batch_size, generator)
+    steps = method.schedule(len(forget), len(retain), config.steps, config.batch_size, generator,
+                            [len(f["input_ids"]) for f in features.get("forget", [])])
     step = 0
     for step, (forget_idx, retain_idx) in enumerate(steps, start=1):
         if cancel is not None and cancel.is_set():

@@ -6,7 +6,7 @@ module is only its loss: like TRL's small trainers, "the only change is the loss
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar, Iterator
+from typing import ClassVar, Iterator, Sequence
 
 import torch
 from transformers import PreTrainedModel
@@ -92,8 +92,10 @@ class Method:
         records = retain if view == "retain" else forget
         return [(r.input, r.output) for r in records]
 
-    def schedule(self, n_forget: int, n_retain: int, steps: int, batch_size: int, generator: torch.Generator) -> Iterator[tuple[list[int], list[int]]]:
-        """Indices of the forget and retain samples of each step; by default independent random batches."""
+    def schedule(self, n_forget: int, n_retain: int, steps: int, batch_size: int, generator: torch.Generator,
+                 lengths: Sequence[int] = ()) -> Iterator[tuple[list[int], list[int]]]:
+        """Indices of the forget and retain samples of each step; by default independent random batches. `lengths`: the
+        forget samples' token counts, for a schedule that batches samples of similar length."""
         for _ in range(steps):
             yield _sample(n_forget, batch_size, generator), _sample(n_retain, batch_size, generator)
 

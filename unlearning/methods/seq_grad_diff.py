@@ -56,7 +56,7 @@ class SequentialGradientDifference(Method):
                options={"chunk_size": 32, "retain_ratio": 7, "retain_weight": 0.5}),
     )
 
-    def schedule(self, n_forget, n_retain, steps, batch_size, generator):
+    def schedule(self, n_forget, n_retain, steps, batch_size, generator, lengths=()):
         """Chunks in index order, steps split evenly between them; a step's merged batch holds `batch_size` samples
         split 1 : retain_ratio (at least one forget sample, so at least 1 + retain_ratio samples).
 
