@@ -4,6 +4,7 @@ import time
 import pytest
 
 from unlearning import target
+from unlearning.batching import encode_records
 from unlearning.target import FINISH_STEPS, TYPICAL_EPOCHS, TargetConfig, estimate_seconds, memorisation, prepare_target
 
 
@@ -42,19 +43,25 @@ def test_the_default_trains_every_block_of_a_model_with_fewer_than_k(tiny, bundl
 
 def test_the_estimate_scales_two_timed_steps_to_a_typical_preparation(tiny, bundled, monkeypatch):
     records = bundled.split("forget")[:20]
-    steady = 0.05
+    steady, timed = 0.05, []
 
     class Timed:
         history = [{"seconds": 0.1}, {"seconds": steady}]
 
     def two_steps(model, tokenizer, forget, retain, config):
         assert config.steps == 2 and config.method == "finetune" and config.params == "last_k"
+        timed.extend(forget)
         time.sleep(0.3)  # set-up and the first step take 0.3 - steady
         return Timed
 
     monkeypatch.setattr(target, "train", two_steps)
     steps = TYPICAL_EPOCHS * 3  # 20 records in batches of 8
     assert estimate_seconds(tiny, records) == pytest.approx(0.3 - steady + (steps - 1 + FINISH_STEPS) * steady, abs=0.05)
+    # the timed batch is one of typical length: the 8 samples nearest the mean, as grouped batches are
+    length = {r.id: len(f["input_ids"]) for r, f in zip(records, encode_records(tiny.tokenizer, records))}
+    mean = sum(length.values()) / len(length)
+    distance = lambda r: abs(length[r.id] - mean)  # noqa: E731
+    assert len(timed) == 8 and max(map(distance, timed)) <= min(distance(r) for r in records if r not in timed)
 
 
 @pytest.mark.parametrize("bad", [dict(memorised=0.0), dict(memorised=1.5), dict(params="half"), dict(epochs=0)])

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from unlearning.data import UnlearningData
+from unlearning.batching import encode_records
 from unlearning.data.records import Record
 from unlearning.engine import PARAM_MODES, TrainConfig, train
 from unlearning.evaluation.generation import generate
@@ -28,8 +29,8 @@ from unlearning.runs import write_atomic
 
 # Measured by benchmarks/target.py on the bundled data at the defaults, on a 2-core CPU: epochs until memorised, and
 # the time generating and saving took afterwards, in training steps.
-TYPICAL_EPOCHS = 5
-FINISH_STEPS = 8
+TYPICAL_EPOCHS = 7
+FINISH_STEPS = 15
 
 
 @dataclass
@@ -78,12 +79,17 @@ def target_records(data: UnlearningData) -> list[Record]:
 
 
 def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetConfig = TargetConfig()) -> float:
-    """About how long `prepare_target` takes here: two real training steps timed now (the first with the set-up:
-    copying the model, caching the frozen blocks), scaled to the epochs the bundled data takes to memorise at the
+    """About how long `prepare_target` takes here: two real training steps timed now on a batch of typical length
+    (the first with the set-up: copying the model, caching the frozen blocks), scaled to the epochs the bundled data takes to memorise at the
     default settings, plus measuring and saving. Other data may take more or fewer epochs."""
     probe = engine_settings(config, base, records, steps=2)
+    # batches group samples of similar length, so a step costs what its batch's length costs: time the batch of the
+    # samples nearest the mean length, what a step costs on average
+    lengths = [len(f["input_ids"]) for f in encode_records(base.tokenizer, records)]
+    mean = sum(lengths) / len(lengths)
+    typical = sorted(range(len(records)), key=lambda i: abs(lengths[i] - mean))[: probe.batch_size]
     start = time.perf_counter()
-    steady = train(base.model, base.tokenizer, records, [], probe).history[1]["seconds"]
+    steady = train(base.model, base.tokenizer, [records[i] for i in typical], [], probe).history[1]["seconds"]
     setup_and_first = time.perf_counter() - start - steady
     steps = TYPICAL_EPOCHS * math.ceil(len(records) / probe.batch_size)
     return setup_and_first + (steps - 1 + FINISH_STEPS) * steady
