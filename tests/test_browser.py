@@ -83,14 +83,21 @@ def server(tmp_path_factory):
         yield url, runs
 
 
-@pytest.fixture(scope="module")
-def page(server):
+@contextmanager
+def browser_page() -> Iterator[Page]:
+    """A chromium page at the screenshots' size, with a 30 s default timeout."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.set_default_timeout(30_000)
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with browser_page() as page:
+        yield page
 
 
 def open_tab(page: Page, name: str) -> None:

@@ -10,12 +10,13 @@ import time
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, open_tab, running_app, shoot
+# first: it skips the module where chromium is missing, before playwright is imported
+from tests.test_browser import browser_page, open_tab, running_app, shoot  # isort: skip
+from playwright.sync_api import Page, expect  # noqa: E402
 from unlearning.data import bundled_dataset
 from unlearning.engine import TrainConfig, train
 from unlearning.models import tiny_model
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402,I001 (after the module-level skip)
 
 TICKED = 3  # the Data table's first rows: the first forget samples
 
@@ -36,12 +37,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(30_000)
+    with browser_page() as page:
         yield page
-        browser.close()
 
 
 def forgotten_curve(page: Page) -> list[int]:
