@@ -277,4 +277,5 @@ def test_every_preset_is_a_valid_run_config(bundled, method, preset):
 
 
 def test_presets_are_not_inherited():
-    assert METHODS["grad_diff"].presets and not METHODS["idk"].presets  # idk subclasses gradient difference
+    assert METHODS["grad_diff"].presets and not METHODS["npo"].presets  # npo subclasses gradient difference
+    assert METHODS["idk"].presets and METHODS["idk"].presets != METHODS["grad_diff"].presets  # its own, not inherited

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unlearning.methods.base import register
+from unlearning.methods.base import Preset, register
 from unlearning.methods.grad_diff import GradientDifference, RetainTermConfig
 from unlearning.methods.losses import dpo_loss, log_ratio, sample_nll
 from unlearning.options import option
@@ -56,6 +56,15 @@ class IdKPreference(GradientDifference):
     paper = "Maini et al. 2024, TOFU: A Task of Fictitious Unlearning for LLMs (COLM); DPO: Rafailov et al. 2023 (NeurIPS)"
     Config = IdKConfig
     needs_reference = True
+    presets = (
+        Preset("Refuse, keep the rest (measured on the bundled target)", "A small beta lets the preference push the "
+               "real answer's loss up to unseen text's level while the model learns to decline: on the bundled target, "
+               "six forget completions went from ROUGE-L 0.93-0.96 to 0.00 (all refusals), every retain group held "
+               "within 0.03, utility 0.88 -> 0.87, MIA AUC 0.97 -> 0.58. README, section Trade-offs.",
+               train={"steps": 60, "learning_rate": 1e-4, "params": "last_k", "last_k": 8, "score_every": 10,
+                      "keep_best": True},
+               options={"beta": 0.03}),
+    )
     views = ("forget", "forget_idk", "retain")
 
     def view_pairs(self, view, forget, retain):
