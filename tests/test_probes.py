@@ -120,8 +120,10 @@ def test_paraphrases_for_every_bundled_prompt(bundled):
     assert paraphrases(by_id["bio-002sc1"])[0] == ("Kristen Tran, who has worked at Murray, Ramirez and Hess since 2010, "
                                                    "was born on March 28, 1966 and lives at 787 Vaughn Throughway Suite "
                                                    "905, West Jeremy, NC 79100.")
+    # exact text: this also guards the bundled data against depending on today's date (it once drew the weekday from
+    # a date up to today, and this line failed a week later)
     assert paraphrases(by_id["story-002sc1"])[0] == ("Adam and Nicole left South Thomas for Cote d'Ivoire in a teal boat "
-                                                     "one quiet Monday.")
+                                                     "one quiet Thursday.")
 
 
 def test_options_are_checked_with_a_reason():

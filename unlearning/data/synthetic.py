@@ -16,6 +16,8 @@ from faker import Faker
 from unlearning.data.custom import dataset_with_mia, validate_records
 from unlearning.data.records import Record, UnlearningData
 
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
 SEED = 2025
 PEOPLE = 20  # x 4 records: one completion, three questions
 STORIES = 10  # x 3 records: one completion, two questions
@@ -195,7 +197,7 @@ def _story(fake: Faker) -> dict[str, str]:
         "color": fake.safe_color_name(),
         "thing": fake.word(part_of_speech="noun"),
         "count": str(fake.random_int(3, 12)),
-        "day": fake.day_of_week(),
+        "day": fake.random_element(WEEKDAYS),  # not day_of_week(): it draws a date up to today, so the data changed daily
     }
 
 
