@@ -12,7 +12,7 @@ from unlearning.methods.base import Method
 from unlearning.methods.losses import nll
 from unlearning.monitor import Monitor
 
-MEMORISE = TrainConfig(method="finetune", steps=150, learning_rate=5e-3, batch_size=3, score_every=0)
+MEMORISE = TrainConfig(method="finetune", steps=160, learning_rate=5e-3, batch_size=3, score_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_the_start_is_scored_per_sample(setting):
     start = logs[0]
     assert start["step"] == 0 and "loss" not in start
     per_sample = list(start["scores"]["per_sample"].values())
-    assert per_sample[0] > 0.8 and max(per_sample[1:]) < 0.25  # the one memorised forget sample, and two never seen
+    assert per_sample[0] > 0.9 and max(per_sample[1:]) < 0.25  # the one memorised forget sample, and two never seen
     assert start["scores"]["forgotten"] == 2 and start["scores"]["retain_em"] > 0.9
     assert logs[1]["scores"]["forget_total"] == 3  # every step carries scores at score_every=1
 
