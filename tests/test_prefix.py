@@ -8,6 +8,7 @@ from unlearning.batching import collate, encode
 from unlearning.engine import TrainConfig, decoder_layers, train
 from unlearning.methods import METHODS, get_method
 from unlearning.methods.losses import forward
+from unlearning.monitor import Monitor
 from unlearning.prefix import PrefixCache
 
 LAYERS, K = 4, 2
@@ -129,3 +130,30 @@ def test_forward_indexes_a_cached_batchs_hidden_states_as_the_whole_model_does(t
     real = batch["attention_mask"].bool()
     for i in range(LAYERS - K, LAYERS + 1):
         torch.testing.assert_close(cut[i][real], whole[i][real], rtol=1e-5, atol=1e-5)
+
+
+def test_in_run_scores_through_the_cache_equal_the_whole_models(tiny, bundled, monkeypatch):
+    """A last-k run's scores during training (forget/retain teacher-forced, holdout level at step 0) read the cache and
+    run the last k blocks only, and give what the whole model gives."""
+    model = build(LlamaConfig, tiny.tokenizer)
+    forget, retain, holdout = bundled.split("forget")[:3], bundled.split("retain")[:4], bundled.split("holdout")[:4]
+    calls = []
+    real_inputs = prefix_module.PrefixCache.inputs
+    monkeypatch.setattr(prefix_module.PrefixCache, "inputs", lambda self, f: calls.append(len(f)) or real_inputs(self, f))
+    scores = {}
+    for cache in (False, True):
+        config = TrainConfig(method="grad_ascent", steps=4, learning_rate=1e-2, batch_size=2, params="last_k", last_k=K,
+                             precision="fp32", prefix_cache=cache, score_every=2)
+        calls.clear()
+        monitor = Monitor(tiny.tokenizer, forget, retain, config, model, holdout=holdout)
+        result = train(model, tiny.tokenizer, forget, retain, config, monitor=monitor)
+        scores[cache] = [h["scores"] for h in [{"scores": monitor.start}] + result.history if "scores" in h]
+        trained_batches = len(result.history)
+        # with the cache: one read per training batch plus the scoring passes' batches (forget + retain, and holdout)
+        assert (len(calls) > trained_batches) == cache
+    assert len(scores[True]) == 3 and scores[True][0]["never_seen_em"]
+    assert scores[True][-1]["forget_nll"] > scores[True][0]["forget_nll"]  # the scores follow the training
+    for plain, cached in zip(scores[False], scores[True]):
+        assert cached.keys() == plain.keys()
+        for key, value in plain.items():
+            assert cached[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key

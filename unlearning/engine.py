@@ -244,11 +244,16 @@ def train(
         for view in method.views
     }
     full, cache = model, None  # `full` is what the run returns; with the cache, each step runs only its last k blocks
+    scoring = None  # with the cache, the monitor's teacher-forced passes run the last k blocks too
     if config.params == "last_k" and config.prefix_cache and supports(original):
         cache = prefix if prefix is not None else PrefixCache()
-        cache.fill(original, model, config.last_k, dtype, [f for feats in features.values() for f in feats], progress)
+        scored = monitor.features + monitor.holdout_features if monitor is not None else []
+        cache.fill(original, model, config.last_k, dtype, [f for feats in features.values() for f in feats] + scored,
+                   progress)
         model = tail(model, config.last_k)
         reference = tail(reference, config.last_k) if reference is not None else None
+        # its own cut of `full`: the training tail's blocks may be compiled for training, these stay plain
+        scoring = (tail(full, config.last_k), cache) if monitor is not None else None
     layers = tail_layers(model) if cache is not None else decoder_layers(model)
     restore_layers = compile_layers(layers) if config.compile else (lambda: None)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -261,9 +266,9 @@ def train(
     status, message = "completed", ""
 
     def observe(step: int) -> tuple[dict, tuple[str, str]]:
-        # the whole model, not the cached tail: it scores from the tokens (and holds the weights the best state copies)
+        # `full` holds the weights the best state copies and generates when generation is due
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            entry = monitor.score(full, step)
+            entry = monitor.score(full, step, scoring)
         return entry, monitor.decide(step, entry, full)
 
     if monitor is not None:

@@ -31,6 +31,7 @@ from unlearning.evaluation.fluency import judge_texts
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.memorisation import token_scores
 from unlearning.evaluation.official import score
+from unlearning.prefix import PrefixCache
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -54,6 +55,7 @@ class Monitor:
         self.tokenizer, self.config, self.reference, self.max_new_tokens = tokenizer, config, reference, max_new_tokens
         self.forget, self.retain_eval, self.holdout = forget, retain_eval, list(holdout)
         self.features = encode_records(tokenizer, forget + retain_eval, config.max_length)
+        self.holdout_features = encode_records(tokenizer, self.holdout, config.max_length)
         self.thresholds = [config.forgotten_em] * len(forget)  # per forget sample; set from the holdout at step 0
         self.forgotten = [False] * len(forget)
         self.memorised = [1.0] * len(forget)  # each forget sample's latest exact memorization
@@ -69,12 +71,17 @@ class Monitor:
         return step == 0 or step == last or step % self.every == 0
 
     @torch.no_grad()
-    def score(self, model: PreTrainedModel, step: int) -> dict:
-        """One teacher-forced pass (and, when due, a generation pass); updates the per-sample state."""
-        was_training = model.training
-        model.eval()
+    def score(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None = None) -> dict:
+        """One teacher-forced pass (and, when due, a generation pass); updates the per-sample state.
+
+        `tail`: the model's last k blocks and a frozen-prefix cache holding `features` and `holdout_features`; the
+        teacher-forced passes then run those blocks only (generation needs the whole `model`).
+        """
+        scorer, prefix = tail if tail is not None else (model, None)
+        was_training = scorer.training
+        scorer.eval()
         try:
-            tokens = token_scores(model, self.features, self.tokenizer.pad_token_id, batch_size=16)
+            tokens = token_scores(scorer, self.features, self.tokenizer.pad_token_id, batch_size=16, prefix=prefix)
             n = len(self.forget)
             em, es, nll = tokens.exact_memorization(), tokens.extraction_strength(), tokens.answer_nll()
             entry = {
@@ -84,10 +91,10 @@ class Monitor:
             if self.config.generate_every and (step == 0 or step % self.config.generate_every == 0):
                 entry |= self._generated(model)
             if step == 0 and self.holdout:
-                self._never_seen(model)
+                self._never_seen(scorer, prefix)
                 entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
         finally:
-            model.train(was_training)
+            scorer.train(was_training)
         self.memorised = [x if x is not None else 0.0 for x in em[:n]]
         self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
         entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
@@ -96,10 +103,10 @@ class Monitor:
             self.start = entry
         return entry
 
-    def _never_seen(self, model: PreTrainedModel) -> None:
+    def _never_seen(self, model: PreTrainedModel, prefix: PrefixCache | None) -> None:
         """The original's exact memorization on holdout samples, per task and kind: the forgotten level to reach."""
-        features = encode_records(self.tokenizer, self.holdout, self.config.max_length)
-        em = token_scores(model, features, self.tokenizer.pad_token_id, batch_size=16).exact_memorization()
+        em = token_scores(model, self.holdout_features, self.tokenizer.pad_token_id, batch_size=16,
+                          prefix=prefix).exact_memorization()
         levels: dict[tuple, list[float]] = {}
         for record, value in zip(self.holdout, em):
             if value is not None:

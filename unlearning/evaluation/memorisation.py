@@ -23,6 +23,7 @@ from unlearning.batching import Features, answer_logits_only, collate, encode_re
 from unlearning.evaluation.generation import batches_by_length
 from unlearning.evaluation.metrics import Context, metric
 from unlearning.methods.losses import forward, token_logprobs
+from unlearning.prefix import PrefixCache
 
 MAX_LENGTH = 1024  # evaluation keeps whole samples; training truncates at its own max_length
 
@@ -56,15 +57,21 @@ class TokenScores:
 @torch.inference_mode()
 def token_scores(
     model: PreTrainedModel, features: list[Features], pad_id: int, batch_size: int = 16,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, prefix: PrefixCache | None = None,
 ) -> TokenScores:
-    """One no-grad forward pass over `features` (batching.encode output), batched by length."""
+    """One no-grad forward pass over `features` (batching.encode output), batched by length.
+
+    With a filled frozen-prefix cache (unlearning.prefix), `model` is the trained tail and reads the samples' cached
+    hidden states: what a last-k run's scores during training cost.
+    """
     n = len(features)
     scores = TokenScores([[]] * n, [[]] * n, [[]] * n)
     trim = answer_logits_only if supports_logits_to_keep(model) else (lambda batch: batch)
     done = 0
     for batch in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
         tensors = trim(collate([features[i] for i in batch], pad_id, model.device))
+        if prefix is not None:
+            tensors |= prefix.inputs([features[i] for i in batch])
         logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         labels = tensors["labels"][:, 1:]
