@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(quick=args.quick, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, max_new_tokens=args.max_new_tokens)
 
     out = Path(args.out)
-    results: dict = {"machine": machine(), "quick": args.quick}
+    seconds: dict[str, float] = {}  # each section's wall time: `make bench` must stay under 10 minutes, --quick under 2
+    results: dict = {"machine": machine(), "quick": args.quick, "section_seconds": seconds}
     m = results["machine"]
     print(f"{m['processor']} ({m['cpu_capability']}, bf16 matmuls: {m['bf16_matmul']}), {m['cores']} cores, {m['threads']} torch "
           f"threads, load average {tuple(round(x, 2) for x in m['load_average'])}, {m['memory_available_gib']:.1f} GiB available")
@@ -60,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-inductor-") as inductor_cache:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = inductor_cache
         for name in sections:
+            start = time.perf_counter()
             results[name] = SECTIONS[name].run(ctx)
-            print(f"\n{name}.", end="")
+            seconds[name] = time.perf_counter() - start
+            print(f"\n{name} ({seconds[name]:.0f} s).", end="")
             SECTIONS[name].show(results[name])
             write(out, results)  # after every section: a later failure keeps what was measured
 
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     table("Summary: each figure next to its goal", [row for name in sections for row in SECTIONS[name].headline(results[name])])
     results["load_average_at_end"] = psutil.getloadavg()
     write(out, results)
-    print(f"\nload average at end {tuple(round(x, 2) for x in results['load_average_at_end'])}; results written to {out}")
+    print(f"\nsections took {sum(seconds.values()) / 60:.1f} min in all (goal: under {2 if args.quick else 10} min); load "
+          f"average at end {tuple(round(x, 2) for x in results['load_average_at_end'])}; results written to {out}")
     return 0
 
 

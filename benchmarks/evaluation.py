@@ -70,7 +70,7 @@ def compare(loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64
 
 
 def run(ctx: Context) -> dict:
-    return compare(ctx.model, eval_records(12 if ctx.quick else 40), ctx.max_new_tokens or (16 if ctx.quick else 64), ctx.eval_batch_size)
+    return compare(ctx.model, eval_records(12 if ctx.quick else 24), ctx.max_new_tokens or (16 if ctx.quick else 64), ctx.eval_batch_size)
 
 
 def show(result: dict) -> None:
