@@ -156,4 +156,7 @@ def test_in_run_scores_through_the_cache_equal_the_whole_models(tiny, bundled, m
     for plain, cached in zip(scores[False], scores[True]):
         assert cached.keys() == plain.keys()
         for key, value in plain.items():
-            assert cached[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
+            if isinstance(value, dict):  # per sample, rounded to 3 decimals: rounding may tip a last digit
+                assert cached[key] == pytest.approx(value, abs=1e-3), key
+            else:
+                assert cached[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
