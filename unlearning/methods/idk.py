@@ -59,11 +59,11 @@ class IdKPreference(GradientDifference):
     presets = (
         Preset("Refuse, keep the rest (measured on the bundled target)", "A small beta lets the preference push the "
                "real answer's loss up to unseen text's level while the model learns to decline: on the bundled target, "
-               "six forget completions went from ROUGE-L 0.93-0.96 to 0.00 (all refusals), no retain group fell, "
-               "utility 0.88 -> 0.87, MIA AUC 0.97 -> 0.58. README, section Trade-offs.",
+               "six forget completions went from ROUGE-L 0.86-0.96 to 0.00 (five refusals, one empty answer), no "
+               "retain group fell, utility 0.86 -> 0.86, MIA AUC 1.00 -> 0.47. README, section Trade-offs.",
                train={"steps": 60, "learning_rate": 1e-4, "params": "last_k", "last_k": 8, "score_every": 10,
                       "keep_best": True},
-               options={"beta": 0.03}),
+               options={"beta": 0.02}),
     )
     views = ("forget", "forget_idk", "retain")
 
