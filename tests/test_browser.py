@@ -217,7 +217,9 @@ def test_whole_flow(server, page: Page):
         choice.locator("label").filter(has_text=other).click()
     expect(choice.locator("input:checked")).to_have_count(1)
     page.get_by_text("Options: Relearning attack").click()
-    page.locator("#probe-options-relearn").get_by_label("steps", exact=True).fill("2")
+    steps = page.locator("#probe-options-relearn").get_by_label("steps", exact=True)
+    steps.fill("2")
+    steps.press("Tab")  # commit the value before the click: under load the click once sent the default 10
     page.get_by_text("Options: Relearning attack").click()  # folded again: the results stay in view
     page.locator("#run-probes").click()
     expect(page.locator("#probe-progress .us-progress")).to_have_attribute("data-state", "done", timeout=120_000)
