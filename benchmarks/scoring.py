@@ -40,25 +40,25 @@ def run(ctx: Context) -> dict:
     step_seconds = statistics.median(log["seconds"] for log in history[1:])  # the first step pays for the set-up
     monitor = Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, TrainConfig(), loaded.model, holdout=sel.holdout)
     monitor.score(loaded.model, 0)  # step 0 also measures the holdout level once: not the per-pass cost
-    pass_seconds = []
-    for step in (1, 2, 3):
-        start = time.perf_counter()
-        monitor.score(loaded.model, step)
-        pass_seconds.append(time.perf_counter() - start)
-    pass_s = statistics.median(pass_seconds)
-    # a last-k run scores through the frozen-prefix cache: the same pass on its last k blocks (unlearning.engine)
+
+    def median_pass(tail: tuple | None = None) -> float:
+        seconds = []
+        for step in (1, 2, 3):
+            start = time.perf_counter()
+            monitor.score(loaded.model, step, tail)
+            seconds.append(time.perf_counter() - start)
+        return statistics.median(seconds)
+
+    pass_s = median_pass()
+    # a last-k run scores through the frozen-prefix cache: the same pass on its last k blocks (unlearning.engine);
+    # passes after step 0 read only the forget and retain-eval samples
     cache = PrefixCache()
-    cache.fill(loaded.model, loaded.model, LAST_K, None, monitor.features + monitor.holdout_features)
-    last_k = tail(loaded.model, LAST_K)
-    tail_seconds = []
-    for step in (1, 2, 3):
-        start = time.perf_counter()
-        monitor.score(loaded.model, step, (last_k, cache))
-        tail_seconds.append(time.perf_counter() - start)
+    cache.fill(loaded.model, loaded.model, LAST_K, None, monitor.features)
+    last_k_pass_s = median_pass((tail(loaded.model, LAST_K), cache))
     default_steps, default_every = TrainConfig.steps, TrainConfig.score_every
     overheads = {every: passes(default_steps, every) * pass_s / (default_steps * step_seconds) for every in INTERVALS}
     return {"step_seconds": step_seconds, "pass_seconds": pass_s, "last_k": LAST_K,
-            "last_k_pass_seconds": statistics.median(tail_seconds), "scored_samples": len(sel.forget) + len(sel.retain_eval),
+            "last_k_pass_seconds": last_k_pass_s, "scored_samples": len(sel.forget) + len(sel.retain_eval),
             "steps": default_steps, "default_every": default_every, "overheads": overheads,
             "default_overhead": overheads.get(default_every, passes(default_steps, default_every) * pass_s
                                               / (default_steps * step_seconds)), "goal": GOAL}
