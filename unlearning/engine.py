@@ -132,6 +132,18 @@ def cpu_has_bf16() -> bool:
 
 
 @functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library's allocator controls (glibc on Linux only; musl and other C libraries have no mallopt)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+@functools.cache
 def keep_freed_memory() -> bool:
     """Have glibc keep freed memory for the next allocation instead of handing it back to the kernel at once.
 
@@ -139,17 +151,27 @@ def keep_freed_memory() -> bool:
     with mmap and unmaps them on free, so every step page-faults them back in; in a virtual machine that returns freed
     pages to its host each fault costs several microseconds (measured: 155 ms to zero one 113 MB gradient during a
     run, 7 ms once memory is kept, and the first steps of a run up to twice as slow). PyTorch's GPU caching allocator
-    does the same for GPU memory. Process-wide and permanent; returns whether it applied (glibc on Linux only).
+    does the same for GPU memory. Process-wide and permanent; returns whether it applied. A finished run hands what
+    it kept back (give_back_freed_memory).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+    libc = glibc()
+    if libc is None:
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
     # No mmap: big blocks come from the heap and go back to it; the heap's top is returned only above 1 GiB free.
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+def give_back_freed_memory() -> None:
+    """Return the free memory keep_freed_memory held to the system, once a run is over.
+
+    Between runs nothing reuses it: a studio left open after a run would otherwise hold a run's worth of freed
+    activations and optimiser state (measured: 2.2 GiB held, 0.8 GiB live, after a tiny-model run), and in a
+    long-lived process the kept heap fragments and grows from run to run.
+    """
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -15,7 +15,7 @@ from transformers import PreTrainedModel
 
 from unlearning.data import UnlearningData, load_data
 from unlearning.data.records import Record
-from unlearning.engine import train
+from unlearning.engine import give_back_freed_memory, train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.evaluation.report import EvalConfig
 from unlearning.jobs import Progress, ticking, user_message
@@ -87,14 +87,14 @@ def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: 
     try:
         return EvalReport.from_dict(json.loads(file.read_text(encoding="utf-8")))
     except (OSError, ValueError):  # not cached yet, or a damaged or older cache entry: compute it again
-        pass
+        give_back_freed_memory()
     report = evaluate(loaded.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress,
                       cancel=cancel, mia_source=sel.mia_source, notes=sel.notes)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(file, to_json(report.to_dict()))
     except OSError:  # a cache that cannot be written (full disk) costs time later, never the run
-        pass
+        give_back_freed_memory()
     return report
 
 
@@ -190,3 +190,5 @@ def run_experiment(
         except OSError:  # not even the status could be written: readers see the stage it reached
             pass
         raise
+    finally:
+        give_back_freed_memory()
