@@ -84,8 +84,10 @@ class RunsTab:
         studio, shared = self.studio, self.shared
         listing = [self.table, self.scatter, self.count, self.sweep, self.colour]
         choices = [self.axis, self.sweep, self.colour]
+        # always_last: under Gradio's default for a click ("once") a pick made while a redraw was pending (a run
+        # ending) was dropped, and that redraw then put the old choice back (seen: the sweep filter snapped back)
         gr.on([self.refresh.click, shared.runs_changed.change, self.axis.input, self.sweep.input, self.colour.input],
-              self.draw_list, choices, listing, show_progress="hidden")
+              self.draw_list, choices, listing, show_progress="hidden", trigger_mode="always_last")
         run_outputs = [self.run, self.header, self.curves, self.config]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw_run, shared.current_run, run_outputs,
               show_progress="hidden")
