@@ -168,3 +168,24 @@ def test_the_guard_stops_a_cli_run_with_exit_code_5(setting, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert code == 5 and out["status"] == "stopped" and "retain fell below 70%" in out["message"]
     assert out["steps"] < 40 and out["after"]["metrics"]  # stopped early, and still evaluated
+
+
+def test_runs_from_the_same_original_score_it_once_before_the_first_step(setting, bundled, monkeypatch):
+    """A sweep's points and a session's runs share the original's step-0 scores; other samples are scored afresh."""
+    import unlearning.monitor as monitor_module
+
+    model, tokenizer, forget, retain = setting
+    holdout = [r for r in bundled.split("holdout") if r.kind == "qa"]
+    passes = []
+    real = monitor_module.token_scores
+    monkeypatch.setattr(monitor_module, "token_scores", lambda *a, **kw: passes.append(1) or real(*a, **kw))
+    original = copy.deepcopy(model)  # a model no other test has scored
+    first = Monitor(tokenizer, forget, retain, TrainConfig(), original, holdout=holdout)
+    start = first.score(model, 0)
+    assert len(passes) == 2  # the samples, then the holdout level
+    second = Monitor(tokenizer, forget, retain, TrainConfig(), original, holdout=holdout)
+    assert second.score(model, 0) == start and second.thresholds == first.thresholds and len(passes) == 2
+    second.score(model, 1)  # later steps are always scored
+    fewer = Monitor(tokenizer, forget[:2], retain, TrainConfig(), original, holdout=holdout)
+    fewer.score(model, 0)
+    assert len(passes) == 5 and fewer.start["forget_total"] == 2

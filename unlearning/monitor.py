@@ -3,7 +3,8 @@ the best state so far, and when to stop.
 
 Every `score_every` steps (and once before the first) one no-grad teacher-forced pass over the forget samples and the
 run's fixed retain-eval sample gives each sample's exact memorization, extraction strength and answer NLL
-(evaluation.memorisation: the same maths as the final report, no generation). From that:
+(evaluation.memorisation: the same maths as the final report, no generation). The scores before the first step
+are the original's, so runs from the same original in one process (a sweep's points) compute them once. From that:
 - per-sample state: a forget sample counts as forgotten once its exact memorization is down to the level of text the
   original never saw: the mean over the data's holdout samples of the same task and kind, measured before the first
   step (templated biographies are predictable: the bundled target still predicts 70% of an unseen one's tokens), or
@@ -19,7 +20,9 @@ Optionally (`generate_every`) the samples are also generated and scored official
 """
 from __future__ import annotations
 
+import copy
 import statistics
+import weakref
 from dataclasses import dataclass, field
 
 import torch
@@ -47,6 +50,12 @@ class Best:
     retain: float
     why: str
     state: dict[str, torch.Tensor] = field(repr=False)
+
+
+# The scores before the first step, per original model and _start_key: every run of a session (a sweep's points, the
+# studio's runs one after another) starts from the same original, so they are computed once. Weak keys: an original
+# that leaves the model cache takes its scores with it.
+_STARTS: weakref.WeakKeyDictionary[PreTrainedModel, dict[tuple, tuple]] = weakref.WeakKeyDictionary()
 
 
 class Monitor:
@@ -77,6 +86,31 @@ class Monitor:
         `tail`: the model's last k blocks and a frozen-prefix cache holding `features` and `holdout_features`; the
         teacher-forced passes then run those blocks only (generation needs the whole `model`).
         """
+        n = len(self.forget)
+        if step == 0 and self.reference is not None:
+            known, key = _STARTS.setdefault(self.reference, {}), self._start_key(tail is not None)
+            if key not in known:
+                known[key] = (*self._scores(model, step, tail), self.thresholds)
+            entry, em, self.thresholds = copy.deepcopy(known[key])
+        else:
+            entry, em = self._scores(model, step, tail)
+        self.memorised = [x if x is not None else 0.0 for x in em[:n]]
+        self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
+        entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
+                  "per_sample": {r.id: round(x, 3) for r, x in zip(self.forget, self.memorised)}}
+        if step == 0:
+            self.start = entry
+        return entry
+
+    def _start_key(self, cached: bool) -> tuple:
+        """What the scores before the first step depend on besides the original model: the tokens scored, the
+        precision, the generation pass when one is due at step 0, and whether they read a frozen-prefix cache (the
+        same scores up to float rounding: kept apart so either way is checked against the other)."""
+        tokens = tuple(tuple(f["input_ids"]) for f in self.features + self.holdout_features)
+        generated = self.max_new_tokens if self.config.generate_every else 0
+        return tokens, len(self.forget), self.config.precision, generated, cached
+
+    def _scores(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None) -> tuple[dict, list]:
         scorer, prefix = tail if tail is not None else (model, None)
         was_training = scorer.training
         scorer.eval()
@@ -95,13 +129,7 @@ class Monitor:
                 entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
         finally:
             scorer.train(was_training)
-        self.memorised = [x if x is not None else 0.0 for x in em[:n]]
-        self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
-        entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
-                  "per_sample": {r.id: round(x, 3) for r, x in zip(self.forget, self.memorised)}}
-        if step == 0:
-            self.start = entry
-        return entry
+        return entry, em
 
     def _never_seen(self, model: PreTrainedModel, prefix: PrefixCache | None) -> None:
         """The original's exact memorization on holdout samples, per task and kind: the forgotten level to reach."""
