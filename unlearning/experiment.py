@@ -87,14 +87,14 @@ def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: 
     try:
         return EvalReport.from_dict(json.loads(file.read_text(encoding="utf-8")))
     except (OSError, ValueError):  # not cached yet, or a damaged or older cache entry: compute it again
-        give_back_freed_memory()
+        pass
     report = evaluate(loaded.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress,
                       cancel=cancel, mia_source=sel.mia_source, notes=sel.notes)
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(file, to_json(report.to_dict()))
     except OSError:  # a cache that cannot be written (full disk) costs time later, never the run
-        give_back_freed_memory()
+        pass
     return report
 
 
