@@ -43,7 +43,7 @@ def run(ctx: Context) -> dict:
 
     def median_pass(tail: tuple | None = None) -> float:
         seconds = []
-        for step in (1, 2, 3):
+        for step in (1,) if ctx.quick else (1, 2, 3):  # --quick: one pass of each kind, a smoke run
             start = time.perf_counter()
             monitor.score(loaded.model, step, tail)
             seconds.append(time.perf_counter() - start)
