@@ -60,6 +60,7 @@ def test_damaged_runs_are_listed_and_each_session_keeps_its_own_data(tmp_path):
         # A ticks two bundled samples; then B loads its own table
         open_tab(a, "Data")
         rows = a.locator("#data-table").get_by_role("row")
+        expect(rows.nth(1)).to_contain_text("forget")  # the table is drawn (row 0 is the header) before a tick
         for i in range(2):
             rows.nth(i + 1).get_by_role("checkbox").click()
             expect(a.locator("#selection-summary")).to_contain_text(f"{i + 1} sample", timeout=10_000)

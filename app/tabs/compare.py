@@ -64,8 +64,9 @@ class CompareTab:
         outputs = [self.run, self.header, self.verdict, self.forget, self.retain, self.sample, self.token_view]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw, shared.current_run, outputs,
               show_progress="hidden")
-        self.sample.input(self.draw_tokens, [shared.current_run, self.sample], self.token_view, show_progress="hidden")
-        self.run.input(lambda run_id: run_id, self.run, shared.current_run)
+        self.sample.input(self.draw_tokens, [shared.current_run, self.sample], self.token_view, show_progress="hidden",
+                          trigger_mode="always_last")
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run, trigger_mode="always_last")
 
         @friendly
         def ask(run_id: str | None, prompt: str, tokens):

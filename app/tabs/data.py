@@ -103,7 +103,9 @@ class DataTab:
             known = {r.id for r in studio.data(data_source).records}
             return sel.apply_ticks(selected, frame, known)
 
-        self.table.input(ticked, [source, selection, self.table], selection, show_progress="hidden")
+        # always_last: each tick sends the whole table, and one sent while the previous was pending must not be dropped
+        self.table.input(ticked, [source, selection, self.table], selection, show_progress="hidden",
+                         trigger_mode="always_last")
         selection.change(self._selection_views, [source, selection], [self.summary, self.retain], show_progress="hidden")
 
         def shortcut(ids_fn):

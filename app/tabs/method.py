@@ -131,7 +131,8 @@ class MethodTab:
         self.method.change(lambda name: (gr.update(choices=preset_names(name), value=CUSTOM), ""), self.method,
                            [self.preset, self.preset_why], show_progress="hidden")
         outputs = [*self.train.values(), *(c for controls in self.knobs.values() for c in controls.values()), self.preset_why]
-        self.preset.input(self.apply_preset, [self.method, self.preset], outputs, show_progress="hidden")
+        self.preset.input(self.apply_preset, [self.method, self.preset], outputs, show_progress="hidden",
+                          trigger_mode="always_last")
 
     def apply_preset(self, method: str, name: str) -> tuple:
         """A preset's values for the training controls, then every method's controls (only this method's change), then

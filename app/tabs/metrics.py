@@ -54,7 +54,7 @@ class MetricsTab:
                    self.mia]
         gr.on([self.shared.current_run.change, self.shared.runs_changed.change], self.draw, self.shared.current_run,
               outputs, show_progress="hidden")
-        self.run.input(lambda run_id: run_id, self.run, self.shared.current_run)
+        self.run.input(lambda run_id: run_id, self.run, self.shared.current_run, trigger_mode="always_last")
 
 
 def _oracle(studio: Studio, run_id: str) -> EvalReport | None:

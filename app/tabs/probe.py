@@ -89,7 +89,7 @@ class ProbeTab:
         outputs = [self.run, self.header, self.cards, *self.bars.values(), self.curve, self.details]
         gr.on([self.tab.select, shared.runs_changed.change], self.draw, shared.current_run, outputs,
               show_progress="hidden", trigger_mode="always_last")  # a run that ends during a redraw is not missed
-        self.run.input(lambda run_id: run_id, self.run, shared.current_run).then(
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run, trigger_mode="always_last").then(
             self.draw, shared.current_run, outputs, show_progress="hidden")
         inputs = {shared.current_run, self.choice} | {c for knobs in self.knobs.values() for c in knobs.values()}
 

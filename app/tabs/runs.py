@@ -91,13 +91,13 @@ class RunsTab:
         run_outputs = [self.run, self.header, self.curves, self.config]
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw_run, shared.current_run, run_outputs,
               show_progress="hidden")
-        self.run.input(lambda run_id: run_id, self.run, shared.current_run)
+        self.run.input(lambda run_id: run_id, self.run, shared.current_run, trigger_mode="always_last")
 
         def pick(event: gr.SelectData):
             row = event.row_value or []
             return row[0] if row else gr.skip()
 
-        self.table.select(pick, None, shared.current_run, show_progress="hidden")
+        self.table.select(pick, None, shared.current_run, show_progress="hidden", trigger_mode="always_last")
 
         @friendly
         def export(run_id: str | None):
