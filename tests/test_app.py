@@ -525,3 +525,13 @@ def test_no_listener_drops_a_pick_or_a_change(tmp_path):
                     for target, event in dep["targets"])]
     assert not dropping
     assert len(demo.config["dependencies"]) > 40  # every tab was wired
+
+
+def test_a_redraw_leaves_a_dropdown_value_alone_unless_it_is_gone():
+    """The Runs tab's redraw after a run ends must not write back the sweep it was called with: the user may have
+    picked another one meanwhile. Only a value that is no longer a choice (a deleted sweep) is reset."""
+    from app.tabs.runs import ALL_RUNS, keep_or_reset
+
+    kept = keep_or_reset("sweep-a", [ALL_RUNS, "sweep-b", "sweep-a"])
+    assert kept["choices"] == [ALL_RUNS, "sweep-b", "sweep-a"] and "value" not in kept
+    assert keep_or_reset("sweep-gone", [ALL_RUNS, "sweep-b"])["value"] == ALL_RUNS

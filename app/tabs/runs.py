@@ -11,6 +11,12 @@ from app.views import RUN_COLUMNS, oracles, originals, runs_frame, varied
 ALL_RUNS = "all runs"
 
 
+def keep_or_reset(value: str, choices: list[str]) -> dict:
+    """A dropdown's new choices, its value set only when it is no longer one of them. A redraw that wrote back the value
+    it was called with would undo a pick the user made while it ran (the redraw that follows a run's end)."""
+    return gr.update(choices=choices) if value in choices else gr.update(choices=choices, value=choices[0])
+
+
 class RunsTab:
     def __init__(self, studio: Studio, shared: Shared) -> None:
         self.studio, self.shared = studio, shared
@@ -51,10 +57,12 @@ class RunsTab:
 
     def draw_list(self, axis: str = "retain_worst", sweep: str = ALL_RUNS, colour: str = "method"):
         everything = self.studio.summaries()
-        sweeps = sorted({s["sweep"] for s in everything if s["sweep"]}, reverse=True)
+        sweeps = [ALL_RUNS, *sorted({s["sweep"] for s in everything if s["sweep"]}, reverse=True)]
+        sweep_choice = keep_or_reset(sweep, sweeps)
         sweep = sweep if sweep in sweeps else ALL_RUNS
         summaries = [s for s in everything if sweep == ALL_RUNS or s["sweep"] == sweep]
         colours = ["method", *[k for k in varied(summaries) if k != "method"]]
+        colour_choice = keep_or_reset(colour, colours)
         colour = colour if colour in colours else "method"
         done = sum(s["status"] == "completed" for s in summaries)
         broken = sum(s["broken"] for s in summaries)
@@ -65,7 +73,7 @@ class RunsTab:
         count += f". Saved under `{self.studio.store.root}`."
         return (runs_frame(summaries), plots.tradeoff_scatter(summaries, originals(summaries), axis, colour,
                                                                oracles(summaries)), count,
-                gr.update(choices=[ALL_RUNS, *sweeps], value=sweep), gr.update(choices=colours, value=colour))
+                sweep_choice, colour_choice)
 
     def draw_run(self, run_id: str | None):
         choices = gr.update(choices=run_choices(self.studio), value=run_id)
