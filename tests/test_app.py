@@ -532,6 +532,7 @@ def test_a_redraw_leaves_a_dropdown_value_alone_unless_it_is_gone():
     picked another one meanwhile. Only a value that is no longer a choice (a deleted sweep) is reset."""
     from app.tabs.runs import ALL_RUNS, keep_or_reset
 
-    kept = keep_or_reset("sweep-a", [ALL_RUNS, "sweep-b", "sweep-a"])
-    assert kept["choices"] == [ALL_RUNS, "sweep-b", "sweep-a"] and "value" not in kept
-    assert keep_or_reset("sweep-gone", [ALL_RUNS, "sweep-b"])["value"] == ALL_RUNS
+    value, kept = keep_or_reset("sweep-a", [ALL_RUNS, "sweep-b", "sweep-a"])
+    assert value == "sweep-a" and kept["choices"] == [ALL_RUNS, "sweep-b", "sweep-a"] and "value" not in kept
+    value, reset = keep_or_reset("sweep-gone", [ALL_RUNS, "sweep-b"])
+    assert value == reset["value"] == ALL_RUNS

@@ -11,10 +11,13 @@ from app.views import RUN_COLUMNS, oracles, originals, runs_frame, varied
 ALL_RUNS = "all runs"
 
 
-def keep_or_reset(value: str, choices: list[str]) -> dict:
-    """A dropdown's new choices, its value set only when it is no longer one of them. A redraw that wrote back the value
-    it was called with would undo a pick the user made while it ran (the redraw that follows a run's end)."""
-    return gr.update(choices=choices) if value in choices else gr.update(choices=choices, value=choices[0])
+def keep_or_reset(value: str, choices: list[str]) -> tuple[str, dict]:
+    """The value to draw with and the dropdown's update: new choices, and a new value only when the old one is no
+    longer a choice. A redraw that wrote back the value it was called with would undo a pick the user made while it
+    ran (the redraw that follows a run's end)."""
+    if value in choices:
+        return value, gr.update(choices=choices)
+    return choices[0], gr.update(choices=choices, value=choices[0])
 
 
 class RunsTab:
@@ -58,12 +61,10 @@ class RunsTab:
     def draw_list(self, axis: str = "retain_worst", sweep: str = ALL_RUNS, colour: str = "method"):
         everything = self.studio.summaries()
         sweeps = [ALL_RUNS, *sorted({s["sweep"] for s in everything if s["sweep"]}, reverse=True)]
-        sweep_choice = keep_or_reset(sweep, sweeps)
-        sweep = sweep if sweep in sweeps else ALL_RUNS
+        sweep, sweep_choice = keep_or_reset(sweep, sweeps)
         summaries = [s for s in everything if sweep == ALL_RUNS or s["sweep"] == sweep]
         colours = ["method", *[k for k in varied(summaries) if k != "method"]]
-        colour_choice = keep_or_reset(colour, colours)
-        colour = colour if colour in colours else "method"
+        colour, colour_choice = keep_or_reset(colour, colours)
         done = sum(s["status"] == "completed" for s in summaries)
         broken = sum(s["broken"] for s in summaries)
         damaged = sum(s["status"] == "damaged" for s in summaries)
