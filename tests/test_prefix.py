@@ -160,3 +160,21 @@ def test_in_run_scores_through_the_cache_equal_the_whole_models(tiny, bundled, m
                 assert cached[key] == pytest.approx(value, abs=1e-3), key
             else:
                 assert cached[key] == (pytest.approx(value, rel=1e-5, abs=1e-6) if isinstance(value, float) else value), key
+
+
+def test_a_later_run_from_the_same_original_caches_no_holdout(tiny, bundled):
+    """The holdout is read only by the step-0 pass; once a run from the same original made it, later runs (each with
+    its own cache, as the studio's are) neither fill the holdout's states nor score it again."""
+    model = build(LlamaConfig, tiny.tokenizer)
+    forget, retain, holdout = bundled.split("forget")[:3], bundled.split("retain")[:4], bundled.split("holdout")[:4]
+    config = TrainConfig(method="grad_ascent", steps=2, learning_rate=1e-2, batch_size=2, params="last_k", last_k=K,
+                         precision="fp32", score_every=2)
+    caches, starts = [], []
+    for _ in range(2):
+        caches.append(PrefixCache())
+        monitor = Monitor(tiny.tokenizer, forget, retain, config, model, holdout=holdout)
+        train(model, tiny.tokenizer, forget, retain, config, monitor=monitor, prefix=caches[-1])
+        starts.append(monitor.start)
+    holdout_ids = {tuple(f["input_ids"]) for f in monitor.holdout_features}
+    assert holdout_ids <= caches[0].states.keys() and not holdout_ids & caches[1].states.keys()
+    assert starts[1] == starts[0] and starts[0]["never_seen_em"]

@@ -102,6 +102,10 @@ class Monitor:
             self.start = entry
         return entry
 
+    def start_known(self, cached: bool) -> bool:
+        """Whether the scores before the first step are already known: another run from the same original made them."""
+        return self.reference is not None and self._start_key(cached) in _STARTS.get(self.reference, {})
+
     def _start_key(self, cached: bool) -> tuple:
         """What the scores before the first step depend on besides the original model: the tokens scored, the
         precision, the generation pass when one is due at step 0, and whether they read a frozen-prefix cache (the
