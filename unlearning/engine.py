@@ -269,9 +269,9 @@ def train(
     scoring = None  # with the cache, the monitor's teacher-forced passes run the last k blocks too
     if config.params == "last_k" and config.prefix_cache and supports(original):
         cache = prefix if prefix is not None else PrefixCache()
-        # the holdout is read only by the step-0 pass, which an earlier run from the same original may have made
-        scored = monitor.features + ([] if monitor.start_known(cached=True) else monitor.holdout_features) \
-            if monitor is not None else []
+        scored = []
+        if monitor is not None:  # the holdout is read only by the step-0 pass, which an earlier run may have made
+            scored = monitor.features + ([] if monitor.start_known(cached=True) else monitor.holdout_features)
         cache.fill(original, model, config.last_k, dtype, [f for feats in features.values() for f in feats] + scored,
                    progress)
         model = tail(model, config.last_k)
