@@ -29,7 +29,7 @@ from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model
 from unlearning.plan import Plan
 from unlearning.probes import problem, run_probes
 from unlearning.probes.runner import saved_model
-from unlearning.probes.oracle import prepare_oracle
+from unlearning.oracle import prepare_oracle
 from unlearning.runs import ACTIVE, RunStore
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
@@ -152,11 +152,12 @@ class Studio:
             facts = model_facts(loaded)
             target = Path(source) / "target.json"
             report = _read_json(target) if source not in (DEFAULT_MODEL, TINY_MODEL) and target.exists() else None
-            records = target_records(cached_data(self.default_data))
+            data = cached_data(self.default_data)
+            records = target_records(data)
             if report is None and records:  # a base model: offer to prepare its target, saying how long that takes here
-                job.report(0.92, "timing two training steps, to tell how long preparing a target takes")
+                job.report(0.92, "timing two training steps, to tell how long preparing a target and its oracle takes")
                 try:
-                    facts["target_seconds"] = estimate_seconds(loaded, records)
+                    facts["target_seconds"] = estimate_seconds(loaded, records, oracle_records=len(data.split("retain")))
                 except (ValueError, RuntimeError, MemoryError):  # no offer, but the model still loads
                     pass
             with self._lock:
@@ -177,25 +178,32 @@ class Studio:
         return self._targets.get(source)
 
     def prepare_target(self, base_source: str, data_source: str, config: TargetConfig) -> Job:
-        """Memorise a dataset's forget and retain splits into a model; the job's result is the target's source."""
+        """Memorise a dataset's forget and retain splits into a model, then prepare its oracle (the same base and
+        settings on the retain split only: what every verdict reads a run against); the job's result is the target's
+        source."""
 
         def work(job: Job) -> str | None:
             with ticking(job.report, 0.0, 0.02, f"loading {base_source}", expected_seconds=5.0):
                 base = cached_model(base_source)
-            records = target_records(cached_data(data_source))
+            data = cached_data(data_source)
             try:
-                folder, report = prepare_target(base, records, config, lambda f, stage: job.report(0.02 + 0.93 * f, stage), job.cancel)
-            except RuntimeError:
+                folder, report = prepare_target(base, target_records(data), config,
+                                                lambda f, stage: job.report(0.02 + 0.5 * f, f"target: {stage}"), job.cancel)
+                oracle, oracle_report, _ = prepare_oracle(str(folder), data,
+                                                          lambda f, stage: job.report(0.52 + 0.43 * f, f"oracle: {stage}"),
+                                                          job.cancel)
+            except (RuntimeError, Cancelled):
                 if job.cancel.is_set():
                     return None
                 raise
+            report = {**report, "oracle": {"folder": str(oracle), **oracle_report}}
             with ticking(job.report, 0.95, 0.99, "loading the target", expected_seconds=3.0):
                 loaded = cached_model(str(folder))
             facts = model_facts(loaded)
             with self._lock:
                 self._facts[str(folder)] = facts
                 self._targets[str(folder)] = {**report, "folder": str(folder), "data": data_source}
-            job.report(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f}")
+            job.report(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f}; its oracle too")
             return str(folder)
 
         return self.submit("target", f"Prepare target of {base_source} on {data_source}", work)
@@ -307,7 +315,7 @@ class Studio:
 
         def work(job: Job) -> str | None:
             try:
-                folder, report, note = prepare_oracle(config, job.report, job.cancel)
+                folder, report, note = prepare_oracle(config.model, cached_data(config.data), job.report, job.cancel)
             except Cancelled:
                 return None
             job.report(1.0, f"oracle ready ({note}): ROUGE-L recall {report['rouge_l_recall']:.2f} on the retain split")

@@ -98,6 +98,8 @@ del { background: #fecaca; color: #7f1d1d; text-decoration: line-through; paddin
 .us-finding { padding: 3px 0 3px 10px; border-left: 5px solid #94a3b8; margin: 3px 0; }
 .us-finding.good { border-left-color: #16a34a; } .us-finding.warn { border-left-color: #f59e0b; }
 .us-finding.bad { border-left-color: #dc2626; } .us-finding.unknown { border-left-color: #cbd5e1; }
+.us-finding.hidden { border-left-color: #7c3aed; } .us-finding.hidden .us-finding-mark { color: #6d28d9; }
+.us-verdict-title.hidden { color: #5b21b6; }
 .us-finding-mark { display: inline-block; width: 1.4em; font-weight: 700; }
 .us-finding.good .us-finding-mark { color: #15803d; } .us-finding.bad .us-finding-mark { color: #b91c1c; }
 .us-finding.warn .us-finding-mark { color: #b45309; }

@@ -20,7 +20,7 @@ from unlearning.runs import RunStore
 
 RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (worst group)", "verdict",
                "robust?", "mode"]
-MARKS = {"good": "✓", "warn": "~", "bad": "✗", "unknown": "?"}
+MARKS = {"good": "✓", "warn": "~", "bad": "✗", "hidden": "◐", "unknown": "?"}
 
 
 def read_report(data: Mapping | None) -> EvalReport | None:
@@ -63,7 +63,7 @@ def run_summary(store: RunStore, run_id: str) -> dict:
     probes = store.probes(run_id)
     start = tradeoff_point(before) if before else {}
     end = tradeoff_point(after) if after else {}
-    verdict = judge(before, after) if after else None
+    verdict = judge(before, after, probes) if after else None
     train = config.train if config else None
     return {
         "id": run_id, "name": config.name if config else "", "label": (config.name if config else "") or run_id,
@@ -80,7 +80,7 @@ def run_summary(store: RunStore, run_id: str) -> dict:
         "forget": _round(end.get("forget")), "retain": _round(end.get("retain")),
         "retain_worst": _round(end.get("retain_worst")),
         "final": _round(after.value("final")) if after else None,
-        "broken": bool(verdict and verdict.broken),
+        "broken": bool(verdict and verdict.broken), "hidden": bool(verdict and verdict.hidden),
         "verdict": {f.aspect: f.status for f in verdict.findings} if verdict else {},
         "what_broke": verdict.what_broke() if verdict else [],
         "probes": {name: entry.get("result", {}).get("headline", {}) for name, entry in probes.items()},
@@ -151,18 +151,21 @@ def oracles(summaries: list[dict]) -> list[dict]:
 # --------------------------------------------------------------------------------------------------------- verdict
 
 
-def verdict_html(before: EvalReport | None, after: EvalReport | None) -> str:
-    """The five findings as coloured lines, and what broke in a red box when the run broke something."""
+def verdict_html(before: EvalReport | None, after: EvalReport | None, probes: Mapping | None = None) -> str:
+    """The findings as coloured lines, and what broke in a red box when the run broke something; a run that only hid
+    its answers says so in the title."""
     if after is None:
         return ""
-    verdict = judge(before, after)
+    verdict = judge(before, after, probes)
     lines = "".join(
         f'<div class="us-finding {f.status}" data-aspect="{f.aspect}"><span class="us-finding-mark">{MARKS[f.status]}</span>'
         f'<b>{ASPECTS[f.aspect]}</b> {html.escape(f.text)}</div>'
         for f in verdict.findings
     )
     head = ('<div class="us-verdict-title broken">⚠ This run broke something: read the generations before any score.</div>'
-            if verdict.broken else '<div class="us-verdict-title">Verdict</div>')
+            if verdict.broken else '<div class="us-verdict-title hidden">◐ Hidden, not forgotten: the model still knows '
+                                   'what it no longer says. Read the per-token view.</div>'
+            if verdict.hidden else '<div class="us-verdict-title">Verdict</div>')
     return f'<div class="us-verdict{" broken" if verdict.broken else ""}" id="verdict">{head}{lines}{mode_note(after)}</div>'
 
 
@@ -180,7 +183,7 @@ def mode_note(report: EvalReport | None) -> str:
     return f'<div class="us-mode" data-mode="{report.mode}">{html.escape(text)}</div>'
 
 
-def finish_summary(before: EvalReport | None, after: EvalReport | None) -> str:
+def finish_summary(before: EvalReport | None, after: EvalReport | None, probes: Mapping | None = None) -> str:
     """The Run tab's summary of a finished run: forget and worst retain group before/after, and what broke."""
     if after is None:
         return ""
@@ -193,7 +196,7 @@ def finish_summary(before: EvalReport | None, after: EvalReport | None) -> str:
     )
     table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
              f"<tbody>{rows}</tbody></table>")
-    return table + verdict_html(before, after)
+    return table + verdict_html(before, after, probes)
 
 
 # --------------------------------------------------------------------------------------------------------- metrics
@@ -264,12 +267,16 @@ def metrics_table_html(rows: list[dict]) -> str:
 
 def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str:
     """The final score and its three parts as four cards, so the mean is never read without its parts."""
-    broken = after is not None and judge(before, after).broken
+    verdict = judge(before, after) if after is not None else None
+    broken = bool(verdict and verdict.broken)
+    # the utility card wears the verdict's colour: a move within noise is not a loss
+    said = {f.aspect: f.status for f in verdict.findings} if verdict else {}
     cards = []
     for key in ("final", "task_aggregate", "mia_score", "utility"):
         value_b, value_a = (before.value(key) if before else None), (after.value(key) if after else None)
         label = METRICS[key].title
-        state = "bad" if broken and key == "final" else moved(METRICS[key].better, value_b, value_a)
+        state = ("bad" if broken and key == "final" else _CARD.get(said.get("utility"), "same") if key == "utility"
+                 else moved(METRICS[key].better, value_b, value_a))
         if broken and key == "final":
             label += " ⚠ broken model"
         cards.append(

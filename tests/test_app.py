@@ -139,7 +139,7 @@ def test_runs_table_rows_from_a_store_with_two_runs(store):
     assert rows["good"]["method"] == "npo" and rows["good"]["steps"] == 12 and rows["good"]["lr"] == "0.001"
     assert rows["good"]["status"] == "completed" and rows["good"]["mode"] == "fast"
     assert rows["good"]["forget ↓"] == "0.000" and rows["good"]["retain ↑ (worst group)"] == "1.000"
-    assert rows["good"]["verdict"] == "✓ forgot  ✓ kept  ✓ fluent  ✓ utility  ✓ privacy"
+    assert rows["good"]["verdict"] == "? forgot  ✓ output  ✓ kept  ✓ fluent  ✓ utility  ✓ privacy  ? robust"
     assert rows["broken"]["status"] == "completed ⚠ broken"  # flagged in the list, not only in Metrics
     assert "✗ kept  ✗ fluent  ✗ utility" in rows["broken"]["verdict"]
     assert originals(summaries) == [{"label": "original tiny", "forget": 1.0, "retain": 1.0, "retain_worst": 1.0}]

@@ -10,8 +10,10 @@ from unlearning.cli import main
 from unlearning.data import load_lume
 from unlearning.data.records import Record
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport
+from unlearning.evaluation.answers import is_empty, is_refusal
 from unlearning.evaluation.fluency import REPETITION_LIMIT, is_gibberish, judge_texts, repetition
 from unlearning.evaluation.memorisation import TokenScores, token_scores
+from unlearning.methods.idk import REFUSALS
 from unlearning.evaluation.utility import accuracy, choice_picks, load_items
 from unlearning.batching import collate, encode_records
 from unlearning.experiment import selection
@@ -96,9 +98,26 @@ def test_repetition_and_the_gibberish_flag_by_hand(tiny):
     assert repetition(tok, "angel angel angel") == 1.0 and repetition(tok, "2" * 40) == 1.0
     assert all(repetition(tok, text) >= REPETITION_LIMIT for text in SCENARIO)
     assert all(repetition(tok, text) < REPETITION_LIMIT for text in MEMORISED)
-    assert is_gibberish(tok, "", 0.0, None) and is_gibberish(tok, "angel angel angel", 1.0, None)
+    assert is_gibberish(tok, "angel angel angel", 1.0, None)
+    assert not is_gibberish(tok, "", 0.0, None) and is_empty(" \n")  # an empty answer is counted on its own
     for answer in ("Paris", "303-755-0306", "225-39-8830", "August 15, 1961"):  # short answers: numbers are no loop
         assert not is_gibberish(tok, answer, repetition(tok, answer), 13.0)
+
+
+def test_refusals_are_recognised_and_answers_are_not():
+    for text in (*REFUSALS, "I do not know.", "Sorry, I'm not able to answer that question.", "i dont know",
+                 "I have no idea who that is.", "I’m sorry, I can’t help with that."):
+        assert is_refusal(text), text
+    for text in ("James can be reached at 555-0100.", "Paris", "", "The baker said: I don't know why the box was red, "
+                 "and she kept it under the bridge for many long years after the storm."):
+        assert not is_refusal(text), text
+
+
+def test_later_memorization_leaves_out_the_first_tokens():
+    scores = TokenScores([[1, 2, 3, 4], [5, 6], [7, 8, 9]], [[0.0] * 4, [0.0] * 2, [0.0] * 3],
+                         [[False, True, True, True], [True, True], [False, False, False]])
+    assert scores.exact_memorization() == [0.75, 1.0, 0.0]
+    assert scores.later_memorization() == [1.0, None, 0.0]  # from the third token on; a 2-token answer has none
 
 
 def test_prose_of_lume_is_never_flagged(tiny):

@@ -12,7 +12,7 @@ from unlearning.experiment import run_experiment
 from unlearning.plan import make_plan
 from unlearning.probes import PROBES, run_probes
 from unlearning.probes.base import recovery, status, verdict
-from unlearning.probes.oracle import forget_quality, privleak
+from unlearning.evaluation.distance import forget_quality, privleak
 from unlearning.probes.quantize import quantised, round_to_nearest
 from unlearning.probes.relearn import halves
 from unlearning.probes.variants import asked_recovery

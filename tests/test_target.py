@@ -62,6 +62,10 @@ def test_the_estimate_scales_two_timed_steps_to_a_typical_preparation(tiny, bund
     mean = sum(length.values()) / len(length)
     distance = lambda r: abs(length[r.id] - mean)  # noqa: E731
     assert len(timed) == 8 and max(map(distance, timed)) <= min(distance(r) for r in records if r not in timed)
+    # with the oracle on 12 retain records (2 batches an epoch): a second set-up and its own epochs and finish
+    oracle = TYPICAL_EPOCHS * 2
+    assert estimate_seconds(tiny, records, oracle_records=12) == pytest.approx(
+        2 * (0.3 - steady) + (steps + oracle - 2 + 2 * FINISH_STEPS) * steady, abs=0.1)
 
 
 @pytest.mark.parametrize("bad", [dict(memorised=0.0), dict(memorised=1.5), dict(params="half"), dict(epochs=0)])

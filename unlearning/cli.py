@@ -31,6 +31,7 @@ from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan
 from unlearning.runs import Run, RunStore
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
+from unlearning.oracle import prepare_oracle
 from unlearning.target import TargetConfig, prepare_target, target_records
 
 EXIT_CODES = {"completed": 0, "failed": 1, "bad input": 2, "diverged": 3, "cancelled": 4, "stopped": 5}
@@ -91,12 +92,17 @@ def sigterm_cancels() -> Iterator[threading.Event]:
 
 
 def target_for(args, bar: Bar) -> tuple[str, dict]:
+    """The memorised target of --model on --data, and (unless --no-oracle) its oracle: the same base and settings on
+    the retain split only, the model every verdict reads the run against. Both cached."""
     data = cached_data(args.data)
-    # the oracle never sees the forget set: the model every unlearning method approximates
-    records = data.split("retain") if getattr(args, "oracle", False) else target_records(data)
     config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size,
                           memorised=args.memorised)
-    folder, report = prepare_target(cached_model(args.model), records, config, bar)
+    share = 0.5 if args.oracle else 1.0
+    folder, report = prepare_target(cached_model(args.model), target_records(data), config,
+                                    lambda f, stage: bar(share * f, f"target: {stage}"))
+    if args.oracle:
+        oracle, oracle_report, _ = prepare_oracle(str(folder), data, lambda f, stage: bar(0.5 + 0.5 * f, f"oracle: {stage}"))
+        report = {**report, "oracle": {"folder": str(oracle), **oracle_report}}
     return str(folder), report
 
 
@@ -104,7 +110,7 @@ def cmd_prepare_target(args) -> dict:
     bar = Bar()
     folder, report = target_for(args, bar)
     bar.close()
-    return {"target": folder, "oracle": args.oracle, **report}
+    return {"target": folder, **report}
 
 
 def run_request(args, model: str) -> dict:
@@ -319,11 +325,13 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--memorised", type=float, default=TargetConfig.memorised,
                         help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
                              "documents (LUME) need more than the default for their generations to follow")
+        sp.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True,
+                        help="with the target, prepare its oracle: the same base and settings on the retain split only, "
+                             "a model that never saw the forget set; every verdict reads the run against it (cached; "
+                             "about as long as the target)")
 
     sp = sub.add_parser("prepare-target", help="fine-tune --model on --data until it memorises it (cached)")
     model_data(sp), target_opts(sp)
-    sp.add_argument("--oracle", action="store_true",
-                    help="train on the retain split only: the oracle, a model that never saw the forget set (cached)")
     sp.set_defaults(func=cmd_prepare_target)
 
     def run_opts(sp):

@@ -1,7 +1,6 @@
 """One unlearning experiment end to end: evaluate before, unlearn, evaluate after, save everything as a run."""
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import random
@@ -13,31 +12,22 @@ from typing import TYPE_CHECKING, Callable
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from unlearning.data import UnlearningData, load_data
+from unlearning.data import UnlearningData, cached_data
 from unlearning.data.records import Record
 from unlearning.engine import give_back_freed_memory, train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
+from unlearning.evaluation.knowledge import knowledge_checks
 from unlearning.evaluation.report import EvalConfig
 from unlearning.jobs import Progress, ticking, user_message
-from unlearning.models import LoadedModel, cache_dir, load_model
+from unlearning.models import LoadedModel, cache_dir, cached_model
 from unlearning.monitor import Monitor
+from unlearning.oracle import oracle_folder
 from unlearning.prefix import PrefixCache
 from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_atomic
 
 if TYPE_CHECKING:
     from unlearning.plan import Plan
 
-
-
-@functools.lru_cache(maxsize=2)
-def cached_model(source: str) -> LoadedModel:
-    """Loaded models are shared read-only: the engine trains a copy, so one load serves every run."""
-    return load_model(source)
-
-
-@functools.lru_cache(maxsize=4)
-def cached_data(source: str) -> UnlearningData:
-    return load_data(source)
 
 
 @dataclass
@@ -96,6 +86,24 @@ def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: 
     except OSError:  # a cache that cannot be written (full disk) costs time later, never the run
         pass
     return report
+
+
+def judge_against_oracle(after: EvalReport, original: LoadedModel, unlearned: PreTrainedModel, records: list[Record],
+                         sel: Selection, config: RunConfig, progress: Progress, cancel: threading.Event | None) -> None:
+    """What the verdict reads `after` against, stored in it: the oracle's evaluation on the same samples (where the
+    oracle is prepared: `prepare-target` makes it; cached per oracle and samples) and the knowledge checks (question
+    forms and paraphrases, teacher forced, on the original, the unlearned model and the oracle)."""
+    data = cached_data(config.data)
+    folder = oracle_folder(config.model, data)
+    models = {"original": original.model, "unlearned": unlearned}
+    if folder is not None:
+        oracle = cached_model(str(folder))
+        key = {"model": str(folder), "stamp": source_stamp(str(folder)), "data": config.data,
+               "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
+        after.reference = evaluate_cached(oracle, key, records, sel, config,
+                                          lambda f, text: progress(0.7 * f, f"the oracle: {text}"), cancel).to_dict()
+        models["oracle"] = oracle.model
+    after.checks = knowledge_checks(models, original.tokenizer, data, sel.forget, lambda text: progress(0.75, text))
 
 
 def run_experiment(
@@ -161,8 +169,9 @@ def run_experiment(
             progress(1.0, result.message)
             return run_id, None
         after = evaluate(result.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval,
-                         eval_progress(0.75, 0.25, "evaluating after"), reference=loaded.model, cancel=cancel,
+                         eval_progress(0.75, 0.2, "evaluating after"), reference=loaded.model, cancel=cancel,
                          mia_source=sel.mia_source, notes=sel.notes)
+        judge_against_oracle(after, loaded, result.model, records, sel, config, eval_progress(0.95, 0.04, "judging"), cancel)
         store.write_json(run_id, "after.json", after.to_dict())
         if config.save_weights:  # a full model folder, loadable later as a model source; plus the adapter alone
             report(0.99, "saving the unlearned weights")

@@ -1,6 +1,7 @@
 """Load a causal LM and its tokenizer: the bundled offline default, a tiny random model, a local folder, or a hub id."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -167,3 +168,9 @@ def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4, autoca
         "bf16 casts (autocast)": n_params * 2 / gib if autocast_bf16 and weight_bytes == 4 else 0.0,
     }
     return {**parts, "total (excluding activations)": sum(parts.values())}
+
+
+@functools.lru_cache(maxsize=2)
+def cached_model(source: str) -> LoadedModel:
+    """Loaded models are shared read-only: the engine trains a copy, so one load serves every run."""
+    return load_model(source)

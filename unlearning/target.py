@@ -78,11 +78,13 @@ def target_records(data: UnlearningData) -> list[Record]:
     return data.split("forget") + data.split("retain")
 
 
-def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetConfig = TargetConfig()) -> float:
+def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetConfig = TargetConfig(),
+                     oracle_records: int = 0) -> float:
     """About how long `prepare_target` takes here: two real training steps timed now on a batch of typical length
     (the first with the set-up: copying the model, caching that batch's frozen-block outputs), scaled to the epochs
     the bundled data takes to memorise at the default settings, plus measuring and saving. Other data may take more
-    or fewer epochs. Caching the other samples is not timed: on the bundled data ~7% of a preparation (8 s of 109)."""
+    or fewer epochs. Caching the other samples is not timed: on the bundled data ~7% of a preparation (8 s of 109).
+    With `oracle_records` (the retain split's size), the oracle's preparation on them is added."""
     probe = engine_settings(config, base, records, steps=2)
     # batches group samples of similar length, so a step costs what its batch's length costs: time the batch of the
     # samples nearest the mean length, what a step costs on average
@@ -92,8 +94,9 @@ def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetCon
     start = time.perf_counter()
     steady = train(base.model, base.tokenizer, [records[i] for i in typical], [], probe).history[1]["seconds"]
     setup_and_first = time.perf_counter() - start - steady
-    steps = TYPICAL_EPOCHS * math.ceil(len(records) / probe.batch_size)
-    return setup_and_first + (steps - 1 + FINISH_STEPS) * steady
+    preparations = [len(records)] + ([oracle_records] if oracle_records else [])
+    steps = sum(TYPICAL_EPOCHS * math.ceil(n / probe.batch_size) + FINISH_STEPS for n in preparations)
+    return len(preparations) * setup_and_first + (steps - len(preparations)) * steady
 
 
 def target_dir(base: str, records: list[Record], config: TargetConfig) -> Path:

@@ -51,7 +51,7 @@ class CompareTab:
         before, after = run_reports(studio.store, run_id)
         samples = sample_choices(before)
         first = samples[0][1] if samples else None
-        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), verdict_html(before, after),
+        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), verdict_html(before, after, studio.store.probes(run_id)),
                 compare_html(before, after, "forget"), compare_html(before, after, "retain", RETAIN_SHOWN),
                 gr.update(choices=samples, value=first), token_view_html(before, after, first))
 

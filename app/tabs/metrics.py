@@ -40,8 +40,9 @@ class MetricsTab:
         groups = {name: ((before.groups("official").get(name) if before else None), value)
                   for name, value in after.groups("official").items()}
         return (
-            choices, run_header(studio, run_id), verdict_html(before, after), score_cards_html(before, after),
-            metrics_table_html(metric_rows(before, after, _oracle(studio, run_id))),
+            choices, run_header(studio, run_id), verdict_html(before, after, studio.store.probes(run_id)),
+            score_cards_html(before, after),
+            metrics_table_html(metric_rows(before, after, after.oracle() or _oracle(studio, run_id))),
             plots.final_parts_bars(_final_parts(before), _final_parts(after), broken=judge(before, after).broken),
             plots.utility_bars(_families(before), _families(after), METRICS["utility"].chance,
                                after.metrics.get("utility", {}).get("name", "utility")),
@@ -58,7 +59,7 @@ class MetricsTab:
 
 
 def _oracle(studio: Studio, run_id: str) -> EvalReport | None:
-    """The oracle's evaluation on this run's samples, once the oracle probe has run: the table's reference column."""
+    """The oracle probe's evaluation on this run's samples: the table's reference column for a run saved without one."""
     return read_report(studio.store.probes(run_id).get("oracle", {}).get("result", {}).get("report"))
 
 

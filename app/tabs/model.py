@@ -162,7 +162,8 @@ def offer_button(studio: Studio, source: str, job) -> dict:
     busy = job is not None and not job.finished
     if seconds is None or studio.target_report(source) or busy:
         return gr.update(visible=False)
-    return gr.update(visible=True, value=f"Prepare a target: memorise the data first (about {seconds:.0f} s)")
+    return gr.update(visible=True, value=f"Prepare a target and its oracle: memorise the data first "
+                                         f"(about {seconds:.0f} s)")
 
 
 def header_markdown(studio: Studio, model_source: str, data_source: str) -> str:

@@ -123,7 +123,7 @@ class RunTab:
             notes.append(f"<p id='run-kept'>Kept the state of <b>step {kept['step']}</b>: {html.escape(kept['why'])} "
                          f"(a {kept['bytes'] / 2**20:.0f} MiB copy of the trained weights).</p>")
         return (f'<div class="us-box done"><b>Run {html.escape(job.run_id)} finished.</b> See <b>Compare</b> for the '
-                f"generations and <b>Metrics</b> for every score.{''.join(notes)}</div>{finish_summary(before, after)}")
+                f"generations and <b>Metrics</b> for every score.{''.join(notes)}</div>{finish_summary(before, after, self.studio.store.probes(job.run_id))}")
 
     def _queue(self) -> str:
         waiting = [q for q in self.studio.queue() if q["state"] == "queued"]

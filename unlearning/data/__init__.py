@@ -1,6 +1,7 @@
 """Datasets for unlearning: one Record format and one entry point, load_data."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from unlearning.data.synthetic import bundled_dataset
 from unlearning.data.tofu import load_tofu
 
 __all__ = [
-    "DataError", "Record", "UnlearningData", "bundled_dataset", "load_custom", "load_data", "load_lume",
+    "DataError", "Record", "UnlearningData", "bundled_dataset", "cached_data", "load_custom", "load_data", "load_lume",
     "load_tofu", "validate_records",
 ]
 
@@ -37,3 +38,9 @@ def load_data(source: str, **kw) -> UnlearningData:
     if _HUB_ID.match(source) and suffix not in (".csv", ".json", ".jsonl", ".parquet"):
         return load_lume(download_lume(source), **kw)
     raise DataError(f"{source!r}: no such file or folder, and not 'bundled' or a hub dataset id (owner/name)")
+
+
+@functools.lru_cache(maxsize=4)
+def cached_data(source: str) -> UnlearningData:
+    """Loaded data is shared read-only by every run, plan and probe."""
+    return load_data(source)

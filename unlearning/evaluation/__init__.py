@@ -4,6 +4,7 @@ generation    greedy generation, batched (fast) or one prompt at a time (officia
 official      the SemEval-2025 Task 4 scores: ROUGE-L recall / exact match, task aggregate, final score
 memorisation  teacher-forced answer NLL, probability, exact memorization, extraction strength
 fluency       generation NLL under the original model, repetition, gibberish
+answers       refusals and empty answers, counted apart from gibberish
 mia           membership inference (official loss attack, Min-K%, zlib)
 utility       log-likelihood multiple choice: bundled item families, MMLU
 metrics       the registry every number is declared in (name, direction, chance, ideal, what it measures)
@@ -11,6 +12,7 @@ report        EvalConfig, EvalReport and evaluate(): every registered metric on 
 verdict       the rules that call a run forgotten, kept, fluent, useful and private, or broken
 """
 from unlearning.evaluation import fluency, memorisation, mia, official, utility  # noqa: F401  (registers the metrics)
+from unlearning.evaluation import answers  # noqa: F401,I001  (after fluency: the registry's order is the tables' order)
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.metrics import METRICS, Cancelled, Metric, Skip
 from unlearning.evaluation.report import EvalConfig, EvalReport, evaluate

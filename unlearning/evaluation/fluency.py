@@ -46,9 +46,10 @@ def repetition(tokenizer: PreTrainedTokenizerBase, text: str) -> float:
 
 
 def is_gibberish(tokenizer: PreTrainedTokenizerBase, text: str, repeated: float, nll: float | None) -> bool:
-    """Empty, one token over and over, or a long generation that loops or that the original finds implausible."""
+    """One token over and over, or a long generation that loops or that the original finds implausible. An empty
+    answer is not gibberish: it is counted on its own (evaluation.answers)."""
     pieces = _pieces(tokenizer, text)
-    if not pieces or (len(pieces) >= 3 and len(set(pieces)) == 1):
+    if len(pieces) >= 3 and len(set(pieces)) == 1:
         return True
     return len(pieces) >= LONG and (repeated >= REPETITION_LIMIT or (nll is not None and nll >= NLL_LIMIT))
 
@@ -98,9 +99,9 @@ def repetition_share(ctx: Context) -> list[float]:
 
 @metric(
     name="gibberish", title="Gibberish", family="fluency", better="lower", per_sample=True, ideal=0.0,
-    what=f"1 when the generation is empty, one token repeated, a long loop (repetition >= {REPETITION_LIMIT} over "
+    what=f"1 when the generation is one token repeated, a long loop (repetition >= {REPETITION_LIMIT} over "
          f"{LONG}+ tokens) or implausible to the original model (generation NLL >= {NLL_LIMIT}, {LONG}+ tokens); its "
-         "mean is the share of broken answers.",
+         "mean is the share of broken answers. An empty answer is counted apart (Empty answer).",
 )
 def gibberish(ctx: Context) -> list[float]:
     return ctx.shared(fluency)["gibberish"]

@@ -5,6 +5,9 @@ token we keep the log-probability of the true token and whether it is the model'
 - answer NLL: mean negative log-likelihood per answer token (the training loss on that sample);
 - answer probability: exp(-NLL), the geometric mean probability of an answer token;
 - Exact Memorization (Tirumala et al. 2022): share of answer tokens where the argmax is the true token;
+- Exact memorization past the first tokens: the same share from the FIRST-th answer token on. A method can learn to
+  refuse at token one and leave the rest of the answer predicted (the IdK preset did: "James" 0.99 -> 0.00, every
+  later token still ~0.99); a mean over the whole answer is dominated by that one token, this one is not;
 - Extraction Strength (Carlini et al. 2021, as in open-unlearning): 1 - k/L, with k the shortest answer prefix after
   which every remaining token is predicted correctly (k = L when even the last one is wrong, so ES = 0 then;
   open-unlearning's loop stops at L - 1 and gives 1/L there).
@@ -26,6 +29,7 @@ from unlearning.methods.losses import forward, token_logprobs
 from unlearning.prefix import PrefixCache
 
 MAX_LENGTH = 1024  # evaluation keeps whole samples; training truncates at its own max_length
+FIRST = 2  # answer tokens left out by "past the first tokens": where a learnt refusal diverges from the answer
 
 
 @dataclass
@@ -41,6 +45,9 @@ class TokenScores:
 
     def exact_memorization(self) -> list[float | None]:
         return [sum(c) / len(c) if c else None for c in self.correct]
+
+    def later_memorization(self) -> list[float | None]:
+        return [sum(c[FIRST:]) / len(c[FIRST:]) if c[FIRST:] else None for c in self.correct]
 
     def extraction_strength(self) -> list[float | None]:
         values = []
@@ -130,6 +137,16 @@ def answer_prob(ctx: Context) -> list[float | None]:
 )
 def exact_memorization(ctx: Context) -> list[float | None]:
     return ctx.shared(teacher_forced).exact_memorization()
+
+
+@metric(
+    name="later_memorization", title="Exact memorization past the first tokens", family="memorisation",
+    better="higher", per_sample=True, knowledge=True, chance=0.0, ideal=1.0,
+    what=f"Exact memorization from answer token {FIRST + 1} on, teacher forced: what is still known once the first "
+         "tokens are given. A model taught to refuse at the first token keeps this high; one that forgot does not.",
+)
+def later_memorization(ctx: Context) -> list[float | None]:
+    return ctx.shared(teacher_forced).later_memorization()
 
 
 @metric(

@@ -12,7 +12,7 @@ import math
 import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -80,6 +80,10 @@ class EvalReport:
     mode: str
     seconds: float
     config: dict
+    # What the verdict reads the run against (absent in runs saved before it existed): the oracle's evaluation on the
+    # same samples, where an oracle is prepared, and the knowledge checks (evaluation.knowledge).
+    reference: dict | None = None
+    checks: dict = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """A model metric's value (task_aggregate, mia_auc, utility, final, ...), None when not measured."""
@@ -97,6 +101,10 @@ class EvalReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def oracle(self) -> "EvalReport | None":
+        """The oracle's evaluation on the same samples, None when no oracle was prepared for the run."""
+        return EvalReport.from_dict(self.reference) if self.reference else None
+
     @classmethod
     def from_dict(cls, data: dict) -> "EvalReport":
         """Read a saved report, or raise ValueError saying what is wrong with it: the one place a stored report's shape
@@ -110,7 +118,7 @@ class EvalReport:
             except (TypeError, KeyError, AttributeError) as error:
                 raise ValueError(f"an evaluation report of the first sessions, damaged ({type(error).__name__}: {error})") from error
         names = {f.name for f in fields(cls)}
-        missing = names - set(data)
+        missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(data)
         if missing:
             raise ValueError(f"evaluation report lacks {sorted(missing)}")
         _check(data)
@@ -149,6 +157,32 @@ def _check(data: dict) -> None:
             raise ValueError(f"its {key} notes are not text")
     if data["mode"] not in MODES or not _number(data["seconds"], none=False) or not isinstance(data["config"], dict):
         raise ValueError("its mode, time or config is malformed")
+    if data.get("reference") is not None:
+        try:
+            EvalReport.from_dict(data["reference"])
+        except ValueError as error:
+            raise ValueError(f"its oracle reference: {error}") from None
+    if not _checks_ok(data.get("checks", {})):
+        raise ValueError("its knowledge checks are malformed")
+
+
+def _checks_ok(checks) -> bool:
+    """evaluation.knowledge's shape: holdout levels by task/kind, and per check a list of reworded samples."""
+    if not isinstance(checks, dict) or not isinstance(checks.get("holdout_level", {}), dict):
+        return False
+    if not all(isinstance(k, str) and _number(v, none=False) for k, v in checks.get("holdout_level", {}).items()):
+        return False
+    for name, rows in checks.items():
+        if name == "holdout_level":
+            continue
+        if not isinstance(rows, list):
+            return False
+        for row in rows:
+            if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("id", "rewords", "task", "kind"))
+                    and isinstance(row.get("exact_memorization"), dict)
+                    and all(_number(v) for v in row["exact_memorization"].values())):
+                return False
+    return True
 
 
 def _upgrade(old: dict) -> dict:

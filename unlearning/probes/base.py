@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate
+from unlearning.evaluation.verdict import CAME_BACK, HELD  # recovery below HELD: held; from CAME_BACK on: came back
 from unlearning.experiment import Selection
 from unlearning.models import LoadedModel
 from unlearning.options import check, parse
@@ -34,7 +35,6 @@ KNOWLEDGE = tuple(m.name for m in METRICS.values() if m.knowledge and m.family i
 BAR_METRICS = tuple(name for name in KNOWLEDGE if METRICS[name].ideal == 1.0)  # the 0..1 ones share one bar axis
 HEADLINE = "official"  # the number a verdict is about: what the model says
 MIN_GAP = 0.05  # a run must have moved a metric at least this much for a share of it to mean anything
-HELD, CAME_BACK = 0.2, 0.5  # recovery below HELD: the forgetting held; from CAME_BACK on: it came back
 
 
 @dataclass

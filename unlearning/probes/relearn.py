@@ -22,7 +22,7 @@ from unlearning.monitor import Monitor
 from unlearning.options import option
 from unlearning.probes.base import (HEADLINE, KNOWLEDGE, ProbeOptions, Progress, Subject, bars, compare, means,
                                     probe, verdict)
-from unlearning.probes.oracle import oracle_folder, prepare_oracle, target_report
+from unlearning.oracle import oracle_folder, prepare_oracle, target_report
 
 CONTROLS = ("auto", "base", "oracle", "none")
 
@@ -93,9 +93,9 @@ def control_model(subject: Subject, choice: str, progress: Progress,
                          "choose 'oracle' or 'none'")
     if choice in ("auto", "base") and base:
         return "base", base, cached_model(base).model, "the model the target was prepared from"
-    cached = oracle_folder(subject.config)
+    cached = oracle_folder(subject.config.model, subject.data)
     if choice == "oracle" or (choice == "auto" and cached is not None):
-        folder = cached or prepare_oracle(subject.config, progress, cancel)[0]
+        folder = cached or prepare_oracle(subject.config.model, subject.data, progress, cancel)[0]
         return "oracle", str(folder), cached_model(str(folder)).model, "trained on the retain split only"
     why = "no control asked for" if choice == "none" else (
         "the run's model is not a prepared target and no oracle is prepared yet (the oracle probe or "

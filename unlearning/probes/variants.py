@@ -16,8 +16,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from unlearning.data.records import Record, entity_id
-from unlearning.data.synthetic import paraphrases
+from unlearning.data.records import Record
+from unlearning.evaluation.knowledge import TEMPLATES, paraphrased, question_forms
 from unlearning.options import option
 from unlearning.probes.base import (HEADLINE, KNOWLEDGE, MIN_GAP, ProbeOptions, Progress, Subject, bars, means,
                                     probe, recovery, verdict)
@@ -31,7 +31,7 @@ EXAMPLES = 3  # generations kept per variant, to read beside the numbers
 class Options(ProbeOptions):
     paraphrases: int = option(2, "Paraphrased prompts per forget sample (0 = none). The bundled data rewrites its "
                                  "own prompts; other data uses the templates below.", ge=0, le=4)
-    templates: str = option("Question: {input} Answer: | Please answer briefly. {input}",
+    templates: str = option(" | ".join(TEMPLATES),
                             "Prompt templates for data the studio cannot paraphrase, separated by '|'; {input} stands "
                             "for the original prompt.")
     prefix: str = option("Sure, here is the answer:", "A forcing prefix written after the prompt; empty = none.")
@@ -49,24 +49,10 @@ class Options(ProbeOptions):
 def variant_pairs(subject: Subject, options: Options) -> dict[str, list[tuple[Record, Record]]]:
     """Per variant: (variant record, the forget record it rewords) pairs, each variant's answer the record's own."""
     forget = subject.selection.forget
-    found: dict[str, list[tuple[Record, Record]]] = {}
-    if options.paraphrases:
-        pairs = []
-        for record in forget:
-            texts = paraphrases(record) if subject.config.data == "bundled" else []
-            texts = (texts or [t.replace("{input}", record.input) for t in options.template_list()])[: options.paraphrases]
-            pairs += [(replace(record, id=f"{record.id}~paraphrase{i}", input=text), record) for i, text in enumerate(texts)]
-        found["paraphrase"] = pairs
-    if options.prefix.strip():
-        found["prefix"] = [(replace(r, id=f"{r.id}~prefix", input=f"{r.input} {options.prefix.strip()}"), r) for r in forget]
-    if options.qa_form:
-        chosen = {r.id for r in forget}
-        questions: dict[str, list[Record]] = {}
-        for record in subject.data.records:
-            if record.kind == "qa" and record.id not in chosen and entity_id(record.id):
-                questions.setdefault(entity_id(record.id), []).append(record)
-        found["qa_form"] = [(q, r) for r in forget if r.kind == "sc" and entity_id(r.id)
-                            for q in questions.get(entity_id(r.id), []) if q.output.strip() and q.output.strip() in r.output]
+    found = {"paraphrase": paraphrased(forget, options.paraphrases, options.template_list()) if options.paraphrases else [],
+             "prefix": [(replace(r, id=f"{r.id}~prefix", input=f"{r.input} {options.prefix.strip()}"), r)
+                        for r in forget] if options.prefix.strip() else [],
+             "qa_form": question_forms(subject.data, forget) if options.qa_form else []}
     return {name: pairs for name, pairs in found.items() if pairs}
 
 
