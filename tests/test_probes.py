@@ -202,9 +202,27 @@ def test_the_oracle_is_trained_on_retain_only_and_measured_against(probed, cache
     quality = result["forget_quality"]["unlearned"]
     assert 0.0 <= quality["p"] <= 1.0 and quality["samples"] == [len(FORGET), len(FORGET)]
     assert EvalReport.from_dict(result["report"]).split("official", "forget") == result["scores"]["forget"]["official"]["oracle"]
-    # the CLI prepares the same oracle: cached, so it returns at once with the same folder
-    code, out = run_cli(capsys, "prepare-target", "--model", "tiny", "--oracle")
-    assert code == 0 and out["target"] == result["oracle"] and out["oracle"] is True
+    # a run on the same model now stores the oracle's evaluation of its samples and the knowledge checks with its
+    # after-evaluation, and its verdict reads them
+    config = store.config(run_id)
+    again, _ = run_experiment(make_plan(config), store)
+    after = EvalReport.from_dict(store.read_json(again, "after.json"))
+    assert after.oracle().rows == EvalReport.from_dict(result["report"]).rows
+    asked = after.checks["question_form"]
+    assert {row["rewords"] for row in asked} == {"bio-001sc1", "bio-003sc1", "story-001sc1"}
+    assert all(set(row["exact_memorization"]) == {"original", "unlearned", "oracle"} for row in asked)
+    assert all(row["answer"] in bundled.by_ids([row["rewords"]])[0].output for row in asked)
+    assert len(after.checks["paraphrase"]) == 2 * len(FORGET) and after.checks["holdout_level"]
+    code, out = run_cli(capsys, "runs", again, "--runs", str(store.root))
+    privacy = next(f for f in out["verdict"]["findings"] if f["aspect"] == "privacy")
+    assert code == 0 and "against the oracle" in privacy["text"] and "reference" not in out["after"]
+    # judged as a run from its original, the oracle itself reads forgotten and private: the verdict's sanity check
+    code, out = run_cli(capsys, "eval", "--original", "tiny", "--judge", "oracle", "--forget-ids", ",".join(FORGET),
+                        "--max-new-tokens", "4", "--utility", "none", "--retain-rows", "4")
+    found = {f["aspect"]: f for f in out["verdict"]["findings"]}
+    assert code == 0 and out["judged"] == result["oracle"]
+    assert found["privacy"]["status"] == "good" and "PrivLeak +0%" in found["privacy"]["text"]
+    assert found["forgot"]["status"] in ("good", "unknown")  # the tiny original knew nothing to forget
 
 
 # ------------------------------------------------------------------------------------------ refusals, store, CLI

@@ -22,7 +22,7 @@ from unlearning.data.lume import write_subset
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.experiment import cached_data, cached_model, run_experiment, selection
+from unlearning.experiment import cached_data, cached_model, evaluate_after, evaluate_model, run_experiment, selection
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
 from unlearning.models import ModelLoadError
@@ -31,7 +31,7 @@ from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan
 from unlearning.runs import Run, RunStore
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
-from unlearning.oracle import prepare_oracle
+from unlearning.oracle import oracle_folder, prepare_oracle
 from unlearning.target import TargetConfig, prepare_target, target_records
 
 EXIT_CODES = {"completed": 0, "failed": 1, "bad input": 2, "diverged": 3, "cancelled": 4, "stopped": 5}
@@ -210,12 +210,13 @@ def summary(store: RunStore, run_id: str) -> dict:
     out = {**listing(run), "config": run.config.to_dict() if run.config else None}
     reports = {name: EvalReport.from_dict(report) for name, report in (("before", run.before), ("after", run.after)) if report}
     for name, report in reports.items():
-        out[name] = {k: v for k, v in report.to_dict().items() if k != "rows"}
+        out[name] = {k: v for k, v in report.to_dict().items() if k not in ("rows", "reference")}
+    probes = store.probes(run_id)
     if "after" in reports:
-        out["verdict"] = judge(reports.get("before"), reports["after"]).to_dict()
+        out["verdict"] = judge(reports.get("before"), reports["after"], probes).to_dict()
     trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
     out["last_step"] = trained[-1] if trained else None
-    out["probes"] = {name: probe_summary(entry) for name, entry in store.probes(run_id).items()}
+    out["probes"] = {name: probe_summary(entry) for name, entry in probes.items()}
     return out
 
 
@@ -230,6 +231,8 @@ def cmd_eval(args) -> dict:
     values, problems = parse(EvalConfig, eval_request(args), "evaluation")
     if problems:
         raise ValueError("; ".join(problems))
+    if args.judge:
+        return judged(args)
     evaluation = EvalConfig(**values)
     bar = Bar()
     loaded, data = cached_model(args.model), cached_data(args.data)
@@ -238,6 +241,36 @@ def cmd_eval(args) -> dict:
                       evaluation, bar, mia_source=sel.mia_source, notes=sel.notes)
     bar.close()
     return {k: v for k, v in report.to_dict().items() if k != "rows"}
+
+
+def judged(args) -> dict:
+    """--judge MODEL: MODEL read as if a run had unlearned it from the original (--original, or with --target the
+    prepared target of --model): both evaluations and the verdict, against the original's oracle where it is
+    prepared. `--judge oracle` judges that oracle itself: what a perfect unlearning reads."""
+    bar = Bar()
+    try:
+        if not (args.target or args.original):
+            raise ValueError("--judge needs the model it was unlearned from: --original MODEL, or --target")
+        original = target_for(args, bar)[0] if args.target else args.original
+        request = {"model": original, "data": args.data, "eval": eval_request(args),
+                   "forget_ids": [i.strip() for i in (args.forget_ids or "").split(",") if i.strip()]
+                   or [r.id for r in cached_data(args.data).split("forget")]}
+        plan = make_plan(request)
+        judged_model = args.judge
+        if judged_model == "oracle":
+            folder = oracle_folder(original, cached_data(args.data))
+            if folder is None:
+                raise ValueError(f"{original} has no prepared oracle: prepare it with `prepare-target` (--target does)")
+            judged_model = str(folder)
+        before = evaluate_model(original, plan.selection, plan.config, lambda f, s: bar(0.5 * f, f"original: {s}"), None)
+        after = evaluate_after(plan, cached_model(original), cached_model(judged_model).model,
+                               lambda f, s: bar(0.5 + 0.5 * f, f"judged model: {s}"), None)
+    finally:
+        bar.close()
+    return {"original": original, "judged": judged_model, "forget_ids": plan.config.forget_ids,
+            "verdict": judge(before, after).to_dict(),
+            **{name: {k: v for k, v in r.to_dict().items() if k not in ("rows", "reference")}
+               for name, r in (("before", before), ("after", after))}}
 
 
 def cmd_probe(args) -> dict:
@@ -368,9 +401,18 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid-file", help="a JSON file {name: [values]} (added to --grid)")
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("eval", help="score a model on the forget and retain sets, MIA and utility")
-    model_data(sp)
+    sp = sub.add_parser("eval", help="score a model on the forget and retain sets, MIA and utility; with --judge, read "
+                                     "a model as a run from an original and give the verdict")
+    model_data(sp), target_opts(sp)
     eval_opts(sp)
+    sp.add_argument("--judge", metavar="MODEL",
+                    help="judge MODEL as if a run had unlearned it from the original (a folder, e.g. runs/ID/model; "
+                         "'oracle' = the original's oracle, what a perfect unlearning reads): prints the verdict")
+    sp.add_argument("--original", help="with --judge: the model it was unlearned from")
+    sp.add_argument("--target", action="store_true",
+                    help="with --judge: the original is the memorised target of --model on --data (prepared if missing)")
+    sp.add_argument("--forget-ids", help="with --judge: comma-separated ids it should have forgotten (default: the "
+                                         "whole forget split)")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("probe", help="try to bring a run's forgotten answers back: relearning, quantisation, other "

@@ -88,22 +88,36 @@ def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: 
     return report
 
 
-def judge_against_oracle(after: EvalReport, original: LoadedModel, unlearned: PreTrainedModel, records: list[Record],
-                         sel: Selection, config: RunConfig, progress: Progress, cancel: threading.Event | None) -> None:
-    """What the verdict reads `after` against, stored in it: the oracle's evaluation on the same samples (where the
-    oracle is prepared: `prepare-target` makes it; cached per oracle and samples) and the knowledge checks (question
-    forms and paraphrases, teacher forced, on the original, the unlearned model and the oracle)."""
+def evaluate_model(source: str, sel: Selection, config: RunConfig, progress: Progress,
+                   cancel: threading.Event | None) -> EvalReport:
+    """A model that does not change (the original, the oracle) on a run's samples: cached per model, samples and
+    settings, so every run from the same original shares it."""
+    records = sel.forget + sel.retain_eval
+    key = {"model": source, "stamp": source_stamp(source), "data": config.data, "ids": [r.id for r in records],
+           "eval": config.eval.__dict__, "mia": sel.mia_source}
+    return evaluate_cached(cached_model(source), key, records, sel, config, progress, cancel)
+
+
+def evaluate_after(plan: Plan, original: LoadedModel, unlearned: PreTrainedModel, progress: Progress,
+                   cancel: threading.Event | None) -> EvalReport:
+    """The unlearned model on the run's samples, with what the verdict reads it against stored in the report: the
+    oracle's evaluation on the same samples (where the oracle is prepared: `prepare-target` makes it; cached per
+    oracle and samples) and the knowledge checks (question forms and paraphrases, teacher forced, on the original,
+    the unlearned model and the oracle)."""
+    sel, config = plan.selection, plan.config
+    records = sel.forget + sel.retain_eval
+    after = evaluate(unlearned, original.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval,
+                     lambda f, text: progress(0.85 * f, text), reference=original.model, cancel=cancel,
+                     mia_source=sel.mia_source, notes=sel.notes)
     data = cached_data(config.data)
     folder = oracle_folder(config.model, data)
     models = {"original": original.model, "unlearned": unlearned}
     if folder is not None:
-        oracle = cached_model(str(folder))
-        key = {"model": str(folder), "stamp": source_stamp(str(folder)), "data": config.data,
-               "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
-        after.reference = evaluate_cached(oracle, key, records, sel, config,
-                                          lambda f, text: progress(0.7 * f, f"the oracle: {text}"), cancel).to_dict()
-        models["oracle"] = oracle.model
-    after.checks = knowledge_checks(models, original.tokenizer, data, sel.forget, lambda text: progress(0.75, text))
+        after.reference = evaluate_model(str(folder), sel, config,
+                                         lambda f, text: progress(0.85 + 0.1 * f, f"the oracle: {text}"), cancel).to_dict()
+        models["oracle"] = cached_model(str(folder)).model
+    after.checks = knowledge_checks(models, original.tokenizer, data, sel.forget, lambda text: progress(0.96, text))
+    return after
 
 
 def run_experiment(
@@ -136,14 +150,11 @@ def run_experiment(
     try:
         with ticking(report, 0.0, 0.02, f"loading {config.model}", expected_seconds=5.0):
             loaded = cached_model(config.model)
-        records = sel.forget + sel.retain_eval
 
         def eval_progress(start: float, span: float, label: str) -> Progress:
             return lambda fraction, text: report(start + span * fraction, f"{label}: {text}")
 
-        key = {"model": config.model, "stamp": source_stamp(config.model), "data": config.data,
-               "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
-        before = evaluate_cached(loaded, key, records, sel, config, eval_progress(0.02, 0.13, "evaluating before"), cancel)
+        before = evaluate_model(config.model, sel, config, eval_progress(0.02, 0.13, "evaluating before"), cancel)
         store.write_json(run_id, "before.json", before.to_dict())
 
         steps = config.train.steps
@@ -168,10 +179,7 @@ def run_experiment(
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)
             return run_id, None
-        after = evaluate(result.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval,
-                         eval_progress(0.75, 0.2, "evaluating after"), reference=loaded.model, cancel=cancel,
-                         mia_source=sel.mia_source, notes=sel.notes)
-        judge_against_oracle(after, loaded, result.model, records, sel, config, eval_progress(0.95, 0.04, "judging"), cancel)
+        after = evaluate_after(plan, loaded, result.model, eval_progress(0.75, 0.24, "evaluating after"), cancel)
         store.write_json(run_id, "after.json", after.to_dict())
         if config.save_weights:  # a full model folder, loadable later as a model source; plus the adapter alone
             report(0.99, "saving the unlearned weights")

@@ -9,7 +9,7 @@ import threading
 
 from unlearning.evaluation import EvalReport
 from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.experiment import cached_model, evaluate_cached, source_stamp
+from unlearning.experiment import evaluate_model
 from unlearning.evaluation.distance import BAD_P, GOOD_P, LEAK_FAR, LEAK_NEAR, forget_quality, privleak
 from unlearning.oracle import prepare_oracle
 from unlearning.probes.base import KNOWLEDGE, Progress, Subject, bars, means, probe
@@ -38,13 +38,8 @@ def _headline(quality: float | None, leak: float | None) -> dict:
        asks="How far is the unlearned model from a model that never saw the forget set?")
 def run(subject: Subject, options, progress: Progress, cancel: threading.Event | None) -> dict:
     folder, report, note = prepare_oracle(subject.config.model, subject.data, lambda f, stage: progress(0.6 * f, stage), cancel)
-    loaded = cached_model(str(folder))
-    sel, config = subject.selection, subject.config
-    records = sel.forget + sel.retain_eval
-    key = {"model": str(folder), "stamp": source_stamp(str(folder)), "data": config.data,
-           "ids": [r.id for r in records], "eval": config.eval.__dict__, "mia": sel.mia_source}
-    oracle = evaluate_cached(loaded, key, records, sel, config,
-                             lambda f, stage: progress(0.6 + 0.4 * f, f"evaluating the oracle: {stage}"), cancel)
+    oracle = evaluate_model(str(folder), subject.selection, subject.config,
+                            lambda f, stage: progress(0.6 + 0.4 * f, f"evaluating the oracle: {stage}"), cancel)
     quality = {name: forget_quality(_nll(r), _nll(oracle)) if _nll(r) and _nll(oracle) else None
                for name, r in (("unlearned", subject.after), ("original", subject.before))}
     aucs = {"unlearned": subject.after.value("mia_auc"), "original": subject.before.value("mia_auc"),
