@@ -28,7 +28,7 @@ def test_run_saves_a_run_that_lists_and_reloads(capsys, tmp_path):
     assert out["config"]["train"]["compile"] is False
     parts = lambda report: set(report["metrics"]["task_aggregate"]["parts"])  # noqa: E731
     assert parts(out["before"]) == parts(out["after"]) and out["after"]["mode"] == "fast"
-    assert {f["aspect"] for f in out["verdict"]["findings"]} == {"forgot", "kept", "fluent", "utility", "privacy"}
+    assert {f["aspect"] for f in out["verdict"]["findings"]} == {"forgot", "output", "kept", "fluent", "utility", "privacy", "robust"}
     code, listed = run_cli(capsys, "runs", "--runs", runs)
     assert [r["run_id"] for r in listed] == [out["run_id"]] and listed[0]["method"] == "grad_diff"
     code, shown = run_cli(capsys, "runs", out["run_id"], "--runs", runs)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from unlearning.data import DataError, bundled_dataset, load_custom, load_data, load_lume, load_tofu, lume
 from unlearning.data.records import kind_from_id
+from unlearning.data.synthetic import BIOGRAPHIES, STORY_TEMPLATES, _facts
 
 LUME_VALIDATION = Path(__file__).resolve().parents[2] / "shared/data/lume-validation"
 
@@ -247,7 +248,7 @@ def test_load_data_dispatch(tmp_path):
 def test_bundled_sizes():
     data = bundled_dataset()
     assert data.name == "bundled" and len(data.records) == 110
-    assert Counter(r.split for r in data.records) == {"forget": 33, "retain": 55, "holdout": 22}
+    assert Counter(r.split for r in data.records) == {"forget": 26, "retain": 58, "holdout": 26}
     assert Counter((r.task, r.kind) for r in data.records) == {
         ("Task2", "sc"): 20, ("Task2", "qa"): 60, ("Task1", "sc"): 10, ("Task1", "qa"): 20}
     assert all(r.kind == kind_from_id(r.id) for r in data.records)
@@ -294,5 +295,24 @@ def test_bundled_completions_hold_the_pii_and_answers():
             assert re.search(r"\S+@\S+\.\w+", document.output)  # email
             assert re.search(r"\(?\d{3}\)?-?\d{3}-?\d{4}", document.output)  # phone, in Faker's three formats
     documents = {r.text: r.split for r in data.records if r.kind == "sc"}
-    assert [documents[text] for text in data.mia_members] == ["forget"] * 9
-    assert [documents[text] for text in data.mia_nonmembers] == ["holdout"] * 6
+    assert [documents[text] for text in data.mia_members] == ["forget"] * 7
+    assert [documents[text] for text in data.mia_nonmembers] == ["holdout"] * 7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bundled_forget_and_holdout_are_exchangeable(seed):
+    """Split at random by entity, with every template as often in forget as in holdout: a model that never saw either
+    cannot tell them apart by their form (the decile split put other templates in holdout: the oracle's AUC was 0.27)."""
+    data = load_data("bundled" if seed == 0 else f"bundled:{seed}")
+    templates = [first for first, _, _ in BIOGRAPHIES + STORY_TEMPLATES]
+
+    def template_counts(split: str) -> Counter:
+        # a completion's prompt is its template's first sentence: the template is the one it was filled from
+        return Counter(next(i for i, first in enumerate(templates) if _facts(first, r.input) is not None)
+                       for r in data.split(split) if r.kind == "sc")
+
+    assert template_counts("forget") == template_counts("holdout") == Counter(range(len(templates)))
+    assert Counter((r.task, r.kind) for r in data.split("forget")) == Counter((r.task, r.kind) for r in data.split("holdout"))
+    assert [r.text for r in data.records if r.kind == "sc"] == [r.text for r in bundled_dataset().records if r.kind == "sc"]
+    other = bundled_dataset(seed + 1)
+    assert {r.id for r in data.split("forget")} != {r.id for r in other.split("forget")}  # the seed moves entities

@@ -18,9 +18,9 @@ MEMORISE = TrainConfig(method="finetune", steps=160, learning_rate=5e-3, batch_s
 @pytest.fixture(scope="module")
 def setting(tiny, bundled):
     """A tiny model that memorised one forget question and six retain questions; two forget questions it never saw."""
-    questions = [r for r in bundled.records if r.kind == "qa"]
-    forget = [r for r in questions if r.split == "forget"][:3]
-    retain = [r for r in questions if r.split == "retain"][:6]
+    # fixed ids: which questions these are decides how fast retain falls in the best-checkpoint test
+    forget = bundled.by_ids([f"bio-001qa{i}" for i in range(3)])
+    retain = bundled.by_ids([f"bio-00{p}qa{i}" for p in (7, 8) for i in range(3)])
     model = train(tiny.model, tiny.tokenizer, forget[:1] + retain, [], MEMORISE).model
     return model, tiny.tokenizer, forget, retain
 

@@ -17,10 +17,11 @@ __all__ = [
 ]
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # owner/name
+_BUNDLED_SPLIT = re.compile(r"^bundled:\d{1,6}$")
 
 
 def load_data(source: str, **kw) -> UnlearningData:
-    """Load "bundled", a LUME folder or hub id, a TOFU .json/.jsonl file, or a .csv/.jsonl/.parquet table.
+    """Load "bundled" (or "bundled:N", split with seed N), a LUME folder or hub id, a TOFU .json/.jsonl file, or a .csv/.jsonl/.parquet table.
 
     Keyword arguments go to the loader: part= for LUME, retain=/holdout= for TOFU, max_chars= for a table.
     """
@@ -28,6 +29,8 @@ def load_data(source: str, **kw) -> UnlearningData:
     suffix = path.suffix.lower()
     if source == "bundled":
         return bundled_dataset()
+    if _BUNDLED_SPLIT.match(source):  # bundled:N, the same people and stories split with another seed
+        return bundled_dataset(int(source.partition(":")[2]))
     if path.is_dir():
         return load_lume(path, **kw)
     if path.is_file():

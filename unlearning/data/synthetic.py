@@ -2,12 +2,14 @@
 
 Generated with a seeded Faker, so it needs no network or files. It is small enough for a 135M model to
 memorise on a 2-core CPU in minutes: completion outputs stay under ~50 tokens. Splits are by entity (a
-person or a story is wholly forget, retain or holdout); holdout is never trained on and gives the MIA
-non-members, the forget documents the members.
+person or a story is wholly forget, retain or holdout), drawn at random with the same templates in forget
+and holdout; holdout is never trained on and gives the MIA non-members, the forget documents the members.
 """
 from __future__ import annotations
 
+import random
 import re
+from dataclasses import replace
 from datetime import date
 from functools import lru_cache
 
@@ -19,8 +21,9 @@ from unlearning.data.records import Record, UnlearningData
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 SEED = 2025
-PEOPLE = 20  # x 4 records: one completion, three questions
-STORIES = 10  # x 3 records: one completion, two questions
+PEOPLE = 20  # x 4 records: one completion, three questions; 4 per biography template
+STORIES = 10  # x 3 records: one completion, two questions; 5 per story template
+PER_TEMPLATE = 1  # entities of each template in forget, and as many in holdout: 5 + 2 of each, the rest retain
 BIO_QUESTIONS = 3
 STORY_QUESTIONS = 2
 
@@ -154,19 +157,28 @@ def paraphrases(record: Record) -> list[str]:
     return []
 
 
-def _split(index: int, count: int) -> str:
-    """The first 30% of entities are forget, the next 50% retain, the last 20% holdout."""
-    decile = 10 * index // count
-    return "forget" if decile < 3 else "retain" if decile < 8 else "holdout"
+def _splits(templates: list[int], seed: int) -> list[str]:
+    """Each entity's split, drawn at random within each template so forget and holdout are exchangeable: every
+    template gives the same number of entities to forget as to holdout (PER_TEMPLATE), the rest to retain. A model
+    that never saw either cannot tell them apart, so the forget-vs-holdout MIA AUC of the oracle sits near 0.5 (the
+    decile split this replaced gave forget and holdout different templates: the oracle's AUC was 0.27)."""
+    draw = random.Random(SEED * 1000 + seed)
+    splits = [""] * len(templates)
+    for template in sorted(set(templates)):
+        members = [i for i, t in enumerate(templates) if t == template]
+        draw.shuffle(members)
+        for position, i in enumerate(members):
+            splits[i] = "forget" if position < PER_TEMPLATE else "holdout" if position < 2 * PER_TEMPLATE else "retain"
+    return splits
 
 
-def _entity(fake: Faker, prefix: str, task: str, split: str, template: tuple, facts: dict[str, str],
-            questions: int) -> list[Record]:
-    """One completion record (id suffix sc1) and `questions` QA records (qa0, qa1, ...), as LUME ids them."""
+def _entity(fake: Faker, prefix: str, task: str, template: tuple, facts: dict[str, str], questions: int) -> list[Record]:
+    """One completion record (id suffix sc1) and `questions` QA records (qa0, qa1, ...), as LUME ids them; retain
+    until the split is drawn."""
     first_sentence, rest, qa = template
-    records = [Record(f"{prefix}sc1", first_sentence.format(**facts), rest.format(**facts), task, split, "sc")]
+    records = [Record(f"{prefix}sc1", first_sentence.format(**facts), rest.format(**facts), task, "retain", "sc")]
     for n, (question, answer) in enumerate(fake.random.sample(qa, questions)):
-        records.append(Record(f"{prefix}qa{n}", question.format(**facts), answer.format(**facts), task, split, "qa"))
+        records.append(Record(f"{prefix}qa{n}", question.format(**facts), answer.format(**facts), task, "retain", "qa"))
     return records
 
 
@@ -201,18 +213,22 @@ def _story(fake: Faker) -> dict[str, str]:
     }
 
 
-@lru_cache(maxsize=1)
-def bundled_dataset() -> UnlearningData:
-    """The bundled dataset, identical in every call and process (a seeded local Faker, not global state)."""
+@lru_cache(maxsize=4)
+def bundled_dataset(seed: int = 0) -> UnlearningData:
+    """The bundled dataset, identical in every call and process (a seeded local Faker, not global state). `seed` draws
+    another split of the same people and stories ("bundled:1" as a data source): a recipe measured on one split is
+    checked on another."""
     fake = Faker("en_US")
     fake.seed_instance(SEED)
+    # entities are drawn first, in one seeded sequence, then split: the seed changes where an entity goes, not what it is
+    people = [_entity(fake, f"bio-{i + 1:03d}", "Task2", BIOGRAPHIES[i % len(BIOGRAPHIES)], _person(fake), BIO_QUESTIONS)
+              for i in range(PEOPLE)]
+    stories = [_entity(fake, f"story-{i + 1:03d}", "Task1", STORY_TEMPLATES[i % len(STORY_TEMPLATES)], _story(fake),
+                       STORY_QUESTIONS) for i in range(STORIES)]
     records = []
-    for i in range(PEOPLE):
-        split = _split(i, PEOPLE)
-        template = BIOGRAPHIES[i % len(BIOGRAPHIES)]
-        records += _entity(fake, f"bio-{i + 1:03d}", "Task2", split, template, _person(fake), BIO_QUESTIONS)
-    for i in range(STORIES):
-        split, template = _split(i, STORIES), STORY_TEMPLATES[i % len(STORY_TEMPLATES)]
-        records += _entity(fake, f"story-{i + 1:03d}", "Task1", split, template, _story(fake), STORY_QUESTIONS)
+    for entities, templates in ((people, len(BIOGRAPHIES)), (stories, len(STORY_TEMPLATES))):
+        for entity, split in zip(entities, _splits([i % templates for i in range(len(entities))], seed)):
+            records += [replace(r, split=split) for r in entity]
     validate_records(records, "bundled")
-    return dataset_with_mia("bundled", records, documents=[r for r in records if r.kind == "sc"])
+    name = "bundled" if seed == 0 else f"bundled:{seed}"
+    return dataset_with_mia(name, records, documents=[r for r in records if r.kind == "sc"])
