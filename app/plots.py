@@ -249,7 +249,7 @@ def pareto_front(points: Sequence[tuple[float, float]], x_better: str = "lower",
     return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
-RETAIN_AXES = {"retain_worst": "retain, worst group after (higher = kept)", "retain": "retain, mean after (higher = kept)"}
+RETAIN_AXES = {"retain_worst": "retain, lowest group after (higher = kept)", "retain": "retain, mean after (higher = kept)"}
 
 
 def _seed_spread(fig: go.Figure, runs: Sequence[Mapping], retain: str) -> None:

@@ -15,10 +15,10 @@ from app.diff import word_diff
 from app.plots import moved
 from unlearning.evaluation import METRICS, EvalReport, judge
 from unlearning.evaluation.metrics import FAMILIES
-from unlearning.evaluation.verdict import ASPECTS, group_label, tradeoff_point
+from unlearning.evaluation.verdict import ASPECTS, group_label, retain_falls, tradeoff_point
 from unlearning.runs import RunStore
 
-RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (worst group)", "verdict",
+RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (lowest group)", "verdict",
                "robust?", "mode"]
 MARKS = {"good": "✓", "warn": "~", "bad": "✗", "hidden": "◐", "unknown": "?"}
 
@@ -184,16 +184,17 @@ def mode_note(report: EvalReport | None) -> str:
 
 
 def finish_summary(before: EvalReport | None, after: EvalReport | None, probes: Mapping | None = None) -> str:
-    """The Run tab's summary of a finished run: forget and worst retain group before/after, and what broke."""
+    """The Run tab's summary of a finished run: forget and the retain group that fell most before/after, and the verdict."""
     if after is None:
         return ""
     start, end = (tradeoff_point(before) if before else {}), tradeoff_point(after)
-    rows = "".join(
-        f"<tr><td>{label}</td><td class='num'>{_num(start.get(key))}</td><td class='num'>{_num(end.get(key))}</td>"
-        f"<td class='us-muted'>{hint}</td></tr>"
-        for label, key, hint in (("forget score", "forget", "lower is better"),
-                                 ("retain, worst group", "retain_worst", "higher is better"))
-    )
+    lines = [("forget score", start.get("forget"), end.get("forget"), "lower is better")]
+    falls = retain_falls(before, after)
+    if falls:  # the group the verdict names, not the lowest one: one story on every view
+        group, was, now = falls[0]
+        lines.append((f"retain, the group that fell most ({group_label(group)})", was, now, "higher is better"))
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td class='num'>{_num(b)}</td><td class='num'>{_num(a)}</td>"
+                   f"<td class='us-muted'>{hint}</td></tr>" for label, b, a, hint in lines)
     table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
              f"<tbody>{rows}</tbody></table>")
     return table + verdict_html(before, after, probes)

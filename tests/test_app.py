@@ -138,7 +138,7 @@ def test_runs_table_rows_from_a_store_with_two_runs(store):
     rows = {row["name"]: row for row in frame.to_dict("records")}
     assert rows["good"]["method"] == "npo" and rows["good"]["steps"] == 12 and rows["good"]["lr"] == "0.001"
     assert rows["good"]["status"] == "completed" and rows["good"]["mode"] == "fast"
-    assert rows["good"]["forget ↓"] == "0.000" and rows["good"]["retain ↑ (worst group)"] == "1.000"
+    assert rows["good"]["forget ↓"] == "0.000" and rows["good"]["retain ↑ (lowest group)"] == "1.000"
     assert rows["good"]["verdict"] == "? forgot  ✓ output  ✓ kept  ✓ fluent  ✓ utility  ✓ privacy  ? robust"
     assert rows["broken"]["status"] == "completed ⚠ broken"  # flagged in the list, not only in Metrics
     assert "✗ kept  ✗ fluent  ✗ utility" in rows["broken"]["verdict"]
@@ -536,3 +536,31 @@ def test_a_redraw_leaves_a_dropdown_value_alone_unless_it_is_gone():
     assert value == "sweep-a" and kept["choices"] == [ALL_RUNS, "sweep-b", "sweep-a"] and "value" not in kept
     value, reset = keep_or_reset("sweep-gone", [ALL_RUNS, "sweep-b"])
     assert value == reset["value"] == ALL_RUNS
+
+
+def test_one_story_the_run_tab_names_the_retain_group_the_verdict_names_and_the_kept_step(tmp_path):
+    from app.tabs.common import run_header
+    from app.views import finish_summary
+
+    before = read_report(report({("f1", "forget"): 1.0, ("r1", "retain"): 1.0}))
+    after = read_report(report({("f1", "forget"): 0.0, ("r1", "retain"): 0.5}))
+    for row, task in zip(before.rows + after.rows, ["Task2", "Task1"] * 2):  # two retain groups: Task1 falls, Task2 is low
+        row["task"] = task
+    before.rows[0].update(split="retain", official=0.3)
+    after.rows[0].update(split="retain", official=0.3)
+    for r in (before, after):
+        r.metrics["official"] = sample_summary(r.rows, "official")
+    html = finish_summary(before, after)
+    # the lowest group after is Task2 questions (0.30, unchanged); the one that fell is Task1 questions, as the verdict says
+    assert "the group that fell most (Task1 questions)" in html and "Task1 questions 1.00 → 0.50" in html
+    store = RunStore(tmp_path)
+    run_id = fake_run(store, "kept", "npo", GOOD_AFTER)
+    store.set_status(run_id, "completed", "", kept={"step": 8, "why": "w", "bytes": 1})
+    assert "12 steps (the state of step 8 kept)" in run_header(_StoreOnly(store), run_id)
+
+
+class _StoreOnly:
+    """What run_header reads of a studio: its run store."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store

@@ -186,8 +186,11 @@ class Monitor:
         rank = (1, -entry["forget_em"]) if kept >= floor else (0, entry["retain_em"])
         if self.best is not None and rank <= self.best.rank:
             return
-        why = (f"lowest forget score ({entry['forget_em']:.2f}) with retain at {kept:.0%} of the original's (floor {floor:.0%})"
-               if kept >= floor else f"no state kept {floor:.0%} of the retain score; this one kept the most ({kept:.0%})")
+        # says what it measured: teacher-forced memorization, which the verdict's generated retain answers can contradict
+        why = (f"lowest forget exact memorization ({entry['forget_em']:.2f}) with the retain sample's exact memorization "
+               f"at {kept:.0%} of the original's (floor {floor:.0%}), teacher forced during the run"
+               if kept >= floor else f"no state kept {floor:.0%} of the retain exact memorization; this one kept the most "
+                                     f"({kept:.0%})")
         state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
         self.best = Best(step, rank, entry["forget_em"], entry["retain_em"], why, state)
 

@@ -91,9 +91,12 @@ def run_header(studio: Studio, run_id: str | None) -> str:
     if config is None:
         return (f"**Run `{run_id}`** · **damaged** ({html.escape(status['message'])}). What could still be read is "
                 "shown; export it to look inside, or delete it in **Runs**.")
-    forget = len(config.forget_ids)
-    text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {config.train.method} · "
-            f"{config.train.steps} steps · lr {config.train.learning_rate:g} · {config.train.params} · "
+    forget, train = len(config.forget_ids), config.train
+    kept = status.get("kept") if isinstance(status.get("kept"), dict) else None
+    steps = f"{train.steps} steps" + (f" (the state of step {kept['step']} kept)" if kept and "step" in kept else "")
+    trains = {"last_k": f"last {train.last_k} blocks", "lora": f"LoRA rank {train.lora_rank}"}.get(train.params, train.params)
+    text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {train.method} · "
+            f"{steps} · lr {train.learning_rate:g} · {trains} · "
             f"{forget} forget samples · model `{_short(config.model)}` · **{status['status']}**")
     if status.get("message") and status["status"] not in ("completed",):
         text += f" ({html.escape(status['message'])})"

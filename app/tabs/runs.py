@@ -41,9 +41,9 @@ class RunsTab:
                                          info="One sweep's points, with their own Pareto front.")
                 self.colour = gr.Dropdown(["method"], value="method", label="Colour by", elem_id="runs-colour", scale=1,
                                           info="Any setting that differs between the shown runs.")
-                self.axis = gr.Radio([("worst retain group", "retain_worst"), ("retain mean", "retain")],
+                self.axis = gr.Radio([("lowest retain group", "retain_worst"), ("retain mean", "retain")],
                                      value="retain_worst", label="Retain axis", elem_id="runs-axis", scale=2,
-                                     info="The worst group cannot hide behind a mean that one good group props up.")
+                                     info="The lowest group cannot hide behind a mean that one good group props up.")
             self.scatter = gr.Plot(show_label=False, elem_id="runs-scatter")
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")

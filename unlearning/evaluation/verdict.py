@@ -291,16 +291,23 @@ def forgot(before: EvalReport | None, after: EvalReport) -> Finding:
 # ------------------------------------------------------------------------------------------------ what it keeps
 
 
-def kept(before: EvalReport | None, after: EvalReport) -> Finding:
+def retain_falls(before: EvalReport | None, after: EvalReport) -> list[tuple[str, float, float]]:
+    """(group, before, after) of every retain group scored before and after, the one that fell most first: the group
+    every view names when it speaks of the retain set's worst."""
     groups_a = after.groups("official", "retain")
     groups_b = before.groups("official", "retain") if before else {}
-    shared = [g for g in groups_a if g in groups_b]
-    if not shared:
+    shared = sorted((g for g in groups_a if g in groups_b), key=lambda g: groups_b[g] - groups_a[g], reverse=True)
+    return [(g, groups_b[g], groups_a[g]) for g in shared]
+
+
+def kept(before: EvalReport | None, after: EvalReport) -> Finding:
+    falls = retain_falls(before, after)
+    if not falls:
         return Finding("kept", "unknown", "No retain samples were scored before and after.")
-    ranked = sorted(shared, key=lambda g: groups_b[g] - groups_a[g], reverse=True)
-    worst = ranked[0]
+    groups_b, groups_a = {g: b for g, b, _ in falls}, {g: a for g, _, a in falls}
+    shared, worst = list(groups_b), falls[0][0]
     loss = groups_b[worst] - groups_a[worst]
-    fell = [g for g in ranked if groups_b[g] - groups_a[g] > KEPT_WITHIN]
+    fell = [g for g in shared if groups_b[g] - groups_a[g] > KEPT_WITHIN]
     where = ", ".join(f"{group_label(g)} {groups_b[g]:.2f} → {groups_a[g]:.2f}" for g in fell)
     mean_b, mean_a = before.split("official", "retain"), after.split("official", "retain")
     hidden = (f" (the retain mean, {mean_b:.2f} → {mean_a:.2f}, hides it)"
@@ -309,7 +316,7 @@ def kept(before: EvalReport | None, after: EvalReport) -> Finding:
         return Finding("kept", "bad", f"Retain damaged: {where}{hidden}.")
     if loss > KEPT_WITHIN:
         return Finding("kept", "warn", f"Retain partly damaged: {where}{hidden}.")
-    return Finding("kept", "good", f"Every retain group within {KEPT_WITHIN} of before (worst: {group_label(worst)} "
+    return Finding("kept", "good", f"Every retain group within {KEPT_WITHIN} of before (fell most: {group_label(worst)} "
                                    f"{groups_b[worst]:.2f} → {groups_a[worst]:.2f}).")
 
 
