@@ -200,3 +200,13 @@ def test_relearning_and_quantisation_update_the_robust_finding():
             "quantize": {"result": {"headline": {"status": "good", "text": "held: 3% recovered at 4 bits"}}}}
     assert judge(TARGET, after, held).findings[-1].status == "good"
     assert judge(TARGET, after, {"relearn": {"result": {"headline": "garbage"}}}).findings[-1].status == "unknown"
+
+
+def test_the_learn_tab_describes_every_finding_from_the_library():
+    from app.tabs.learn import verdict_chapter
+    from unlearning.evaluation.verdict import ASPECTS, RULES
+
+    assert RULES.keys() == ASPECTS.keys()
+    chapter = verdict_chapter()
+    assert all(f"| **{title}** | {RULES[a][0]} |" in chapter for a, title in ASPECTS.items())
+    assert {f.aspect for f in judge(TARGET, ORACLE).findings} == set(ASPECTS)

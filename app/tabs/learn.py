@@ -6,6 +6,7 @@ import gradio as gr
 from app.tabs.common import LATEX
 from unlearning.evaluation import METRICS
 from unlearning.evaluation.metrics import FAMILIES
+from unlearning.evaluation.verdict import ASPECTS, RULES
 
 BASICS = r"""
 ## What is machine unlearning?
@@ -101,8 +102,9 @@ set too. For every generation the studio measures:
   "angel angel angel ..." or "2222..." are near 1.
 * **generation NLL**: how surprising the generation is to the *original* model. Token soup is implausible to it.
 
-A long generation that loops (repetition at least 0.4) or that the original finds implausible, or any answer that is
-empty or one token repeated, is flagged **gibberish**. The verdict counts the answers that *turned* into gibberish.
+A long generation that loops (repetition at least 0.4) or that the original finds implausible, or one token repeated,
+is flagged **gibberish**; an **empty** answer and a **refusal** ("I don't know.") are counted on their own. The
+verdict counts the answers that *turned* into gibberish or went empty.
 """
 
 OVER_UNLEARNING = r"""
@@ -117,22 +119,26 @@ official MIA score $1 - 2|\text{AUC} - 0.5|$ is low at both ends. Bounded forget
 are the studio's tools against it.
 """
 
-VERDICT = r"""
+def verdict_chapter() -> str:
+    """The verdict's findings, what each asks and what decides it, straight from the library's rules."""
+    rows = "\n".join(f"| **{ASPECTS[a]}** | {asks} | {decided} |" for a, (asks, decided) in RULES.items())
+    return f"""
 ## The verdict
 
-Every run gets five plain sentences, each green, amber or red:
+"Forgotten" means what the field means by it: indistinguishable from a model that never saw the data, in what the
+model *knows* and not only in what it greedily prints. Every run gets a plain sentence per finding, green, amber or
+red, and **purple for hidden**: the output changed while the answers are still predicted (a model taught to refuse
+at the first answer token still knows the rest).
 
 | | asks | decided by |
 |---|---|---|
-| **Forgot** | did the forget samples stop being reproduced? | the forget score's relative drop, and whether the new answers are gibberish |
-| **Kept** | is every retain group still reproduced? | the *worst* task x kind group, not the mean |
-| **Still fluent** | are forget and retain answers still language? | answers that turned into gibberish |
-| **Utility kept** | does it still know general things? | accuracy on the bundled multiple-choice families (or MMLU), against chance |
-| **Privacy** | can an attacker tell the forgotten documents apart? | MIA AUC near 0.5, explained on both sides |
+{rows}
 
 A run that damaged a retain group or turned answers into gibberish is marked **broken** on the Runs table and drawn
-as a red cross on the trade-off plot, whatever its final score.
+as a red cross on the trade-off plot, whatever its final score. Preparing a target prepares its **oracle** too (the
+same base trained on the retain set only): every finding reads against it.
 """
+
 
 MODES = r"""
 ## Fast mode and official mode
@@ -215,7 +221,7 @@ USING = r"""
    the oracle).
 """
 
-CHAPTERS = [BASICS, MEMORISATION, FLUENCY, OVER_UNLEARNING, VERDICT, PROBES_CHAPTER, MODES, USING]
+CHAPTERS = [BASICS, MEMORISATION, FLUENCY, OVER_UNLEARNING, verdict_chapter(), PROBES_CHAPTER, MODES, USING]
 
 
 class LearnTab:

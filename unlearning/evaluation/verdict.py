@@ -26,6 +26,25 @@ from unlearning.evaluation.report import EvalReport
 
 ASPECTS = {"forgot": "Forgot (knowledge)", "output": "Output", "kept": "Kept", "fluent": "Still fluent",
            "utility": "Utility kept", "privacy": "Privacy", "robust": "Robust"}
+# What each finding asks and what decides it: the Learn tab's table, so the rules are described where they live.
+RULES = {
+    "forgot": ("does the model still *know* the forget answers?",
+               "teacher-forced exact memorization of each forget answer (also past its first tokens) and of its "
+               "question forms and paraphrases, against the level of a model that never saw them: the oracle's, else "
+               "the holdout samples', else half the original's (said as fixed thresholds); output forgotten while "
+               "the knowledge stayed reads **hidden**"),
+    "output": ("does it still *print* them?", "the official (greedy) forget score against the oracle's: above it is "
+               "remembered, far below it a tell (refusals where the oracle answers); without an oracle, the relative "
+               "drop; answers turned into gibberish are broken output, not forgetting"),
+    "kept": ("is every retain group still reproduced?", "every task x kind group's fall, not the mean"),
+    "fluent": ("are forget and retain answers still language?", "answers that turned into gibberish or went empty"),
+    "utility": ("does it still know general things?", "accuracy on the bundled multiple-choice families (or MMLU), "
+                "against chance"),
+    "privacy": ("can an attacker tell the forgotten documents apart?", "PrivLeak: the MIA AUC against the oracle's "
+                "(without an oracle, against 0.5)"),
+    "robust": ("does the forgetting survive an attack?", "relearning (against a model that never saw the samples) "
+               "and quantisation, once run on the Probe tab"),
+}
 # good | warn | bad | unknown, and hidden: the output changed while the knowledge stayed (a colour of its own)
 STATUSES = ("good", "warn", "bad", "hidden", "unknown")
 NOTHING_KNOWN = 0.05  # a "before" forget score under this: the original never reproduced the forget samples
