@@ -26,7 +26,7 @@ def server(tmp_path_factory):
     tiny, data = tiny_model(), bundled_dataset()
     forget = [r for r in data.records if r.split == "forget"][:TICKED]
     retain = [r for r in data.records if r.split == "retain"][:1]
-    memorise = TrainConfig(method="finetune", steps=40, learning_rate=1e-2, batch_size=TICKED + 1, score_every=0)
+    memorise = TrainConfig(method="finetune", steps=60, learning_rate=1e-2, batch_size=TICKED + 1, score_every=0)
     folder = tmp_path_factory.mktemp("memorised")
     train(tiny.model, tiny.tokenizer, forget + retain, [], memorise).model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
@@ -86,3 +86,30 @@ def test_the_forgotten_count_moves_and_the_run_ends_when_all_are_forgotten(serve
     assert curve[0] == 0 and curve[-1] == TICKED, curve  # none forgotten at the start (memorised), all at the end
     assert len(curve) < 31  # the run ended early, before its 30 steps
     shoot(page, "balance")
+
+
+def test_a_target_with_its_oracle_and_a_run_judged_against_it(server, page: Page):
+    """The Model tab prepares a target and its oracle in one job; the next run's verdict reads against the oracle:
+    knowledge against the oracle's level, privacy by PrivLeak (issue 24). Runs after the test above, on its page."""
+    open_tab(page, "Model")
+    offer = page.locator("#prepare-target-now")
+    expect(offer).to_contain_text("Prepare a target and its oracle", timeout=60_000)
+    offer.click()
+    expect(page.locator("#model-progress")).to_contain_text("its oracle too", timeout=300_000)
+
+    open_tab(page, "Method")
+    page.locator("#method-picker input").click()
+    page.get_by_role("option", name="IdK preference (DPO with refusals)", exact=True).click()
+    page.locator("#steps input").fill("6")
+    page.locator("#learning-rate input").fill("0.001")
+    open_tab(page, "Run")
+    page.get_by_text("Run settings").click()
+    page.locator("#eval-mia input").check()
+    page.get_by_text("Run settings").click()
+    page.locator("#start-run").click()
+    expect(page.locator("#run-progress .us-progress")).to_have_attribute("data-state", "done", timeout=240_000)
+    forgot = page.locator("#run-result [data-aspect=forgot]")
+    expect(forgot).to_contain_text("Forgot (knowledge)")
+    expect(forgot).to_contain_text("the oracle's")
+    expect(page.locator("#run-result [data-aspect=privacy]")).to_contain_text("against the oracle")
+    expect(page.locator("#run-result [data-aspect=output]")).to_contain_text("oracle's")
