@@ -58,25 +58,28 @@ def lora_parameters(model: PreTrainedModel, rank: int) -> int:
     )
 
 
-def model_facts(loaded: LoadedModel, last_k: int = 4, lora_rank: int = 8) -> dict:
-    """describe() plus what each training mode would train and roughly need in memory."""
+def model_facts(loaded: LoadedModel) -> dict:
+    """describe() plus what training_modes needs to size each training mode at any k and rank."""
     facts = loaded.describe()
     model = loaded.model
     n = loaded.n_params
-    weight_bytes = next(model.parameters()).element_size()
     try:
-        layers = decoder_layers(model)
-        k = min(last_k, len(layers))
-        last = sum(p.numel() for layer in layers[-k:] for p in layer.parameters())
-    except ValueError:
-        k, last = last_k, None
-    modes = {"full": n, f"last_k (k={k})": last, f"lora (rank {lora_rank})": lora_parameters(model, lora_rank)}
-    facts["modes"] = {
-        mode: {"trainable": t, "gib": memory_estimate(n, t, weight_bytes)["total (excluding activations)"]}
-        for mode, t in modes.items() if t is not None
-    }
+        facts["layer_parameters"] = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
+    except ValueError:  # layers not found: last-k training cannot be sized (nor run: the plan says so)
+        facts["layer_parameters"] = None
+    facts["lora_parameters_per_rank"] = lora_parameters(model, 1)  # r * (in + out) per layer: linear in the rank
+    facts["weight_bytes"] = next(model.parameters()).element_size()
     facts["suggested"] = suggested_training(n)
     return facts
+
+
+def training_modes(facts: dict, last_k: int, lora_rank: int) -> dict[str, dict]:
+    """What each training mode trains and roughly needs in memory, at the k and the rank the Method tab holds."""
+    n, layers = facts["parameters"], facts["layer_parameters"]
+    modes = {"full": n, f"last_k (k={last_k})": sum(layers[-last_k:]) if layers else None,
+             f"lora (rank {lora_rank})": lora_rank * facts["lora_parameters_per_rank"]}
+    return {mode: {"trainable": t, "gib": memory_estimate(n, t, facts["weight_bytes"])["total (excluding activations)"]}
+            for mode, t in modes.items() if t is not None}
 
 
 class Studio:

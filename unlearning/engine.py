@@ -100,6 +100,12 @@ class TrainConfig:
         return asdict(self)
 
 
+def trains(config: TrainConfig) -> str:
+    """What a run trains, in words, with the k or the rank it uses."""
+    return {"full": "all weights", "last_k": f"the last {config.last_k} blocks",
+            "lora": f"LoRA adapters of rank {config.lora_rank}"}[config.params]
+
+
 def cpp_compiler() -> str | None:
     """The compiler torch.compile's CPU backend would call, if there is one."""
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")

@@ -19,7 +19,7 @@ from typing import Callable
 from unlearning.batching import encode_records
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
-from unlearning.engine import PARAM_MODES, TrainConfig, train
+from unlearning.engine import PARAM_MODES, TrainConfig, train, trains
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.official import rouge_l_recall
 from unlearning.jobs import Progress, ticking
@@ -67,10 +67,6 @@ def engine_settings(config: TargetConfig, base: LoadedModel, records: list[Recor
         params=config.params, last_k=min(config.last_k, base.model.config.num_hidden_layers), lora_rank=config.lora_rank,
         precision=config.precision, seed=config.seed, grad_clip=1.0,
     )
-
-
-def trains(settings: TrainConfig) -> str:
-    return {"full": "all weights", "last_k": f"the last {settings.last_k} blocks", "lora": f"LoRA rank {settings.lora_rank}"}[settings.params]
 
 
 def target_records(data: UnlearningData) -> list[Record]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.state import Studio
+from unlearning.engine import trains
 from unlearning.jobs import Job
 
 log = logging.getLogger("app")
@@ -93,7 +94,7 @@ def run_header(studio: Studio, run_id: str | None) -> str:
                 "shown; export it to look inside, or delete it in **Runs**.")
     forget = len(config.forget_ids)
     text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {config.train.method} · "
-            f"{config.train.steps} steps · lr {config.train.learning_rate:g} · {config.train.params} · "
+            f"{config.train.steps} steps · lr {config.train.learning_rate:g} · {trains(config.train)} · "
             f"{forget} forget samples · model `{_short(config.model)}` · **{status['status']}**")
     if status.get("message") and status["status"] not in ("completed",):
         text += f" ({html.escape(status['message'])})"

@@ -15,6 +15,7 @@ from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
 from app.tabs.method import MethodTab, knob
 from app.views import finish_summary, run_reports
+from unlearning.engine import trains
 from unlearning.evaluation import EvalConfig
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
@@ -95,7 +96,7 @@ class RunTab:
         retain = "the retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
         text = (f"**Plan:** forget **{len(config.forget_ids)}** samples (keep {retain}) of `{config.data}` from model "
                 f"`{config.model}` with **{METHODS[t.method].title}**: {t.steps} steps, lr {t.learning_rate:g}, "
-                f"batch {t.batch_size}, {t.params}.")
+                f"batch {t.batch_size}, training {trains(t)}.")
         text += (" Evaluation: **official SemEval protocol** (one prompt at a time in bf16, slow on a CPU)."
                  if e.mode == "official" else f" Evaluation: fast mode ({e.max_new_tokens} new tokens, {e.retain_rows} retain rows).")
         return text + "".join(f" {html.escape(note)}" for note in plan.notes)
