@@ -181,6 +181,11 @@ The completions were unlearned; the facts in them were not.
 """
 
 
+def cell(text: str) -> str:
+    """Registry text as one markdown table cell: a bare `|` (the MIA score's |AUC - 0.5|) would end the cell."""
+    return text.replace("|", r"\|")
+
+
 def glossary() -> str:
     """Every metric the studio reports, straight from the library's registry."""
     better = {"higher": "↑ higher", "lower": "↓ lower", "0.5": "→ 0.5"}
@@ -189,7 +194,7 @@ def glossary() -> str:
         for m in (m for m in METRICS.values() if m.family == family):
             direction = f"{better[m.better]} on retain, {better[m.better_on('forget')]} on forget" if m.knowledge else better[m.better]
             chance = "" if m.chance is None else f"{m.chance:g}"
-            rows.append(f"| **{m.title}** `{m.name}` | {family} | {direction} | {chance} | {m.what} |")
+            rows.append(f"| **{cell(m.title)}** `{m.name}` | {family} | {direction} | {chance} | {cell(m.what)} |")
     return ("## Every metric\n\n| metric | family | better | chance | what it measures |\n|---|---|---|---|---|\n"
             + "\n".join(rows))
 
