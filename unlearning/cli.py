@@ -343,7 +343,9 @@ def parser() -> argparse.ArgumentParser:
         for option in options(TrainConfig):
             add_option(sp, option)
         eval_opts(sp)
-        sp.add_argument("--save-weights", action="store_true", help="save the unlearned model as runs/RUN_ID/model")
+        sp.add_argument("--save-weights", action="store_true",
+                        help="save the unlearned model as runs/RUN_ID/model: `probe RUN_ID` and `eval --model` need it "
+                             "(off by default: a script's runs and sweeps would each write a model; the app saves)")
         sp.add_argument("--name", default="")
         sp.add_argument("--runs", default="runs", help="runs directory")
 

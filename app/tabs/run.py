@@ -50,8 +50,12 @@ class RunTab:
                 with gr.Column(scale=2):
                     with gr.Accordion("Run settings: name, weights, evaluation", open=False, elem_id="run-settings"):
                         self.name = gr.Textbox(label="Run name (optional)", placeholder="e.g. npo-beta-0.5")
-                        self.save = gr.Checkbox(False, label="Save the unlearned weights",
-                                                info="Needed to chat with this run's model after a restart; costs disk.")
+                        # on: a newcomer's next step is the Probe tab, which needs the model once it left memory
+                        self.save = gr.Checkbox(True, label="Save the unlearned weights", elem_id="save-weights",
+                                                info="Keeps the run's model in its folder (the model's size on disk). "
+                                                "The probes and your own prompts in Compare need it after a restart, or "
+                                                f"once {studio.keep_after} newer runs have pushed it out of memory; the "
+                                                "scores, generations and verdict are saved either way.")
                         # every evaluation control is generated from its option: the CLI's flags say the same
                         self.evaluation = {o.name: knob(o, elem_id=f"eval-{o.name.replace('_', '-')}")
                                            for o in options(EvalConfig) if not o.advanced}
@@ -163,7 +167,9 @@ class RunTab:
             except ValueError as error:
                 return f"**Not ready:** {html.escape(str(error))}"
             names = ", ".join(f"`{p.config.name}`" for p in plans[:8]) + (" ..." if len(plans) > 8 else "")
-            return f"**{len(plans)} points**, each a run of its own in Runs: {names}"
+            weights = " Each point saves its weights (untick *Save the unlearned weights* to spare the disk)." \
+                if values[self.save] else ""
+            return f"**{len(plans)} points**, each a run of its own in Runs: {names}.{weights}"
 
         @friendly
         def start_sweep(values: dict):
