@@ -35,7 +35,7 @@ FINISH_STEPS = 15
 
 @dataclass
 class TargetConfig:
-    """Defaults chosen by measurement on the bundled data and SmolLM2-135M (README, "Speed and what a run costs"): the
+    """Defaults chosen by measurement on the bundled data and SmolLM2-135M (docs/benchmarks.md): the
     last 8 blocks through the frozen-prefix cache memorise in fewer epochs than all weights, LoRA or 4 or 16 blocks,
     and cost less per step than all of them but 4 blocks; an epoch memorised at 90% (each batch measured before its
     update) regurgitates ~0.9 ROUGE-L recall."""

@@ -140,8 +140,8 @@ MODES = r"""
 The SemEval organisers generated one prompt at a time with the model in bf16, 256 new tokens, scored every retain
 row, and ran the MIA on their own member and non-member files. **Official mode** does exactly that (slow on a CPU).
 **Fast mode**, the interactive default, batches generation, stops at 64 tokens, scores a fixed sample of 40 retain
-rows and uses the run's own forget samples as MIA members. Every number says which mode produced it; the README
-gives the measured distance between the two.
+rows and uses the run's own forget samples as MIA members. Every number says which mode produced it;
+docs/evaluation.md gives the measured distance between the two.
 """
 
 
