@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from app.views import run_summary
 from unlearning.data import DataError, UnlearningData
 from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
 from unlearning.evaluation import Cancelled, generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
+from unlearning.html_report import write_report
 from unlearning.jobs import Job, JobRunner, ticking
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.plan import Plan
@@ -31,6 +31,7 @@ from unlearning.probes import problem, run_probes
 from unlearning.probes.runner import saved_model
 from unlearning.probes.oracle import prepare_oracle
 from unlearning.runs import ACTIVE, RunStore
+from unlearning.summary import run_summary
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
 
@@ -335,8 +336,13 @@ class Studio:
         out = Path(tempfile.mkdtemp(prefix="unlearning-export-")) / f"run-{run_id}"
         return Path(shutil.make_archive(str(out), "zip", root_dir=folder.parent, base_dir=folder.name))
 
+    def report(self, run_ids: list[str]) -> Path:
+        """One self-contained HTML page of these runs (unlearning.html_report) in a fresh temp folder."""
+        name = f"report-{run_ids[0]}" + (f"-and-{len(run_ids) - 1}-more" if len(run_ids) > 1 else "")
+        return write_report(self.store, run_ids, Path(tempfile.mkdtemp(prefix="unlearning-report-")) / f"{name}.html")
+
     def summaries(self) -> list[dict]:
-        """Every run, newest first, damaged ones included (views.run_summary); cached until the run's files change.
+        """Every run, newest first, damaged ones included (unlearning.summary); cached until the run's files change.
         An active run is read afresh each time: its process may have stopped without touching its files."""
         out = []
         for run_id in self.store.ids():

@@ -12,8 +12,8 @@ import pytest
 
 from app import selection as sel
 from app.state import Studio, lora_parameters, model_facts, suggested_training, training_modes
-from app.views import (compare_html, metric_rows, metrics_table_html, oracles, originals, probe_cards_html, read_report,
-                       robust_marks, run_summary, runs_frame, score_cards_html, token_view_html, verdict_html)
+from app.views import (compare_html, metric_rows, metrics_table_html, probe_cards_html, robust_marks, runs_frame,
+                       score_cards_html, token_view_html, verdict_html)
 from unlearning.data import DataError
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport
@@ -22,6 +22,7 @@ from unlearning.evaluation.report import sample_summary
 from unlearning.options import options
 from unlearning.plan import make_plan
 from unlearning.runs import RunConfig, RunStore
+from unlearning.summary import oracles, originals, read_report, run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """Plot builders and the word diff on hand-made data: the figures' real contents, not just that they build."""
 import pytest
 
-from app import plots
 from app.diff import EMPTY, changed_share, word_diff
+from unlearning import plots
 
 # ------------------------------------------------------------------------------------------------------ loss curves
 

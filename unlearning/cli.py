@@ -1,5 +1,5 @@
-"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | delete | subset | methods |
-metrics.
+"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | report | delete |
+subset | methods | metrics.
 
 Results print as JSON on stdout, a progress bar on stderr; errors print as {"error": ...}, never a traceback.
 """
@@ -23,6 +23,7 @@ from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
 from unlearning.experiment import cached_data, cached_model, run_experiment, selection
+from unlearning.html_report import write_report
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
 from unlearning.models import ModelLoadError
@@ -252,6 +253,11 @@ def cmd_runs(args) -> dict | list:
     return [{**listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
 
 
+def cmd_report(args) -> dict:
+    out = write_report(RunStore(args.runs), args.run_ids, args.out)
+    return {"report": str(out), "runs": args.run_ids, "bytes": out.stat().st_size}
+
+
 def cmd_delete(args) -> dict:
     RunStore(args.runs).delete(args.run_id)
     return {"deleted": args.run_id}
@@ -382,6 +388,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("run_id", nargs="?")
     sp.add_argument("--runs", default="runs")
     sp.set_defaults(func=cmd_runs)
+
+    sp = sub.add_parser("report", help="one self-contained HTML page of runs to share (opens offline): verdict, scores, "
+                                       "interactive curves and trade-off plot, generations, probes, settings")
+    sp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    sp.add_argument("--out", required=True, help="the HTML file to write, e.g. report.html")
+    sp.add_argument("--runs", default="runs")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("delete", help="delete a saved run (a damaged one too); a run in progress is refused")
     sp.add_argument("run_id")

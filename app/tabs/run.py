@@ -10,17 +10,18 @@ import re
 
 import gradio as gr
 
-from app.plots import empty_figure, loss_curves, score_curves, trajectory
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
 from app.tabs.method import MethodTab, knob
-from app.views import finish_summary, run_reports
+from app.views import finish_summary
 from unlearning.engine import trains
 from unlearning.evaluation import EvalConfig
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
 from unlearning.options import options
 from unlearning.plan import Plan, PlanError, make_plan
+from unlearning.plots import empty_figure, loss_curves, score_curves, trajectory
+from unlearning.summary import run_reports
 from unlearning.sweep import new_sweep_id, parse_grid, points
 
 

@@ -1,4 +1,5 @@
-"""Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone.
+"""Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone;
+the app's tabs and the HTML report (unlearning.html_report) draw with them.
 
 Colours read metric directions from the metric registry (unlearning.evaluation.METRICS): an "after" value is green
 when it moved the good way (forget down, retain up, MIA AUC towards 0.5), red when it moved the bad way, grey when it
