@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
-from app.views import run_summary
 from unlearning.data import DataError, UnlearningData
 from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
 from unlearning.evaluation import Cancelled, generate
 from unlearning.experiment import cached_data, cached_model, run_experiment
+from unlearning.html_report import write_report
 from unlearning.jobs import Job, JobRunner, ticking
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
 from unlearning.plan import Plan
@@ -31,6 +31,7 @@ from unlearning.probes import problem, run_probes
 from unlearning.probes.runner import saved_model
 from unlearning.oracle import prepare_oracle
 from unlearning.runs import ACTIVE, RunStore
+from unlearning.summary import run_summary
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
 
@@ -58,25 +59,28 @@ def lora_parameters(model: PreTrainedModel, rank: int) -> int:
     )
 
 
-def model_facts(loaded: LoadedModel, last_k: int = 4, lora_rank: int = 8) -> dict:
-    """describe() plus what each training mode would train and roughly need in memory."""
+def model_facts(loaded: LoadedModel) -> dict:
+    """describe() plus what training_modes needs to size each training mode at any k and rank."""
     facts = loaded.describe()
     model = loaded.model
     n = loaded.n_params
-    weight_bytes = next(model.parameters()).element_size()
     try:
-        layers = decoder_layers(model)
-        k = min(last_k, len(layers))
-        last = sum(p.numel() for layer in layers[-k:] for p in layer.parameters())
-    except ValueError:
-        k, last = last_k, None
-    modes = {"full": n, f"last_k (k={k})": last, f"lora (rank {lora_rank})": lora_parameters(model, lora_rank)}
-    facts["modes"] = {
-        mode: {"trainable": t, "gib": memory_estimate(n, t, weight_bytes)["total (excluding activations)"]}
-        for mode, t in modes.items() if t is not None
-    }
+        facts["layer_parameters"] = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
+    except ValueError:  # layers not found: last-k training cannot be sized (nor run: the plan says so)
+        facts["layer_parameters"] = None
+    facts["lora_parameters_per_rank"] = lora_parameters(model, 1)  # r * (in + out) per layer: linear in the rank
+    facts["weight_bytes"] = next(model.parameters()).element_size()
     facts["suggested"] = suggested_training(n)
     return facts
+
+
+def training_modes(facts: dict, last_k: int, lora_rank: int) -> dict[str, dict]:
+    """What each training mode trains and roughly needs in memory, at the k and the rank the Method tab holds."""
+    n, layers = facts["parameters"], facts["layer_parameters"]
+    modes = {"full": n, f"last_k (k={last_k})": sum(layers[-last_k:]) if layers else None,
+             f"lora (rank {lora_rank})": lora_rank * facts["lora_parameters_per_rank"]}
+    return {mode: {"trainable": t, "gib": memory_estimate(n, t, facts["weight_bytes"])["total (excluding activations)"]}
+            for mode, t in modes.items() if t is not None}
 
 
 class Studio:
@@ -340,8 +344,13 @@ class Studio:
         out = Path(tempfile.mkdtemp(prefix="unlearning-export-")) / f"run-{run_id}"
         return Path(shutil.make_archive(str(out), "zip", root_dir=folder.parent, base_dir=folder.name))
 
+    def report(self, run_ids: list[str]) -> Path:
+        """One self-contained HTML page of these runs (unlearning.html_report) in a fresh temp folder."""
+        name = f"report-{run_ids[0]}" + (f"-and-{len(run_ids) - 1}-more" if len(run_ids) > 1 else "")
+        return write_report(self.store, run_ids, Path(tempfile.mkdtemp(prefix="unlearning-report-")) / f"{name}.html")
+
     def summaries(self) -> list[dict]:
-        """Every run, newest first, damaged ones included (views.run_summary); cached until the run's files change.
+        """Every run, newest first, damaged ones included (unlearning.summary); cached until the run's files change.
         An active run is read afresh each time: its process may have stopped without touching its files."""
         out = []
         for run_id in self.store.ids():

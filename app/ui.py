@@ -137,7 +137,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             probe = ProbeTab(studio, shared)
             LearnTab()
 
-        model.wire(header, method.lr)
+        model.wire(header, method)
         data.wire(header)
         method.wire()
         run.wire(method)

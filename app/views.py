@@ -12,80 +12,21 @@ from collections.abc import Mapping
 import pandas as pd
 
 from app.diff import word_diff
-from app.plots import moved
 from unlearning.evaluation import METRICS, EvalReport, judge
 from unlearning.evaluation.metrics import FAMILIES
 from unlearning.evaluation.verdict import ASPECTS, group_label, retain_falls, tradeoff_point
-from unlearning.runs import RunStore
+from unlearning.plots import moved
 
 RUN_COLUMNS = ["run", "name", "method", "steps", "lr", "status", "forget ↓", "retain ↑ (lowest group)", "verdict",
                "robust?", "mode"]
 MARKS = {"good": "✓", "warn": "~", "bad": "✗", "hidden": "◐", "unknown": "?"}
 
 
-def read_report(data: Mapping | None) -> EvalReport | None:
-    """A saved report as an EvalReport; None when it is missing or unreadable (shown as absent, never a crash)."""
-    if not data:
-        return None
-    try:
-        return EvalReport.from_dict(dict(data))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
-def run_reports(store: RunStore, run_id: str) -> tuple[EvalReport | None, EvalReport | None]:
-    return read_report(store.read_json(run_id, "before.json")), read_report(store.read_json(run_id, "after.json"))
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
+# ------------------------------------------------------------------------------------------------------------ runs
 
 
 def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
-
-
-def mode_label(report: EvalReport | None) -> str:
-    if report is None:
-        return "–"
-    return "official" if report.mode == "official" and not report.unofficial else f"{report.mode}*" if report.mode == "official" else "fast"
-
-
-# ------------------------------------------------------------------------------------------------------------ runs
-
-
-def run_summary(store: RunStore, run_id: str) -> dict:
-    """One run as the Runs table and the trade-off plot need it, with the library's verdict; a damaged run keeps what
-    could still be read."""
-    run = store.read(run_id)
-    config, status = run.config, run.status
-    before, after = read_report(run.before), read_report(run.after)
-    probes = store.probes(run_id)
-    start = tradeoff_point(before) if before else {}
-    end = tradeoff_point(after) if after else {}
-    verdict = judge(before, after, probes) if after else None
-    train = config.train if config else None
-    return {
-        "id": run_id, "name": config.name if config else "", "label": (config.name if config else "") or run_id,
-        "method": train.method if train else "?", "sweep": config.sweep if config else "",
-        "params": {"method": train.method, "lr": train.learning_rate, "steps": train.steps, "params": train.params,
-                   "seed": train.seed, **train.method_options} if train else {},
-        "steps": train.steps if train else sum("loss" in log for log in run.steps),
-        "lr": train.learning_rate if train else None, "status": status["status"],
-        "message": status.get("message", ""), "model": config.model if config else "?",
-        "data": config.data if config else "?", "forget_ids": len(config.forget_ids) if config else 0,
-        "mode": mode_label(after or before),
-        "forget_before": _round(start.get("forget")), "retain_before": _round(start.get("retain")),
-        "retain_worst_before": _round(start.get("retain_worst")),
-        "forget": _round(end.get("forget")), "retain": _round(end.get("retain")),
-        "retain_worst": _round(end.get("retain_worst")),
-        "final": _round(after.value("final")) if after else None,
-        "broken": bool(verdict and verdict.broken), "hidden": bool(verdict and verdict.hidden),
-        "verdict": {f.aspect: f.status for f in verdict.findings} if verdict else {},
-        "what_broke": verdict.what_broke() if verdict else [],
-        "probes": {name: entry.get("result", {}).get("headline", {}) for name, entry in probes.items()},
-        "oracle": probes.get("oracle", {}).get("result", {}).get("tradeoff"),
-    }
 
 
 def verdict_marks(verdict: Mapping[str, str]) -> str:
@@ -124,28 +65,6 @@ def varied(summaries: list[dict]) -> list[str]:
     """The settings that differ between these runs: what the trade-off plot can colour by."""
     keys = sorted({k for s in summaries for k in s["params"]})
     return [k for k in keys if len({str(s["params"].get(k)) for s in summaries}) > 1]
-
-
-def originals(summaries: list[dict]) -> list[dict]:
-    """The distinct "before" points (one per model and forget set), for the trade-off plot."""
-    seen: dict[tuple, dict] = {}
-    for s in summaries:
-        if s["forget_before"] is not None and s["retain_before"] is not None:
-            key = (s["model"], s["forget_before"], s["retain_before"])
-            seen.setdefault(key, {"label": f"original {s['model']}", "forget": s["forget_before"],
-                                  "retain": s["retain_before"], "retain_worst": s["retain_worst_before"]})
-    return list(seen.values())
-
-
-def oracles(summaries: list[dict]) -> list[dict]:
-    """The oracle's point for each distinct forget set probed (the oracle probe's trade-off point), for the plot."""
-    seen: dict[tuple, dict] = {}
-    for s in summaries:
-        point = s.get("oracle")
-        if point and point.get("forget") is not None:
-            key = tuple(round(point.get(k) or 0.0, 3) for k in ("forget", "retain", "retain_worst"))
-            seen.setdefault(key, {**point, "label": f"oracle (run {s['id']})"})
-    return list(seen.values())
 
 
 # --------------------------------------------------------------------------------------------------------- verdict

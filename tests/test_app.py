@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from app import selection as sel
-from app.state import Studio, lora_parameters, model_facts, suggested_training
-from app.views import (compare_html, metric_rows, metrics_table_html, oracles, originals, probe_cards_html, read_report,
-                       robust_marks, run_summary, runs_frame, score_cards_html, token_view_html, verdict_html)
+from app.state import Studio, lora_parameters, model_facts, suggested_training, training_modes
+from app.views import (compare_html, metric_rows, metrics_table_html, probe_cards_html, robust_marks, runs_frame,
+                       score_cards_html, token_view_html, verdict_html)
 from unlearning.data import DataError
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport
@@ -22,6 +22,7 @@ from unlearning.evaluation.report import sample_summary
 from unlearning.options import options
 from unlearning.plan import make_plan
 from unlearning.runs import RunConfig, RunStore
+from unlearning.summary import oracles, originals, read_report, run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -384,8 +385,15 @@ def test_lora_estimate_matches_peft(tiny):
 
 def test_model_facts_and_suggested_learning_rate(tiny):
     facts = model_facts(tiny)
-    assert facts["parameters"] == tiny.n_params and facts["modes"]["full"]["trainable"] == tiny.n_params
-    assert facts["modes"]["full"]["gib"] > facts["modes"]["lora (rank 8)"]["gib"]
+    modes = training_modes(facts, last_k=1, lora_rank=8)
+    assert facts["parameters"] == tiny.n_params and modes["full"]["trainable"] == tiny.n_params
+    assert modes["full"]["gib"] > modes["lora (rank 8)"]["gib"]
+    assert modes["lora (rank 8)"]["trainable"] == lora_parameters(tiny.model, 8)
+    # the table follows the k and the rank a run would use (the IdK preset's k=8 once read k=4)
+    layer = sum(p.numel() for p in tiny.model.model.layers[-1].parameters())
+    assert modes["last_k (k=1)"]["trainable"] == layer
+    assert training_modes(facts, last_k=2, lora_rank=3)["last_k (k=2)"]["trainable"] == 2 * layer
+    assert training_modes(facts, last_k=2, lora_rank=3)["lora (rank 3)"]["trainable"] == lora_parameters(tiny.model, 3)
     assert facts["suggested"]["learning_rate"] == 1e-3
     assert suggested_training(135_000_000)["learning_rate"] == 3e-5
 

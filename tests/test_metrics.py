@@ -76,7 +76,7 @@ def test_teacher_forced_pass_matches_the_training_loss(tiny, bundled):
 # ---------------------------------------------------------------------------------------------------------- fluency
 
 
-# Generations of the README's scenario (gradient difference on the bundled target), after unlearning
+# Generations of docs/recipes.md's first scenario (gradient difference on the bundled target), after unlearning
 SCENARIO = [
     "evin a231-311-220222312222311222221122221122212111221312223212222212",
     " The day-night235-3112 and night-\npetersen@gmail.com225-39-8830 are225-32-2111222222221 ( that is,225-",

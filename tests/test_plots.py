@@ -1,8 +1,8 @@
 """Plot builders and the word diff on hand-made data: the figures' real contents, not just that they build."""
 import pytest
 
-from app import plots
 from app.diff import EMPTY, changed_share, word_diff
+from unlearning import plots
 
 # ------------------------------------------------------------------------------------------------------ loss curves
 
@@ -57,8 +57,8 @@ def test_group_direction_comes_from_the_split():
 def test_before_after_bars_colour_after_by_direction():
     groups = {"Task1/sc/forget": (0.8, 0.2), "Task1/sc/retain": (0.9, 0.5), "Task1/qa/holdout": (0.3, 0.1)}
     fig = plots.before_after_bars(groups)
-    assert len(fig.data) == 2
-    before, after = fig.data
+    before, after, *key = fig.data
+    assert [t.name for t in key] == ["after: better", "after: worse", "after: about the same"]
     assert list(before.y) == [0.8, 0.9, 0.3] and list(after.y) == [0.2, 0.5, 0.1]
     assert before.marker.color == plots.BEFORE
     # forget went down (good), retain went down (bad), holdout has no direction (grey)
@@ -115,8 +115,8 @@ def test_tradeoff_scatter_marks_the_front_and_hovers_method_and_steps():
     assert list(zip(front.x, front.y)) == [POINTS[i] for i in [3, 0, 1, 5, 4]]
     npo = trace(fig, "npo")
     assert len(npo.x) == 3  # the unfinished run has no point
-    assert npo.customdata[0][0] == "r1" and npo.customdata[0][2] == 20
-    assert "steps %{customdata[2]}" in npo.hovertemplate and "npo" in npo.hovertemplate
+    assert npo.customdata[0][0] == "r1" and npo.customdata[0][2] == 20 and npo.customdata[0][5] == "npo"
+    assert "steps %{customdata[2]}" in npo.hovertemplate and "<b>%{customdata[5]}</b>" in npo.hovertemplate
     assert "worst group" in fig.layout.yaxis.title.text
 
 
@@ -131,10 +131,23 @@ def test_tradeoff_scatter_draws_broken_runs_as_red_crosses_off_the_front():
             {"id": "b", "method": "npo", "forget": 0.0, "retain_worst": 0.85, "broken": True,
              "what_broke": ["Retain damaged: Task2 completions 0.94 → 0.31."]}]
     fig = plots.tradeoff_scatter(runs)
-    npo = trace(fig, "npo")
-    assert list(npo.marker.symbol) == ["circle", "x"] and list(npo.marker.color)[1] == plots.BAD
-    assert "Task2 completions" in npo.customdata[1][5]
+    assert [t.name for t in fig.data] == ["npo", "broken run", "Pareto front"]
+    npo, broken = trace(fig, "npo"), trace(fig, "broken run")
+    assert list(npo.x) == [0.2] and npo.marker.symbol == "circle"
+    # the red cross is its own legend entry, not the method's: the hover says which run and method it is, and why
+    assert list(broken.x) == [0.0] and broken.marker.symbol == "x" and broken.marker.color == plots.BAD
+    assert broken.customdata[0][0] == "b" and broken.customdata[0][5] == "npo"
+    assert "Task2 completions" in broken.customdata[0][6]
     assert list(trace(fig, "Pareto front").x) == [0.2]  # b would dominate a, but a broken run is no trade-off
+
+
+def test_tradeoff_scatter_coloured_by_a_setting_keeps_each_group_its_colour():
+    runs = [{"id": "a", "method": "npo", "params": {"lr": 1e-3}, "forget": 0.2, "retain_worst": 0.8, "broken": True},
+            {"id": "b", "method": "npo", "params": {"lr": 2e-3}, "forget": 0.3, "retain_worst": 0.7}]
+    fig = plots.tradeoff_scatter(runs, colour="lr")
+    assert [t.name for t in fig.data] == ["lr=0.002", "broken run", "Pareto front"]
+    assert trace(fig, "lr=0.002").marker.color == plots.PALETTE[1]  # second of the two groups, though the first broke
+    assert trace(fig, "broken run").customdata[0][5] == "npo · lr=0.001"
 
 
 def test_final_bar_of_a_broken_model_is_red_even_when_it_rose():
@@ -234,12 +247,58 @@ PROBE_BARS = {"official": {"title": "Official score", "original": 0.9, "unlearne
 
 def test_probe_bars_colour_each_probed_setting_by_how_much_came_back():
     fig = plots.probe_bars(PROBE_BARS)
-    assert [t.name for t in fig.data] == ["original", "unlearned", "8-bit", "4-bit"]
-    assert list(fig.data[0].x) == ["Official score", "Exact memorization"] and list(fig.data[1].y) == [0.1, 0.5]
+    assert [t.name for t in fig.data] == ["original", "unlearned", "8-bit", "4-bit", "held (<20% back)",
+                                          "partly back", "came back (≥50%)", "no recovery to read"]
+    # each bar is named on the axis: (metric, setting)
+    assert [list(level) for level in fig.data[0].y] == [["Official score", "Exact memorization"], ["original"] * 2]
+    assert list(fig.data[3].y[1]) == ["4-bit", "4-bit"] and list(fig.data[1].x) == [0.1, 0.5]
     assert list(fig.data[2].marker.color) == [plots.GOOD, plots.SAME]  # held; no recovery to read
     assert list(fig.data[3].marker.color) == [plots.BAD, plots.WARN]  # came back; partly
     assert [c[0] for c in fig.data[3].customdata] == ["64%", "44%"]
+    assert not fig.data[2].showlegend and not fig.data[3].showlegend  # their colours are the recovery, keyed below
     assert "No probe result" in plots.probe_bars({}).layout.annotations[0].text
+
+
+def legend_colours(fig) -> set[str]:
+    return {t.marker.color for t in fig.data if t.showlegend is not False and isinstance(t.marker.color, str)}
+
+
+def bar_colours(fig) -> set[str]:
+    out = set()
+    for t in fig.data:
+        if t.type == "bar":
+            out |= {t.marker.color} if isinstance(t.marker.color, str) else set(t.marker.color)
+    return out
+
+
+@pytest.mark.parametrize("build", [
+    lambda: plots.probe_bars(PROBE_BARS),
+    lambda: plots.before_after_bars({"Task1/sc/forget": (0.9, 0.2), "Task1/sc/retain": (0.9, 0.5)}),
+    lambda: plots.utility_bars({"capitals": 0.9, "facts": 0.8}, {"capitals": 0.3, "facts": 0.8}),
+    lambda: plots.final_parts_bars({"utility": 0.6, "final": 0.3}, {"utility": 0.61, "final": 0.42}, broken=True),
+], ids=["probe", "before-after", "utility", "final"])
+def test_every_bar_colour_is_in_the_legend(build):
+    """Issue 22.4: a probed bar's colour (its recovery) was in no legend entry; nor was a red "after" bar."""
+    fig = build()
+    assert bar_colours(fig) <= legend_colours(fig), (bar_colours(fig), legend_colours(fig))
+    assert len([t for t in fig.data if t.showlegend is not False]) == len(legend_colours(fig))  # one entry per colour
+
+
+def test_final_parts_key_says_red_may_mean_broken():
+    fig = plots.final_parts_bars({"final": 0.3}, {"final": 0.42}, broken=True)
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["before", "after: worse, or the model broke"]
+
+
+@pytest.mark.parametrize("fig", [
+    plots.probe_bars(PROBE_BARS, "Asked differently: forget set"), plots.tradeoff_scatter(
+        [{"id": "a", "method": "npo", "forget": 0.2, "retain_worst": 0.8}]), plots.loss_curves(STEPS),
+    plots.before_after_bars({"a/forget": (0.9, 0.2)}), plots.relearn_curve(
+        {"unlearned": [{"step": 0, "held_out_em": 0.1, "trained_em": 0.1}]}),
+], ids=["probe", "trade-off", "loss", "before-after", "relearn"])
+def test_the_legend_sits_at_the_foot_of_the_figure_not_under_the_title(fig):
+    """Issue 22.4: a legend above the plot wrapped into the title; at the foot plotly grows the margin to fit it."""
+    legend = fig.layout.legend
+    assert (legend.yref, legend.y, legend.yanchor, legend.orientation) == ("container", 0, "bottom", "h")
 
 
 def test_relearn_curve_sets_the_unlearned_model_beside_the_control():

@@ -4,12 +4,13 @@ import threading
 
 import pytest
 
-from app import plots
-from app.views import run_summary, varied
+from app.views import varied
+from unlearning import plots
 from unlearning.cli import main
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig
 from unlearning.runs import RunConfig, RunStore
+from unlearning.summary import run_summary
 from unlearning.sweep import parse_grid, points, run_sweep
 
 QUICK = EvalConfig(max_new_tokens=2, utility="none", mia=False)

@@ -1,5 +1,5 @@
-"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | delete | subset | methods |
-metrics.
+"""Headless command line: python -m unlearning prepare-target | run | sweep | eval | probe | runs | report | delete |
+subset | methods | metrics.
 
 Results print as JSON on stdout, a progress bar on stderr; errors print as {"error": ...}, never a traceback.
 """
@@ -23,6 +23,7 @@ from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
 from unlearning.experiment import cached_data, cached_model, evaluate_after, evaluate_model, run_experiment, selection
+from unlearning.html_report import write_report
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
 from unlearning.models import ModelLoadError
@@ -291,6 +292,11 @@ def cmd_runs(args) -> dict | list:
     return [{**listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
 
 
+def cmd_report(args) -> dict:
+    out = write_report(RunStore(args.runs), args.run_ids, args.out)
+    return {"report": str(out), "runs": args.run_ids, "bytes": out.stat().st_size}
+
+
 def cmd_delete(args) -> dict:
     RunStore(args.runs).delete(args.run_id)
     return {"deleted": args.run_id}
@@ -384,7 +390,9 @@ def parser() -> argparse.ArgumentParser:
         for option in options(TrainConfig):
             add_option(sp, option)
         eval_opts(sp)
-        sp.add_argument("--save-weights", action="store_true", help="save the unlearned model as runs/RUN_ID/model")
+        sp.add_argument("--save-weights", action="store_true",
+                        help="save the unlearned model as runs/RUN_ID/model: `probe RUN_ID` and `eval --model` need it "
+                             "(off by default: a script's runs and sweeps would each write a model; the app saves)")
         sp.add_argument("--name", default="")
         sp.add_argument("--runs", default="runs", help="runs directory")
 
@@ -430,6 +438,13 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("run_id", nargs="?")
     sp.add_argument("--runs", default="runs")
     sp.set_defaults(func=cmd_runs)
+
+    sp = sub.add_parser("report", help="one self-contained HTML page of runs to share (opens offline): verdict, scores, "
+                                       "interactive curves and trade-off plot, generations, probes, settings")
+    sp.add_argument("run_ids", nargs="+", metavar="RUN_ID")
+    sp.add_argument("--out", required=True, help="the HTML file to write, e.g. report.html")
+    sp.add_argument("--runs", default="runs")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("delete", help="delete a saved run (a damaged one too); a run in progress is refused")
     sp.add_argument("run_id")

@@ -36,14 +36,16 @@ DURING = "during the run"  # the option group of in-run scores, per-sample balan
 
 @dataclass
 class TrainConfig:
-    """The engine's settings. Defaults are the measured working point of the default model (SmolLM2-135M, README):
-    3e-5 for ~60 steps; the random tiny model's gradients are tiny and it needs ~1e-3 (TINY_LEARNING_RATE)."""
+    """The engine's settings. Defaults are the measured working point of the default model (SmolLM2-135M,
+    docs/recipes.md): 3e-5 for ~60 steps; the random tiny model's gradients are tiny and it needs ~1e-3
+    (TINY_LEARNING_RATE)."""
 
     method: str = "grad_diff"
     method_options: dict = field(default_factory=dict)
     steps: int = option(60, "Optimiser steps; each sees one forget batch (and one retain batch).", ge=1, le=100_000)
     learning_rate: float = option(
-        3e-5, "3e-5 for ~60 steps suits the 135M default model (measured, README); the random tiny model needs ~1e-3.",
+        3e-5, "3e-5 for ~60 steps suits the 135M default model (measured, docs/recipes.md); the random tiny model "
+        "needs ~1e-3.",
         gt=0, le=1.0, flags=("--lr",),
     )
     batch_size: int = option(4, "Forget (and retain) samples per step.", ge=1, le=4096)
@@ -98,6 +100,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def trains(config: TrainConfig) -> str:
+    """What a run trains, in words, with the k or the rank it uses."""
+    return {"full": "all weights", "last_k": f"the last {config.last_k} blocks",
+            "lora": f"LoRA adapters of rank {config.lora_rank}"}[config.params]
 
 
 def cpp_compiler() -> str | None:

@@ -19,7 +19,7 @@ from typing import Callable
 from unlearning.batching import encode_records
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
-from unlearning.engine import PARAM_MODES, TrainConfig, train
+from unlearning.engine import PARAM_MODES, TrainConfig, train, trains
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.official import rouge_l_recall
 from unlearning.jobs import Progress, ticking
@@ -35,7 +35,7 @@ FINISH_STEPS = 15
 
 @dataclass
 class TargetConfig:
-    """Defaults chosen by measurement on the bundled data and SmolLM2-135M (README, "Speed and what a run costs"): the
+    """Defaults chosen by measurement on the bundled data and SmolLM2-135M (docs/benchmarks.md): the
     last 8 blocks through the frozen-prefix cache memorise in fewer epochs than all weights, LoRA or 4 or 16 blocks,
     and cost less per step than all of them but 4 blocks; an epoch memorised at 90% (each batch measured before its
     update) regurgitates ~0.9 ROUGE-L recall."""
@@ -67,10 +67,6 @@ def engine_settings(config: TargetConfig, base: LoadedModel, records: list[Recor
         params=config.params, last_k=min(config.last_k, base.model.config.num_hidden_layers), lora_rank=config.lora_rank,
         precision=config.precision, seed=config.seed, grad_clip=1.0,
     )
-
-
-def trains(settings: TrainConfig) -> str:
-    return {"full": "all weights", "last_k": f"the last {settings.last_k} blocks", "lora": f"LoRA rank {settings.lora_rank}"}[settings.params]
 
 
 def target_records(data: UnlearningData) -> list[Record]:

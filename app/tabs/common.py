@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from app.state import Studio
+from unlearning.engine import trains
 from unlearning.jobs import Job
 
 log = logging.getLogger("app")
@@ -94,9 +95,8 @@ def run_header(studio: Studio, run_id: str | None) -> str:
     forget, train = len(config.forget_ids), config.train
     kept = status.get("kept") if isinstance(status.get("kept"), dict) else None
     steps = f"{train.steps} steps" + (f" (the state of step {kept['step']} kept)" if kept and "step" in kept else "")
-    trains = {"last_k": f"last {train.last_k} blocks", "lora": f"LoRA rank {train.lora_rank}"}.get(train.params, train.params)
     text = (f"**Run `{run_id}`**{' · ' + html.escape(config.name) if config.name else ''} · {train.method} · "
-            f"{steps} · lr {train.learning_rate:g} · {trains} · "
+            f"{steps} · lr {train.learning_rate:g} · {trains(train)} · "
             f"{forget} forget samples · model `{_short(config.model)}` · **{status['status']}**")
     if status.get("message") and status["status"] not in ("completed",):
         text += f" ({html.escape(status['message'])})"

@@ -8,7 +8,8 @@ import gradio as gr
 from app.diff import word_diff
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import compare_html, run_reports, sample_choices, token_view_html, verdict_html
+from app.views import compare_html, sample_choices, token_view_html, verdict_html
+from unlearning.summary import run_reports
 
 RETAIN_SHOWN = 25  # retain rows drawn: enough to judge collateral damage without a wall of text
 

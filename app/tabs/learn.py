@@ -146,8 +146,8 @@ MODES = r"""
 The SemEval organisers generated one prompt at a time with the model in bf16, 256 new tokens, scored every retain
 row, and ran the MIA on their own member and non-member files. **Official mode** does exactly that (slow on a CPU).
 **Fast mode**, the interactive default, batches generation, stops at 64 tokens, scores a fixed sample of 40 retain
-rows and uses the run's own forget samples as MIA members. Every number says which mode produced it; the README
-gives the measured distance between the two.
+rows and uses the run's own forget samples as MIA members. Every number says which mode produced it;
+docs/evaluation.md gives the measured distance between the two.
 """
 
 
@@ -187,6 +187,11 @@ The completions were unlearned; the facts in them were not.
 """
 
 
+def cell(text: str) -> str:
+    """Registry text as one markdown table cell: a bare `|` (the MIA score's |AUC - 0.5|) would end the cell."""
+    return text.replace("|", r"\|")
+
+
 def glossary() -> str:
     """Every metric the studio reports, straight from the library's registry."""
     better = {"higher": "↑ higher", "lower": "↓ lower", "0.5": "→ 0.5"}
@@ -195,7 +200,7 @@ def glossary() -> str:
         for m in (m for m in METRICS.values() if m.family == family):
             direction = f"{better[m.better]} on retain, {better[m.better_on('forget')]} on forget" if m.knowledge else better[m.better]
             chance = "" if m.chance is None else f"{m.chance:g}"
-            rows.append(f"| **{m.title}** `{m.name}` | {family} | {direction} | {chance} | {m.what} |")
+            rows.append(f"| **{cell(m.title)}** `{m.name}` | {family} | {direction} | {chance} | {cell(m.what)} |")
     return ("## Every metric\n\n| metric | family | better | chance | what it measures |\n|---|---|---|---|---|\n"
             + "\n".join(rows))
 

@@ -133,6 +133,12 @@ class MethodTab:
         outputs = [*self.train.values(), *(c for controls in self.knobs.values() for c in controls.values()), self.preset_why]
         self.preset.input(self.apply_preset, [self.method, self.preset], outputs, show_progress="hidden",
                           trigger_mode="always_last")
+        # k shows only while the last k layers train, the rank only under LoRA (a preset's change shows them too)
+        for o in options(TrainConfig):
+            if o.when is not None:
+                other, value = o.when
+                self.train[other].change(lambda v, value=value: gr.update(visible=v == value), self.train[other],
+                                         self.train[o.name], show_progress="hidden")
 
     def apply_preset(self, method: str, name: str) -> tuple:
         """A preset's values for the training controls, then every method's controls (only this method's change), then
@@ -144,11 +150,6 @@ class MethodTab:
         train = [preset.train.get(option, gr.skip()) for option in self.train]
         own = [preset.options.get(option, gr.skip()) if m == method else gr.skip() for m, option in knobs]
         return (*train, *own, f"**{html.escape(preset.name)}**: {html.escape(preset.why)}")
-        for o in options(TrainConfig):
-            if o.when is not None:
-                other, value = o.when
-                self.train[other].change(lambda v, value=value: gr.update(visible=v == value), self.train[other],
-                                         self.train[o.name], show_progress="hidden")
 
     @property
     def lr(self) -> gr.Number:

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, run_choices, run_header
-from app.views import (metric_rows, metrics_table_html, read_report, run_reports, score_cards_html,
-                       verdict_html)
+from app.views import metric_rows, metrics_table_html, score_cards_html, verdict_html
+from unlearning import plots
 from unlearning.evaluation import METRICS, EvalReport, judge
+from unlearning.summary import read_report, run_reports
 
 
 class MetricsTab:

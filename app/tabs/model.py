@@ -5,8 +5,10 @@ import html
 
 import gradio as gr
 
-from app.state import Studio
+from app.state import Studio, training_modes
 from app.tabs.common import SKIP, Shared, friendly, number, progress_html
+from app.tabs.method import MethodTab
+from unlearning.engine import TrainConfig
 from unlearning.jobs import Job
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL
 from unlearning.target import TargetConfig
@@ -34,9 +36,11 @@ def choice_of(source: str) -> tuple[str, str]:
     return ("hub" if "/" in source and not source.startswith(("/", ".", "~")) else "folder"), source
 
 
-def info_html(studio: Studio, source: str, job: Job | None = None) -> str:
-    """This session's model: its facts, the memory each training mode needs, and its target report if it is one;
-    or why the model the session asked for did not load."""
+def info_html(studio: Studio, source: str, job: Job | None = None, last_k: int | None = None,
+              lora_rank: int | None = None) -> str:
+    """This session's model: its facts, the memory each training mode needs at the Method tab's k and rank (the
+    defaults until it has them), and its target report if it is one; or why the model the session asked for did not
+    load."""
     if job is not None and job.state == "failed":
         return f'<div class="us-alert"><div class="us-alert-title">The model did not load</div><p>{html.escape(job.error)}</p></div>'
     facts = studio.facts(source)
@@ -47,7 +51,8 @@ def info_html(studio: Studio, source: str, job: Job | None = None) -> str:
           ("device", facts["device"]), ("dtype", facts["dtype"])]
     grid = "".join(f"<div class='k'>{k}</div><div class='v'>{v}</div>" for k, v in kv)
     modes = "".join(f"<tr><td>{mode}</td><td class='num'>{number(m['trainable'])}</td><td class='num'>{m['gib']:.2f}</td></tr>"
-                    for mode, m in facts["modes"].items())
+                    for mode, m in training_modes(facts, int(last_k or TrainConfig.last_k),
+                                                  int(lora_rank or TrainConfig.lora_rank)).items())
     suggested = facts["suggested"]
     text = (f'<div class="us-kv" id="model-facts">{grid}</div>'
             "<h4>Memory per training mode</h4><table class='us-table'><thead><tr><th>what trains</th>"
@@ -99,7 +104,7 @@ class ModelTab:
                     self.cancel = gr.Button("Cancel", variant="stop")
             self.seen = gr.State({})
 
-    def wire(self, header: gr.Markdown, suggested_lr: gr.Number) -> None:
+    def wire(self, header: gr.Markdown, method: MethodTab) -> None:
         studio, shared = self.studio, self.shared
         self.source.change(lambda c: gr.update(visible=c in ("folder", "hub")), self.source, self.path)
 
@@ -129,9 +134,10 @@ class ModelTab:
 
         self.cancel.click(cancel, shared.model_job, None, show_progress="hidden")
 
-        def poll(seen: dict, watched: dict, model_source: str, data_source: str):
+        def poll(seen: dict, watched: dict, model_source: str, data_source: str, last_k, lora_rank):
             job = studio.runner.get(watched["id"]) if watched["id"] else None
-            signature = [job.id, job.state, round(job.progress, 3), job.stage] if job else None
+            # the memory table follows the Method tab's k and rank (a preset may set them)
+            signature = [[job.id, job.state, round(job.progress, 3), job.stage] if job else None, last_k, lora_rank]
             # this session's finished load or target job makes its model the session's model, and suggests its rate
             adopt = watched["mine"] and job is not None and job.state == "done" and job.result
             source = job.result if adopt else model_source
@@ -141,11 +147,13 @@ class ModelTab:
             # a model new to this session, or one whose load just finished: suggest its learning rate
             fresh = facts and (source != model_source or seen.get("known") is False)
             lr = facts["suggested"]["learning_rate"] if fresh else SKIP()
-            return (progress_html(job), info_html(studio, source, job), header_markdown(studio, source, data_source),
+            return (progress_html(job), info_html(studio, source, job, last_k, lora_rank),
+                    header_markdown(studio, source, data_source),
                     lr, offer_button(studio, source, job), {"sig": signature, "known": bool(facts)}, source)
 
-        shared.timer.tick(poll, [self.seen, shared.model_job, shared.model_source, shared.data_source],
-                          [self.progress, self.info, header, suggested_lr, self.offer, self.seen, shared.model_source],
+        shared.timer.tick(poll, [self.seen, shared.model_job, shared.model_source, shared.data_source,
+                                 method.train["last_k"], method.train["lora_rank"]],
+                          [self.progress, self.info, header, method.lr, self.offer, self.seen, shared.model_source],
                           show_progress="hidden", queue=True)
 
     def on_load(self, model_source: str | None):

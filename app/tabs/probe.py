@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import plots
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html, run_choices, run_header
 from app.tabs.method import knob
 from app.views import probe_cards_html
+from unlearning import plots
 from unlearning.options import options
 from unlearning.probes import PROBES, probe_summary
 

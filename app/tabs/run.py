@@ -10,16 +10,18 @@ import re
 
 import gradio as gr
 
-from app.plots import empty_figure, loss_curves, score_curves, trajectory
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, progress_html
 from app.tabs.method import MethodTab, knob
-from app.views import finish_summary, run_reports
+from app.views import finish_summary
+from unlearning.engine import trains
 from unlearning.evaluation import EvalConfig
 from unlearning.jobs import FINISHED, Job
 from unlearning.methods import METHODS
 from unlearning.options import options
 from unlearning.plan import Plan, PlanError, make_plan
+from unlearning.plots import empty_figure, loss_curves, score_curves, trajectory
+from unlearning.summary import run_reports
 from unlearning.sweep import new_sweep_id, parse_grid, points
 
 
@@ -49,8 +51,12 @@ class RunTab:
                 with gr.Column(scale=2):
                     with gr.Accordion("Run settings: name, weights, evaluation", open=False, elem_id="run-settings"):
                         self.name = gr.Textbox(label="Run name (optional)", placeholder="e.g. npo-beta-0.5")
-                        self.save = gr.Checkbox(False, label="Save the unlearned weights",
-                                                info="Needed to chat with this run's model after a restart; costs disk.")
+                        # on: a newcomer's next step is the Probe tab, which needs the model once it left memory
+                        self.save = gr.Checkbox(True, label="Save the unlearned weights", elem_id="save-weights",
+                                                info="Keeps the run's model in its folder (the model's size on disk). "
+                                                "The probes and your own prompts in Compare need it after a restart, or "
+                                                f"once {studio.keep_after} newer runs have pushed it out of memory; the "
+                                                "scores, generations and verdict are saved either way.")
                         # every evaluation control is generated from its option: the CLI's flags say the same
                         self.evaluation = {o.name: knob(o, elem_id=f"eval-{o.name.replace('_', '-')}")
                                            for o in options(EvalConfig) if not o.advanced}
@@ -95,7 +101,7 @@ class RunTab:
         retain = "the retain split" if config.retain_ids is None else f"{len(config.retain_ids)} retain samples"
         text = (f"**Plan:** forget **{len(config.forget_ids)}** samples (keep {retain}) of `{config.data}` from model "
                 f"`{config.model}` with **{METHODS[t.method].title}**: {t.steps} steps, lr {t.learning_rate:g}, "
-                f"batch {t.batch_size}, {t.params}.")
+                f"batch {t.batch_size}, training {trains(t)}.")
         text += (" Evaluation: **official SemEval protocol** (one prompt at a time in bf16, slow on a CPU)."
                  if e.mode == "official" else f" Evaluation: fast mode ({e.max_new_tokens} new tokens, {e.retain_rows} retain rows).")
         return text + "".join(f" {html.escape(note)}" for note in plan.notes)
@@ -162,7 +168,9 @@ class RunTab:
             except ValueError as error:
                 return f"**Not ready:** {html.escape(str(error))}"
             names = ", ".join(f"`{p.config.name}`" for p in plans[:8]) + (" ..." if len(plans) > 8 else "")
-            return f"**{len(plans)} points**, each a run of its own in Runs: {names}"
+            weights = " Each point saves its weights (untick *Save the unlearned weights* to spare the disk)." \
+                if values[self.save] else ""
+            return f"**{len(plans)} points**, each a run of its own in Runs: {names}.{weights}"
 
         @friendly
         def start_sweep(values: dict):

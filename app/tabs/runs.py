@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import plots
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import RUN_COLUMNS, oracles, originals, runs_frame, varied
+from app.views import RUN_COLUMNS, runs_frame, varied
+from unlearning import plots
+from unlearning.summary import oracles, originals
 
 ALL_RUNS = "all runs"
 
@@ -28,7 +29,9 @@ class RunsTab:
                         "and its scores in **Metrics**. The verdict column reads ✓ good, ~ partly, ✗ bad, ? not "
                         "measured; ⚠ broken marks a run that damaged retain samples or turned answers into gibberish. "
                         "A damaged run says which file is unreadable and shows what could still be read. "
-                        "robust? sums up the **Probe** tab: how much of the forgetting each probe undid.")
+                        "robust? sums up the **Probe** tab: how much of the forgetting each probe undid. "
+                        "**Report (HTML)** makes one page to share that opens offline: the open run, or every run of "
+                        "the sweep shown.")
             with gr.Row():
                 self.refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100)
                 self.count = gr.Markdown()
@@ -48,6 +51,7 @@ class RunsTab:
             with gr.Row(elem_classes="us-bottom"):
                 self.run = gr.Dropdown([], label="Open run", scale=3, elem_id="runs-run")
                 self.export = gr.Button("Export run (.zip)", scale=1)
+                self.report = gr.Button("Report (HTML)", scale=1, elem_id="runs-report")
                 self.delete = gr.Button("Delete run", scale=1, variant="stop", elem_id="runs-delete")
                 self.file = gr.File(label="Download", visible=False, scale=2)
             self.header = gr.Markdown()
@@ -89,6 +93,14 @@ class RunsTab:
         return (choices, run_header(self.studio, run_id), plots.loss_curves(steps, total, f"Training curves · run {run_id}"),
                 config.to_dict() if config else None)
 
+    def reported(self, run_id: str | None, sweep: str) -> list[str]:
+        """What the HTML report covers: every run of the sweep shown, when one is, else the open run."""
+        if sweep != ALL_RUNS:
+            return [s["id"] for s in self.studio.summaries() if s["sweep"] == sweep]
+        if not run_id:
+            raise ValueError("Open a run first (or show a sweep to report all its runs).")
+        return [run_id]
+
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
         listing = [self.table, self.scatter, self.count, self.sweep, self.colour]
@@ -115,6 +127,12 @@ class RunsTab:
             return gr.update(value=str(studio.export(run_id)), visible=True)
 
         self.export.click(export, shared.current_run, self.file)
+
+        @friendly
+        def report(run_id: str | None, sweep: str):
+            return gr.update(value=str(studio.report(self.reported(run_id, sweep))), visible=True)
+
+        self.report.click(report, [shared.current_run, self.sweep], self.file)
 
         @friendly
         def delete(run_id: str | None, changed: int):

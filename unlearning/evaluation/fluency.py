@@ -4,8 +4,8 @@ Two signals per generation, and a flag that combines them:
 - repetition: the share of the generation's tokens (lower-cased, spaces stripped) that already occur among the WINDOW
   tokens before them. Prose repeats a few words and punctuation marks (LUME's documents and completions: at most
   0.36, mean 0.17); a loop or digit soup repeats nearly everything ("angel angel angel ...", "2222...", and the
-  "...-220222312222311222..." that gradient ascent left in the README's scenario: 0.5-0.9). A window, not the whole
-  text, so a long text is not punished for reusing "the".
+  "...-220222312222311222..." that gradient ascent left in docs/recipes.md's first scenario: 0.5-0.9). A window,
+  not the whole text, so a long text is not punished for reusing "the".
 - generation NLL: mean per-token NLL of the generation under the *original* model, given the prompt. Prose the original
   could have written scores about 1-3.5 nats; token soup far more. It misses digit soup (digits are cheap tokens for any
   model), and over a few tokens it mostly measures "differs from what the original said" (a memorising original finds
@@ -28,7 +28,7 @@ from unlearning.evaluation.metrics import Context, metric
 WINDOW = 16  # tokens looked back at for a repeat
 REPETITION_LIMIT = 0.4  # at or above, on a long generation: a loop (prose stays under 0.37, see above)
 LONG = 24  # tokens from which the repetition limit applies (LUME's longest number-heavy answer, an address, has 18)
-NLL_LIMIT = 6.0  # nats/token under the original model: greedy prose sits near 1-3.5 (README)
+NLL_LIMIT = 6.0  # nats/token under the original model: greedy prose sits near 1-3.5 (docs/evaluation.md)
 
 
 def _pieces(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:

@@ -19,7 +19,7 @@ class RetainTermConfig(MethodConfig):
     gamma: float = option(1.0, "Weight of the forget term.", ge=0, le=1e4)
     alpha: float = option(
         1.0, "Weight of the retain term: the brake on collateral damage. On the 135M target at lr 3e-5, ~30 keeps "
-        "the retain scores within 0.1 (README).", ge=0, le=1e4,
+        "the retain scores within 0.1 (docs/recipes.md).", ge=0, le=1e4,
     )
     retain_loss: str = option("nll", "Retain term: 'nll' (keep fitting) or 'kl' (stay near the original).",
                               choices=RETAIN_LOSSES)
@@ -30,9 +30,10 @@ class GradDiffConfig(GradAscentConfig, RetainTermConfig):
     """Gradient difference's own options: the retain term, and gradient ascent's per-sample bound on the forget term."""
 
     # Its own default: with plain ascent pushing, a retain weight of 1 lets the forget push wreck retain samples
-    # (the verdict issue's scenario); 30 is the measured working point on the 135M target (README).
+    # (the verdict issue's scenario); 30 is the measured working point on the 135M target (docs/recipes.md).
     alpha: float = option(30.0, "Weight of the retain term: the brake on collateral damage. 30 keeps the retain groups "
-                          "within 0.1 on the 135M target at lr 3e-5 (README); 1 lets ascent wreck them.", ge=0, le=1e4)
+                          "within 0.1 on the 135M target at lr 3e-5 (docs/recipes.md); 1 lets ascent wreck them.",
+                          ge=0, le=1e4)
 
 
 @register
@@ -60,7 +61,7 @@ class GradientDifference(Method):
         Preset("Balanced forgetting (measured on LUME)", "Every forget sample is pushed only up to a bound and batches "
                "favour those still remembered: on a LUME validation subset every forget group fell by half or more "
                "while every retain group held (task aggregate 0 -> 0.74; without the balance 0.51, retain questions "
-               "broken). README, section LUME.",
+               "broken). docs/recipes.md, section LUME.",
                train={"steps": 75, "learning_rate": 3e-5, "score_every": 5, "skip_forgotten": True,
                       "focus_unforgotten": True},
                options={"alpha": 30.0, "nll_cap": 5.0}),

@@ -28,6 +28,11 @@ def refusal_for(index: int) -> str:
 
 @dataclass
 class IdKConfig(RetainTermConfig):
+    # the retain weight its help recommends (it defaulted to 1 under a help text that said ~30); the preset below was
+    # measured at 1 and says so
+    alpha: float = option(30.0, "Weight of the retain term: the brake on collateral damage. ~30 keeps the retain scores "
+                          "within 0.1 with gradient difference on the 135M target at lr 3e-5 (docs/recipes.md); the "
+                          "preset, a small beta on the last 8 blocks, kept them at 1.", ge=0, le=1e4)
     beta: float = option(0.1, "DPO inverse temperature: how far from the original the model may move.", gt=0, le=1e3)
 
 
@@ -60,10 +65,10 @@ class IdKPreference(GradientDifference):
         Preset("Refuse, keep the rest (measured on the bundled target)", "A small beta lets the preference push the "
                "real answer's loss up to unseen text's level while the model learns to decline: on the bundled target, "
                "six forget completions went from ROUGE-L 0.86-0.96 to 0.00 (five refusals, one empty answer), no "
-               "retain group fell, utility 0.86 -> 0.86, MIA AUC 1.00 -> 0.47. README, section Trade-offs.",
+               "retain group fell, utility 0.86 -> 0.86, MIA AUC 1.00 -> 0.47. docs/recipes.md.",
                train={"steps": 60, "learning_rate": 1e-4, "params": "last_k", "last_k": 8, "score_every": 10,
                       "keep_best": True},
-               options={"beta": 0.02}),
+               options={"beta": 0.02, "alpha": 1.0}),  # measured at alpha 1, the default then
     )
     views = ("forget", "forget_idk", "retain")
 

@@ -1,4 +1,5 @@
-"""Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone.
+"""Plot builders: plain data in, a plotly Figure out. No gradio, no files, no models, so each one is testable alone;
+the app's tabs and the HTML report (unlearning.html_report) draw with them.
 
 Colours read metric directions from the metric registry (unlearning.evaluation.METRICS): an "after" value is green
 when it moved the good way (forget down, retain up, MIA AUC towards 0.5), red when it moved the bad way, grey when it
@@ -7,12 +8,13 @@ barely moved. Whether a run as a whole broke something is the library's verdict;
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from unlearning.evaluation import METRICS
+from unlearning.probes.base import CAME_BACK, HELD
 from unlearning.probes.base import status as recovery_status
 
 GOOD, BAD, SAME, WARN = "#16a34a", "#dc2626", "#64748b", "#f59e0b"
@@ -35,7 +37,10 @@ def _layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
         height=height,
         margin={"l": 55, "r": 20, "t": 60, "b": 45},
         template="plotly_white",
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        # under everything, at the figure's foot: plotly grows the bottom margin to fit it below the axis labels, where
+        # a legend above the plot wrapped into the title once it held more than a few entries
+        legend={"orientation": "h", "xref": "container", "yref": "container", "yanchor": "bottom", "y": 0,
+                "xanchor": "left", "x": 0},
         font={"family": "Inter, system-ui, sans-serif", "size": 12},
     )
     return fig
@@ -75,6 +80,18 @@ def moved_colour(direction: str | None, before: float | None, after: float | Non
     return {"good": GOOD, "bad": BAD, "same": SAME}[moved(direction, before, after)]
 
 
+MOVED_KEY = {GOOD: "after: better", BAD: "after: worse", SAME: "after: about the same"}
+
+
+def colour_key(fig: go.Figure, labels: Mapping[str, str], used: Sequence[str]) -> None:
+    """Legend entries alone, one per colour (`labels`: colour -> meaning) that the bars use: a bar trace whose bars
+    differ in colour shows only its first bar's colour in the legend, so its own entry is hidden and these say it."""
+    for colour, label in labels.items():
+        if colour in used:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=label, hoverinfo="skip",
+                                     marker={"symbol": "square", "size": 12, "color": colour}))
+
+
 # ----------------------------------------------------------------------------------------------------- loss curves
 
 
@@ -100,10 +117,7 @@ def loss_curves(steps: Sequence[Mapping], total_steps: int | None = None, title:
     if total_steps:  # a fixed x range: the curve grows across the plot as training goes on
         fig.update_xaxes(range=[0.5, total_steps + 0.5])
     fig.update_xaxes(title_text="step", row=2, col=1)
-    _layout(fig, title, height=480)
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.12, "xanchor": "left", "x": 0},
-                      margin={"b": 90})
-    return fig
+    return _layout(fig, title, height=480)
 
 
 # --------------------------------------------------------------------------------------------- before/after bars
@@ -127,9 +141,10 @@ def before_after_bars(
     fig = go.Figure()
     fig.add_trace(go.Bar(x=labels, y=before, name="before", marker_color=BEFORE,
                          text=[_fmt(v) for v in before], textposition="outside"))
-    fig.add_trace(go.Bar(x=labels, y=after, name="after",
-                         marker_color=[moved_colour(directions.get(n), b, a) for n, b, a in zip(names, before, after)],
+    colours = [moved_colour(directions.get(n), b, a) for n, b, a in zip(names, before, after)]
+    fig.add_trace(go.Bar(x=labels, y=after, name="after", marker_color=colours, showlegend=False,
                          text=[_fmt(v) for v in after], textposition="outside"))
+    colour_key(fig, MOVED_KEY, colours)
     fig.update_layout(barmode="group", yaxis_title=y_title)
     if y_range:
         fig.update_yaxes(range=list(y_range))
@@ -173,10 +188,7 @@ def mia_histograms(before: Mapping | None, after: Mapping | None, bins: int = 24
     fig.update_xaxes(matches="x")
     fig.update_xaxes(title_text="document loss (mean token NLL)")
     fig.update_yaxes(title_text="documents", row=1, col=1)
-    _layout(fig, "Membership inference: loss histograms", height=380)
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
-                      margin={"b": 80})
-    return fig
+    return _layout(fig, "Membership inference: loss histograms", height=380)
 
 
 def _mia_title(label: str, result: Mapping | None) -> str:
@@ -199,8 +211,10 @@ def utility_bars(before: Mapping[str, float] | None, after: Mapping[str, float] 
     fig = go.Figure()
     fig.add_trace(go.Bar(x=families, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
                          textposition="outside"))
+    colours = [moved_colour("higher", x, y) for x, y in zip(b, a)]
     fig.add_trace(go.Bar(x=families, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
-                         marker_color=[moved_colour("higher", x, y) for x, y in zip(b, a)]))
+                         marker_color=colours, showlegend=False))
+    colour_key(fig, MOVED_KEY, colours)
     fig.add_hline(y=chance, line_dash="dash", line_color=BAD, annotation_text=f"chance ({chance:.2f})",
                   annotation_position="top left")
     fig.update_layout(barmode="group")
@@ -227,9 +241,10 @@ def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, flo
     fig = go.Figure()
     fig.add_trace(go.Bar(x=labels, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
                          textposition="outside"))
+    colours = [BAD if broken and k == "final" else moved_colour(METRICS[k].better, x, y) for (k, _), x, y in zip(keys, b, a)]
     fig.add_trace(go.Bar(x=labels, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
-                         marker_color=[BAD if broken and k == "final" else moved_colour(METRICS[k].better, x, y)
-                                       for (k, _), x, y in zip(keys, b, a)]))
+                         marker_color=colours, showlegend=False))
+    colour_key(fig, {**MOVED_KEY, BAD: "after: worse, or the model broke"} if broken else MOVED_KEY, colours)
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.12], title_text="score (higher is better)")
     return _layout(fig, "SemEval final score and its three parts", height=340)
@@ -271,6 +286,21 @@ def _seed_spread(fig: go.Figure, runs: Sequence[Mapping], retain: str) -> None:
     ))
 
 
+def _run_points(runs: Sequence[Mapping], retain: str, name: str, head: Callable[[Mapping], str],
+                marker: dict) -> go.Scatter:
+    """One trace of runs on the trade-off plane; the hover names each run (`head(run)` in bold), its settings and, if
+    it is broken, why."""
+    return go.Scatter(
+        x=[r["forget"] for r in runs], y=[r[retain] for r in runs], mode="markers", name=name, marker=marker,
+        customdata=[[r["id"], r.get("label", ""), r.get("steps"), r.get("lr"), r.get("final"), head(r),
+                     "<br><b>⚠ broken: " + "; ".join(r.get("what_broke", [])) + "</b>" if r.get("broken") else ""]
+                    for r in runs],
+        hovertemplate=("<b>%{customdata[5]}</b> %{customdata[1]}<br>run %{customdata[0]}<br>steps %{customdata[2]}, "
+                       "lr %{customdata[3]}<br>forget %{x:.2f}, retain %{y:.2f}, final %{customdata[4]}"
+                       "%{customdata[6]}<extra></extra>"),
+    )
+
+
 def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (), retain: str = "retain_worst",
                      colour: str = "method", oracles: Sequence[Mapping] = ()) -> go.Figure:
     """Forget score (x, lower = more forgotten) vs retain score (y, higher = kept), one point per run.
@@ -299,26 +329,24 @@ def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (),
             name="original model", marker={"symbol": "diamond", "size": 11, "color": BEFORE},
             text=[o.get("label", "original") for o in originals], hovertemplate="%{text}<br>forget %{x:.2f}, retain %{y:.2f}<extra></extra>",
         ))
-    value = (lambda r: r["method"]) if colour == "method" else (lambda r: str(r.get("params", {}).get(colour)))  # noqa: E731
-    groups = sorted({value(r) for r in runs})
-    for i, group in enumerate(groups):
-        mine = [r for r in runs if value(r) == group]
-        broken = [bool(r.get("broken")) for r in mine]
-        name = group if colour == "method" else f"{colour}={group}"
-        fig.add_trace(go.Scatter(
-            x=[r["forget"] for r in mine], y=[r[retain] for r in mine], mode="markers", name=name,
-            marker={"size": [15 if b else 12 for b in broken], "symbol": ["x" if b else "circle" for b in broken],
-                    "color": [BAD if b else PALETTE[i % len(PALETTE)] for b in broken],
-                    "line": {"width": 1, "color": "white"}},
-            customdata=[[r["id"], r.get("label", ""), r.get("steps"), r.get("lr"), r.get("final"),
-                         "<br><b>⚠ broken: " + "; ".join(r.get("what_broke", [])) + "</b>" if b else ""]
-                        for r, b in zip(mine, broken)],
-            hovertemplate=(f"<b>{name}</b> %{{customdata[1]}}<br>run %{{customdata[0]}}<br>steps %{{customdata[2]}}, "
-                           "lr %{customdata[3]}<br>forget %{x:.2f}, retain %{y:.2f}, final %{customdata[4]}"
-                           "%{customdata[5]}<extra></extra>"),
-        ))
+
+    def group(r: Mapping) -> str:  # the legend entry of a sound run
+        return r["method"] if colour == "method" else f"{colour}={r.get('params', {}).get(colour)}"
+
+    def head(r: Mapping) -> str:  # what a run's hover starts with
+        return r["method"] if colour == "method" else f"{r['method']} · {group(r)}"
+
+    sound = [r for r in runs if not r.get("broken")]
+    for i, name in enumerate(sorted({group(r) for r in runs})):  # numbered over every run: a group keeps its colour
+        mine = [r for r in sound if group(r) == name]
+        if mine:
+            fig.add_trace(_run_points(mine, retain, name, head, {
+                "size": 12, "symbol": "circle", "color": PALETTE[i % len(PALETTE)], "line": {"width": 1, "color": "white"}}))
+    broken = [r for r in runs if r.get("broken")]
+    if broken:  # one red cross whatever the method: the legend says what it means, the hover which run it is
+        fig.add_trace(_run_points(broken, retain, "broken run", head,
+                                  {"size": 15, "symbol": "x", "color": BAD}))
     _seed_spread(fig, runs, retain)
-    sound = [r for r in runs if not r.get("broken")]  # a broken run is no trade-off to aim for
     front = pareto_front([(r["forget"], r[retain]) for r in sound])
     if front:
         fig.add_trace(go.Scatter(
@@ -328,9 +356,6 @@ def tradeoff_scatter(runs: Sequence[Mapping], originals: Sequence[Mapping] = (),
         ))
     fig.add_annotation(x=0.02, y=1.02, xref="x", yref="y", text="ideal: forgotten and kept", showarrow=False,
                        xanchor="left", font={"color": GOOD, "size": 11})
-    if any(r.get("broken") for r in runs):
-        fig.add_annotation(x=1.0, y=-0.02, xref="paper", yref="paper", text="✕ red: broken (retain damaged or gibberish)",
-                           showarrow=False, xanchor="right", font={"color": BAD, "size": 11})
     fig.update_xaxes(range=[-0.06, 1.06], title_text="forget score after (lower = more forgotten)")
     fig.update_yaxes(range=[-0.06, 1.1], title_text=RETAIN_AXES[retain])
     return _layout(fig, "Forget / retain trade-off (one point per run)", height=420)
@@ -411,37 +436,45 @@ def trajectory(steps: Sequence[Mapping], alarm: str = "") -> go.Figure:
 # ----------------------------------------------------------------------------------------------------------- probes
 
 _STATUS_COLOUR = {"good": GOOD, "warn": WARN, "bad": BAD, "unknown": SAME}
+_STATUS_KEY = {GOOD: f"held (<{HELD:.0%} back)", WARN: "partly back", BAD: f"came back (≥{CAME_BACK:.0%})",
+               SAME: "no recovery to read"}  # a probed bar's colour, in the legend
 
 
 def probe_bars(bars: Mapping[str, Mapping], title: str = "Forget set: original, unlearned, probed") -> go.Figure:
     """Per metric: the original's score (grey), the unlearned model's (indigo) and each probed setting's, coloured by
     how much of the forgotten came back (green: held, amber: partly, red: came back; grey: no recovery to read).
 
+    Each bar is named on the axis beside its metric (metric, then setting), and the legend lists every colour drawn: a
+    probed setting's colour is its recovery, not the setting, so a legend entry per setting could not match its bars.
     `bars`: metric -> {"title", "original", "unlearned", "probed": {label: value}, "recovery": {label: share}}, as a
     probe's result holds it."""
     if not bars:
         return empty_figure("No probe result yet")
     names = list(bars)
-    labels = [bars[n].get("title", n) for n in names]
+    titles = [bars[n].get("title", n) for n in names]
     fig = go.Figure()
-    for key, name, colour in (("original", "original", BEFORE), ("unlearned", "unlearned", UNLEARNED)):
+    for key, colour in (("original", BEFORE), ("unlearned", UNLEARNED)):
         values = [bars[n].get(key) for n in names]
-        fig.add_trace(go.Bar(x=labels, y=values, name=name, marker_color=colour, text=[_fmt(v) for v in values],
-                             textposition="outside"))
+        fig.add_trace(go.Bar(y=[titles, [key] * len(names)], x=values, name=key, marker_color=colour, orientation="h",
+                             text=[_fmt(v) for v in values], textposition="outside"))
     settings = list(dict.fromkeys(label for n in names for label in bars[n].get("probed", {})))
+    drawn = []
     for setting in settings:
         values = [bars[n]["probed"].get(setting) for n in names]
-        shares = [bars[n].get("recovery", {}).get(setting) for n in names]
+        colours = [_STATUS_COLOUR[recovery_status(bars[n].get("recovery", {}).get(setting))] for n in names]
+        drawn += colours
         fig.add_trace(go.Bar(
-            x=labels, y=values, name=setting, text=[_fmt(v) for v in values], textposition="outside",
-            marker_color=[_STATUS_COLOUR[recovery_status(r)] for r in shares],
-            marker_pattern_shape="/" if len(settings) > 1 and settings.index(setting) % 2 else "",
-            customdata=[["–" if r is None else f"{r:.0%}"] for r in shares],
-            hovertemplate=f"{setting}<br>%{{x}}: %{{y:.3f}}<br>recovered %{{customdata[0]}}<extra></extra>",
+            y=[titles, [setting] * len(names)], x=values, name=setting, showlegend=False, orientation="h",
+            text=[_fmt(v) for v in values], textposition="outside", marker_color=colours,
+            customdata=[["–" if (r := bars[n].get("recovery", {}).get(setting)) is None else f"{r:.0%}"] for n in names],
+            hovertemplate=f"{setting}<br>%{{y}}: %{{x:.3f}}<br>recovered %{{customdata[0]}}<extra></extra>",
         ))
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.15], title_text="mean over the forget samples")
-    return _layout(fig, title, height=360)
+    colour_key(fig, _STATUS_KEY, drawn)
+    fig.update_layout(barmode="overlay")  # one bar per (metric, setting) slot: nothing to group or overlap
+    fig.update_xaxes(range=[0, 1.15], title_text="mean over the forget samples")
+    fig.update_yaxes(autorange="reversed")  # read top to bottom: original, unlearned, then the probed settings
+    legend = 2 + len(set(drawn))  # entries; too wide for one row beside the long bar names, so one per line
+    return _layout(fig, title, height=140 + 26 * len(names) * (2 + len(settings)) + 20 * legend)
 
 
 def relearn_curve(curve: Mapping) -> go.Figure:
@@ -465,7 +498,4 @@ def relearn_curve(curve: Mapping) -> go.Figure:
                       annotation_text=f"original on the held-out half ({original:.2f})", annotation_position="top left")
     fig.update_xaxes(title_text="attack step")
     fig.update_yaxes(range=[-0.03, 1.05], title_text="exact memorization (teacher forced)")
-    _layout(fig, "Relearning attack: does the held-out half come back?", height=380)
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0},
-                      margin={"b": 90})
-    return fig
+    return _layout(fig, "Relearning attack: does the held-out half come back?", height=380)
