@@ -39,18 +39,18 @@ def session_states():
 
 def test_shortcuts_pick_the_right_ids_on_the_bundled_data(bundled):
     forget = bundled.split("forget")
-    assert len(sel.whole_forget_ids(bundled)) == len(forget) == 33
-    # the first 30% of the 10 stories are forget: stories 1-3, one completion and two questions each
+    assert len(sel.whole_forget_ids(bundled)) == len(forget) == 26
+    # one story of each of the two templates is forget (drawn at random): one completion and two questions each
     assert sel.task_forget_ids(bundled, "Task1") == [
-        f"story-00{i}{suffix}" for i in (1, 2, 3) for suffix in ("sc1", "qa0", "qa1")
+        f"story-0{i}{suffix}" for i in ("03", "10") for suffix in ("sc1", "qa0", "qa1")
     ]
-    assert len(sel.task_forget_ids(bundled, "Task2")) == 24  # 6 people x 4 records
+    assert len(sel.task_forget_ids(bundled, "Task2")) == 20  # 5 people x 4 records
     assert sel.task_forget_ids(bundled, sel.ALL) == sel.whole_forget_ids(bundled)
     picked = bundled.sample_forget(5, seed=1)
     assert len(set(picked)) == 5 and set(picked) <= {r.id for r in forget}
     assert picked == bundled.sample_forget(5, seed=1)  # seeded: the same draw again
     assert picked == [r.id for r in forget if r.id in picked]  # kept in dataset order
-    assert len(bundled.sample_forget(1000)) == 33  # N larger than the split: all of it
+    assert len(bundled.sample_forget(1000)) == 26  # N larger than the split: all of it
     assert bundled.sample_forget(1000, kind="sc") == [r.id for r in forget if r.kind == "sc"]  # the CLI's --forget-kind
 
 

@@ -117,7 +117,7 @@ def test_tradeoff_scatter_marks_the_front_and_hovers_method_and_steps():
     assert len(npo.x) == 3  # the unfinished run has no point
     assert npo.customdata[0][0] == "r1" and npo.customdata[0][2] == 20 and npo.customdata[0][5] == "npo"
     assert "steps %{customdata[2]}" in npo.hovertemplate and "<b>%{customdata[5]}</b>" in npo.hovertemplate
-    assert "worst group" in fig.layout.yaxis.title.text
+    assert "lowest group" in fig.layout.yaxis.title.text
 
 
 def test_tradeoff_scatter_reads_the_chosen_retain_axis():
