@@ -253,16 +253,14 @@ def judged(args) -> dict:
         if not (args.target or args.original):
             raise ValueError("--judge needs the model it was unlearned from: --original MODEL, or --target")
         original = target_for(args, bar)[0] if args.target else args.original
+        data = cached_data(args.data)
         request = {"model": original, "data": args.data, "eval": eval_request(args),
                    "forget_ids": [i.strip() for i in (args.forget_ids or "").split(",") if i.strip()]
-                   or [r.id for r in cached_data(args.data).split("forget")]}
+                   or [r.id for r in data.split("forget") if args.forget_kind in (None, r.kind)]}
         plan = make_plan(request)
         judged_model = args.judge
-        if judged_model == "oracle":
-            folder = oracle_folder(original, cached_data(args.data))
-            if folder is None:
-                raise ValueError(f"{original} has no prepared oracle: prepare it with `prepare-target` (--target does)")
-            judged_model = str(folder)
+        if judged_model == "oracle":  # prepared (and cached) if missing
+            judged_model = str(oracle_folder(original, data) or prepare_oracle(original, data, bar)[0])
         before = evaluate_model(original, plan.selection, plan.config, lambda f, s: bar(0.5 * f, f"original: {s}"), None)
         after = evaluate_after(plan, cached_model(original), cached_model(judged_model).model,
                                lambda f, s: bar(0.5 + 0.5 * f, f"judged model: {s}"), None)
@@ -421,6 +419,8 @@ def parser() -> argparse.ArgumentParser:
                     help="with --judge: the original is the memorised target of --model on --data (prepared if missing)")
     sp.add_argument("--forget-ids", help="with --judge: comma-separated ids it should have forgotten (default: the "
                                          "whole forget split)")
+    sp.add_argument("--forget-kind", choices=["sc", "qa"], help="with --judge and no --forget-ids: only the forget "
+                                                                "split's completions (sc) or questions (qa)")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("probe", help="try to bring a run's forgotten answers back: relearning, quantisation, other "
