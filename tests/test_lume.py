@@ -5,13 +5,15 @@ The rows come from ../shared/data/lume-validation; every test here skips when it
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from unlearning.batching import IGNORE, encode, encode_records, sample_length
 from unlearning.data import load_lume
 from unlearning.engine import TrainConfig, train
 from unlearning.evaluation.memorisation import teacher_forced
 from unlearning.evaluation.metrics import Context
-from unlearning.evaluation.report import EvalConfig
+from unlearning.evaluation.report import EvalConfig, bf16_copy, evaluate
 from unlearning.plan import make_plan
 
 LUME = Path(__file__).resolve().parents[2] / "shared/data/lume-validation"
@@ -73,3 +75,39 @@ def test_a_sample_longer_than_max_length_loses_its_prompt_start_never_its_answer
                                          "tokens: their prompts lose their first tokens, their answers are whole")
                         for note in plan.notes)
     assert sample_length(tiny.model) == min(TrainConfig.max_length, tiny.model.config.max_position_embeddings)
+
+
+def organisers_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256) -> list[str]:
+    """The organisers' loop as the shared README and their evaluation script describe it: one prompt at a time, its
+    input ids alone (no attention mask), greedy with the KV cache, only the new tokens decoded with
+    skip_special_tokens=True (their clean_up_tokenization_spaces=True is a no-op for BPE tokenizers)."""
+    generations = []
+    for prompt in prompts:
+        input_ids = tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                 pad_token_id=tokenizer.eos_token_id)
+        generations.append(tokenizer.batch_decode(out[:, len(input_ids[0]):], skip_special_tokens=True)[0])
+    return generations
+
+
+def test_official_mode_generates_as_the_organisers_loop_on_the_longest_rows(tiny, longest, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()  # as their script loads it
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    tokenizer.pad_token = tokenizer.eos_token
+    rows = longest[:2]
+    config = EvalConfig(mode="official")
+    # 16 new tokens, no utility or MIA: bf16 decoding is slow on a CPU; the prompts, dtype and loop stay official
+    config.max_new_tokens, config.utility, config.mia = 16, "none", False
+    report = evaluate(tiny.model, tiny.tokenizer, rows, [], [], config)
+    assert [row["generation"] for row in report.rows] == organisers_generate(theirs, tokenizer, [r.input for r in rows], 16)
+    assert tiny.model.dtype == torch.float32  # evaluated on a copy
+    # the same numbers, not only the same greedy picks: official mode's bf16 copy computes their model's logits bit for
+    # bit over whole documents (a copy cast with .to(bfloat16) rounds the rotary frequencies and does not)
+    ours = bf16_copy(tiny.model).eval()
+    with torch.no_grad():
+        for r in rows:
+            ids = tokenizer(r.text, return_tensors="pt").input_ids
+            assert torch.equal(ours(ids).logits, theirs(ids).logits)
