@@ -1,5 +1,6 @@
 """The studio without a browser: selection shortcuts, run tables, metric verdicts, Studio bookkeeping, the CLI."""
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -572,3 +573,26 @@ class _StoreOnly:
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+
+
+def test_the_data_tab_loads_a_part_of_a_lume_folder_and_says_what_a_run_would_cut(tmp_path, tiny, monkeypatch):
+    from app.tabs import data as data_tab_module
+    from tests.test_data import LUME_VALIDATION, write_both_parts
+
+    if not LUME_VALIDATION.is_dir():
+        pytest.skip(f"{LUME_VALIDATION} not present")
+    folder = str(write_both_parts(tmp_path / "lume", LUME_VALIDATION))
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    with gr.Blocks():
+        tab = data_tab_module.DataTab(studio, session_states())
+    monkeypatch.setattr(studio, "facts", lambda source: model_facts(tiny))  # as if the session's model had loaded here
+    monkeypatch.setattr(data_tab_module, "cached_model", lambda source: tiny)
+    out = tab.load_source("lume", folder, None, "tiny", "train")
+    about = out[9]
+    assert out[0] == f"{folder}#train" and about.startswith("**lume-train** · 20 samples")
+    assert about.endswith("Every sample fits the 1024 tokens a run trains on, whole.")
+    monkeypatch.setattr(data_tab_module, "sample_length", lambda model: 300)  # a model with a shorter context
+    about = tab.load_source("lume", folder, None, "tiny", "validation")[9]
+    assert "**lume-validation** · 532 samples" in about
+    assert re.search(r"\*\*Long samples:\*\* \d+ of 532 samples are longer than 300 tokens: their prompts lose their "
+                     r"first tokens, their answers are whole", about)

@@ -108,3 +108,23 @@ def test_a_preset_fills_the_run_and_explicit_flags_override_it(capsys, tmp_path)
     listed = {m["name"]: m for m in methods}
     assert listed["seq_grad_diff"]["presets"][0]["train"]["last_k"] == 8
     assert listed["grad_diff"]["options"]["alpha"]["default"] == 30.0  # the working point is the default, not 1
+
+
+def test_part_picks_a_part_of_a_lume_folder_holding_both(capsys, tmp_path, monkeypatch, tiny):
+    from tests.test_data import LUME_VALIDATION, write_both_parts
+
+    if not LUME_VALIDATION.is_dir():
+        pytest.skip(f"{LUME_VALIDATION} not present")
+    monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path / "cache"))  # the target's; the tiny model is loaded already
+    monkeypatch.setattr("unlearning.cli.cached_model", lambda source: tiny)
+    folder = str(write_both_parts(tmp_path / "lume", LUME_VALIDATION))
+    commands = parser()._subparsers._group_actions[0].choices
+    for name, sub in commands.items():  # every command that takes --data (and subset) takes --part
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert "--part" in flags or ("--data" not in flags and name != "subset"), name
+    code, out = run_cli(capsys, "subset", folder, "--part", "train", "--per-group", "1", "--out", str(tmp_path / "sub"))
+    assert code == 0 and out["part"] == "train" and out["forget"] + out["retain"] > 0
+    assert sorted(p.name for p in (tmp_path / "sub").glob("*.parquet")) == ["forget_train.parquet", "retain_train.parquet"]
+    code, out = run_cli(capsys, "prepare-target", "--model", "tiny", "--data", folder, "--part", "train", "--epochs", "1",
+                        "--target-batch-size", "20")
+    assert code == 0 and out["records"] == 20 and out["steps"] == 1  # the train part's 10 + 10 rows, not 532

@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unlearning.data import DataError, bundled_dataset, load_custom, load_data, load_lume, load_tofu, lume
+from unlearning.data import DataError, bundled_dataset, data_source, load_custom, load_data, load_lume, load_tofu, lume
 from unlearning.data.records import kind_from_id
 from unlearning.data.synthetic import BIOGRAPHIES, STORY_TEMPLATES, _facts
 
@@ -195,6 +196,44 @@ def test_lume_hub_layout_and_parts(tmp_path):
     assert (validation.mia_members, validation.mia_nonmembers) == (["in"], ["out", "out"])
     with pytest.raises(ValueError, match="part"):
         load_lume(folder, part="test")
+
+
+def write_both_parts(folder: Path, shared: Path, train_rows: int = 10) -> Path:
+    """A LUME folder with both parts, built from the shared validation files: the validation part is them, the train
+    part their first rows with a "t" before each id (so a record says which part it came from), in the hub's layout,
+    and a nested copy of the validation files below it."""
+    (folder / "data").mkdir(parents=True)
+    for split in ("forget", "retain"):
+        shutil.copy(shared / f"{split}_validation.parquet", folder / f"data/{split}_validation-00000-of-00001.parquet")
+        frame = pd.read_parquet(shared / f"{split}_validation.parquet").head(train_rows)
+        frame.assign(id="t" + frame.id).to_parquet(folder / f"data/{split}_train-00000-of-00001.parquet")
+    shutil.copytree(shared, folder / "mia_data", ignore=shutil.ignore_patterns("*.parquet", "*.md"))
+    shutil.copytree(shared, folder / "data/backup")  # a nested copy of every file: each is read once, never doubled
+    return folder
+
+
+def test_a_folder_with_both_parts_loads_either_and_reads_each_mia_file_once(tmp_path, lume_validation):
+    folder = write_both_parts(tmp_path / "lume", lume_validation)
+    validation, train = load_data(str(folder)), load_data(data_source(str(folder), "train"))
+    assert load_data(data_source(str(folder), "validation")).records == validation.records
+    assert (validation.name, len(validation.split("forget")), len(validation.split("retain"))) == ("lume-validation", 254, 278)
+    assert (train.name, len(train.split("forget")), len(train.split("retain"))) == ("lume-train", 10, 10)
+    assert all(r.id.startswith("t") for r in train.records) and not any(r.id.startswith("t") for r in validation.records)
+    for data in (validation, train):  # three copies of each MIA file below the folder, read once
+        assert (len(data.mia_members), len(data.mia_nonmembers)) == (34, 34) and data.mia_official
+        assert len(set(data.mia_members)) == 34
+    with pytest.raises(DataError, match="is for a LUME folder or hub dataset"):
+        load_data("bundled#train")
+
+
+def test_a_part_the_folder_lacks_is_named_in_the_error(tmp_path, lume_validation):
+    folder = tmp_path / "train-only"
+    folder.mkdir()
+    for split in ("forget", "retain"):
+        pd.read_parquet(lume_validation / f"{split}_validation.parquet").to_parquet(folder / f"{split}_train.parquet")
+    assert len(load_data(data_source(str(folder), "train")).records) == 532
+    with pytest.raises(DataError, match="part 'validation', found none \\(there are forget_train.parquet"):
+        load_data(str(folder))
 
 
 def test_lume_missing_file(tmp_path):

@@ -4,8 +4,10 @@ import time
 import pytest
 
 from unlearning import target
-from unlearning.batching import encode_records
-from unlearning.target import FINISH_STEPS, TYPICAL_EPOCHS, TargetConfig, estimate_seconds, memorisation, prepare_target
+from unlearning.batching import IGNORE, collate, encode_records
+from unlearning.methods import get_method
+from unlearning.target import (FINISH_STEPS, TYPICAL_EPOCHS, TargetConfig, estimate_seconds, memorisation, prepare_target,
+                               stop_reason)
 
 
 def test_prepare_target_stops_once_memorised_and_is_cached(tiny, bundled, tmp_path, monkeypatch):
@@ -19,6 +21,7 @@ def test_prepare_target_stops_once_memorised_and_is_cached(tiny, bundled, tmp_pa
     by_epoch = report["memorised_by_epoch"]
     assert report["steps"] == report["epochs"] == len(by_epoch) < 60
     assert by_epoch[-1] == report["memorised"] >= config.memorised and max(by_epoch[:-1]) < config.memorised
+    assert report["stopped"].startswith("memorised") and report["cut"] is None
     assert report["rouge_l_recall"] > 0.6 and report["trains"] == "all weights"
     assert report["rouge_l_recall_by_split"] == {"forget": pytest.approx(report["rouge_l_recall"])}
     assert json.loads((folder / "target.json").read_text()) == report
@@ -32,6 +35,45 @@ def test_prepare_target_stops_once_memorised_and_is_cached(tiny, bundled, tmp_pa
 
     monkeypatch.setattr(target, "train", must_not_train)
     assert prepare_target(tiny, records, config) == (folder, report)
+
+
+def test_a_plateau_ends_the_preparation_with_its_reason(tiny, bundled, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path))
+    records = [r for r in bundled.split("forget") if r.kind == "sc"][:2]
+    # a rate too small to learn anything: the share never moves, so the bar is never reached
+    config = TargetConfig(epochs=60, memorised=0.98, learning_rate=1e-12, batch_size=2, precision="fp32", params="full")
+    stages = []
+    _, report = prepare_target(tiny, records, config, lambda fraction, stage: stages.append(stage))
+    assert report["epochs"] == 3 and report["memorised"] < 0.98
+    assert report["stopped"].startswith("plateau: no gain over the last two epochs")
+    assert any(report["stopped"] in stage for stage in stages) and report["stopped"] in stages[-1]
+
+
+FALLING = [9.0, 8.0, 7.0, 6.0, 5.0]
+
+
+@pytest.mark.parametrize("shares, losses, reason", [
+    ([0.5, 0.8, 0.95], FALLING, None),
+    ([0.5, 0.8, 0.95, 0.951], FALLING, None),  # the best before the last two is 0.8: still gaining
+    ([0.5, 0.8, 0.95, 0.951, 0.952], [1.0, 0.5, 0.1, 0.095, 0.092], "plateau"),  # no real gain on 0.95 or 0.1
+    ([0.5, 0.8, 0.95, 0.951, 0.952], FALLING, None),  # the share is flat but the loss still falls
+    ([0.5, 0.8, 0.95, 0.949, 0.96], [1.0, 0.5, 0.1, 0.1, 0.1], None),
+    ([0.5, 0.8, 0.95, 0.99], FALLING, "memorised"),
+    ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], FALLING + [4.0], "the most epochs"),
+])
+def test_the_stop_rule(shares, losses, reason):
+    why = stop_reason(shares, losses[: len(shares)], TargetConfig(epochs=6, memorised=0.98))
+    assert why == reason if reason is None else why.startswith(reason)
+
+
+def test_a_sample_without_answer_tokens_is_not_counted_as_unmemorised(tiny, bundled):
+    records = bundled.split("forget")[:2]
+    batch = collate(encode_records(tiny.tokenizer, records), tiny.tokenizer.pad_token_id)
+    batch["labels"][1] = IGNORE  # the second sample has no answer tokens left
+    logits = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    right = (logits[0, :-1].argmax(-1) == batch["labels"][0, 1:])[batch["labels"][0, 1:] != IGNORE].float().mean()
+    _, terms = get_method("finetune").loss(tiny.model, {"forget": batch})
+    assert terms["answered"] == 1 and terms["memorised"] == pytest.approx(right.item())
 
 
 def test_the_default_trains_every_block_of_a_model_with_fewer_than_k(tiny, bundled, tmp_path, monkeypatch):

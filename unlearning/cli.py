@@ -17,8 +17,8 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from unlearning.data import DataError, load_data
-from unlearning.data.lume import write_subset
+from unlearning.data import DataError, data_source, load_data
+from unlearning.data.lume import PARTS, write_subset
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
@@ -306,9 +306,9 @@ def describe(option: Option) -> dict:
 
 
 def cmd_subset(args) -> dict:
-    out = write_subset(args.folder, args.out, args.per_group, seed=args.seed)
-    data = load_data(str(out))
-    return {"folder": str(out), "forget": len(data.split("forget")), "retain": len(data.split("retain")),
+    out = write_subset(args.folder, args.out, args.per_group, part=args.part or "validation", seed=args.seed)
+    data = load_data(data_source(str(out), args.part))
+    return {"folder": str(out), "part": args.part or "validation", "forget": len(data.split("forget")), "retain": len(data.split("retain")),
             "mia_members": len(data.mia_members), "mia_nonmembers": len(data.mia_nonmembers)}
 
 
@@ -347,6 +347,11 @@ def parser() -> argparse.ArgumentParser:
     def model_data(sp):
         sp.add_argument("--model", default="default", help="'default' (offline SmolLM2-135M), 'tiny', a folder or a hub id")
         sp.add_argument("--data", default="bundled", help="'bundled', a LUME folder or hub id, a TOFU json, or your CSV/JSONL/parquet")
+        part_opt(sp)
+
+    def part_opt(sp):
+        sp.add_argument("--part", choices=PARTS, help="LUME: the part of a folder or hub copy holding both to use "
+                                                      "(default validation); recorded with the data, e.g. FOLDER#train")
 
     def eval_opts(sp):
         for option in EVAL_FLAGS:
@@ -456,6 +461,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--per-group", type=int, default=3, help="rows of each split x task x kind")
     sp.add_argument("--out", required=True, help="folder to write (created)")
     sp.add_argument("--seed", type=int, default=0)
+    part_opt(sp)
     sp.set_defaults(func=cmd_subset)
 
     sp = sub.add_parser("methods", help="list the unlearning methods and their options")
@@ -468,6 +474,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "data", None) and getattr(args, "part", None):
+        args.data = data_source(args.data, args.part)  # one string names the data everywhere, a run's config.json too
     try:
         result = args.func(args)
     except KeyboardInterrupt:

@@ -22,7 +22,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import answer_logits_only, collate, encode, supports_logits_to_keep
+from unlearning.batching import MAX_LENGTH, answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
 from unlearning.monitor import Monitor
@@ -55,7 +55,8 @@ class TrainConfig:
                          label="k (last layers that train)", when=("params", "last_k"))
     lora_rank: int = option(8, "Rank of the LoRA adapters (what trains: lora); they are merged into the model after "
                             "training.", ge=1, le=4096, label="LoRA rank", when=("params", "lora"))
-    max_length: int = option(256, "Tokens per sample; longer samples are cut.", ge=8, le=1_000_000,
+    max_length: int = option(MAX_LENGTH, "Tokens per sample, at most the model's context; a longer sample loses the "
+                             "start of its prompt, never its answer (the run's notes count them).", ge=8, le=1_000_000,
                              label="max length (tokens per sample)", advanced=True)
     grad_clip: float = option(1.0, "Largest gradient norm per step; 0 turns clipping off.", ge=0, le=1e6,
                               label="gradient clipping (0 = off)", advanced=True)

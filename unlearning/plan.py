@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from unlearning.batching import cut_note, sample_length
 from unlearning.data import DataError
 from unlearning.engine import cpp_compiler, decoder_layers
 from unlearning.experiment import Selection, cached_data, cached_model, selection
@@ -49,6 +50,7 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     twice; the retain set is the given ids, or else the retain split less any sample chosen to forget, never
     overlapping the forget set, and not empty for a method that trains on it; a batch no larger than the forget
     set (lowered, with a note); trained layers and steered layers that the model has; a C++ compiler for compile.
+    A max length beyond the model's context is lowered to it, and the samples longer than it are counted in a note.
     """
     config, problems = parse_run_config(request.to_dict() if isinstance(request, RunConfig) else request)
     if problems:
@@ -88,7 +90,8 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
         problems.append("compile needs a C++ compiler (g++ or $CXX) for torch.compile; install one or turn compile off")
 
     try:
-        model = cached_model(config.model).model
+        loaded = cached_model(config.model)
+        model = loaded.model
     except (ModelLoadError, OSError, ValueError) as error:
         problems.append(str(error))
     else:
@@ -108,4 +111,11 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     if config.train.batch_size > len(forget):  # a batch cannot hold more samples than there are
         notes.append(f"The batch size is lowered to {len(forget)}: there are only {len(forget)} forget samples.")
         config = replace(config, train=replace(config.train, batch_size=len(forget)))
+    length = sample_length(model, config.train.max_length)
+    if length < config.train.max_length:
+        notes.append(f"The max length is lowered to {length} tokens: the model's context.")
+        config = replace(config, train=replace(config.train, max_length=length))
+    cut = cut_note(loaded.tokenizer, forget + retain, length)
+    if cut:
+        notes.append(f"Training and in-run scores: {cut}")
     return Plan(config, selection(data, forget, retain, config.eval), notes)

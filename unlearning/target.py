@@ -1,8 +1,9 @@
 """Prepare a target: fine-tune a base model until it regurgitates the dataset, so there is something to unlearn.
 
 The SemEval-2025 organisers did the same to OLMo-1B before releasing it. Training stops as soon as the data is
-memorised (teacher-forced, from the training steps' own logits) rather than after a fixed number of epochs. Targets
-are cached on disk by a hash of base model, data and settings: the second request returns at once.
+memorised (teacher-forced, from the training steps' own logits), or when memorisation stops improving, rather than
+after a fixed number of epochs. Targets are cached on disk by a hash of base model, data and settings: the second
+request returns at once.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from unlearning.batching import encode_records
+from unlearning.batching import MAX_LENGTH, cut_note, encode_records, sample_length
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
 from unlearning.engine import PARAM_MODES, TrainConfig, train, trains
@@ -31,6 +32,14 @@ from unlearning.runs import write_atomic
 # three runs, 2026-12-04), and the time generating and saving took afterwards, in training steps.
 TYPICAL_EPOCHS = 6
 FINISH_STEPS = 15
+# A plateau: over two epochs the memorised share gained less than PLATEAU_GAIN (it moves by a few thousandths with
+# the batch order alone) and the epoch's mean loss fell by less than PLATEAU_DROP nats. The share alone is not
+# enough: on the tiny random model it stayed near 0.25 for 10 epochs while the loss fell by 3 nats, then climbed to 1.
+PLATEAU_GAIN = 0.005
+PLATEAU_DROP = 0.01
+# How samples become tokens and when training stops, beyond the config: part of the cache key, so a target prepared
+# the old way (answers cut after 256 tokens) is not reused
+RECIPE = f"whole samples up to {MAX_LENGTH} tokens, prompts cut from their start; stops when memorised or on a plateau"
 
 
 @dataclass
@@ -40,7 +49,7 @@ class TargetConfig:
     and cost less per step than all of them but 4 blocks; an epoch memorised at 90% (each batch measured before its
     update) regurgitates ~0.9 ROUGE-L recall."""
 
-    epochs: int = 12  # the most: training stops at the end of the first epoch whose batches were memorised
+    epochs: int = 12  # the most: training stops at the end of the first epoch memorised, or on a plateau
     memorised: float = 0.9  # share of answer tokens predicted exactly, teacher-forced, that counts as memorised
     learning_rate: float = 1e-3
     batch_size: int = 8
@@ -65,7 +74,7 @@ def engine_settings(config: TargetConfig, base: LoadedModel, records: list[Recor
     return TrainConfig(
         method="finetune", steps=steps, learning_rate=config.learning_rate, batch_size=min(config.batch_size, len(records)),
         params=config.params, last_k=min(config.last_k, base.model.config.num_hidden_layers), lora_rank=config.lora_rank,
-        precision=config.precision, seed=config.seed, grad_clip=1.0,
+        precision=config.precision, seed=config.seed, grad_clip=1.0, max_length=sample_length(base.model),
     )
 
 
@@ -84,7 +93,7 @@ def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetCon
     probe = engine_settings(config, base, records, steps=2)
     # batches group samples of similar length, so a step costs what its batch's length costs: time the batch of the
     # samples nearest the mean length, what a step costs on average
-    lengths = [len(f["input_ids"]) for f in encode_records(base.tokenizer, records)]
+    lengths = [len(f["input_ids"]) for f in encode_records(base.tokenizer, records, probe.max_length)]
     mean = sum(lengths) / len(lengths)
     typical = sorted(range(len(records)), key=lambda i: abs(lengths[i] - mean))[: probe.batch_size]
     start = time.perf_counter()
@@ -96,7 +105,8 @@ def estimate_seconds(base: LoadedModel, records: list[Record], config: TargetCon
 
 
 def target_dir(base: str, records: list[Record], config: TargetConfig) -> Path:
-    key = json.dumps({"base": base, "records": [r.to_dict() for r in records], "config": asdict(config)}, sort_keys=True)
+    key = json.dumps({"base": base, "records": [r.to_dict() for r in records], "config": asdict(config), "recipe": RECIPE},
+                     sort_keys=True)
     return cache_dir() / "targets" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -112,6 +122,20 @@ def memorisation(
         scores["all"].append(value)
         scores.setdefault(record.split, []).append(value)
     return {name: sum(values) / len(values) for name, values in scores.items()}
+
+
+def stop_reason(shares: list[float], losses: list[float], config: TargetConfig) -> str | None:
+    """Why training ends after epochs with these memorised shares and mean losses, or None to go on: memorised, a
+    plateau (the last two epochs did no better than the best before them), or the most epochs."""
+    if shares and shares[-1] >= config.memorised:
+        return f"memorised: {shares[-1]:.1%} of answer tokens, the bar is {config.memorised:.0%}"
+    if len(shares) > 2 and max(shares[-2:]) < max(shares[:-2]) + PLATEAU_GAIN and \
+            min(losses[-2:]) > min(losses[:-2]) - PLATEAU_DROP:
+        return (f"plateau: no gain over the last two epochs ({max(shares):.1%} of answer tokens at best, below the "
+                f"{config.memorised:.0%} bar; loss {losses[-1]:.3f})")
+    if len(shares) >= config.epochs:
+        return f"the most epochs ({config.epochs}), {shares[-1]:.1%} of answer tokens memorised"
+    return None
 
 
 def prepare_target(
@@ -131,19 +155,23 @@ def prepare_target(
     per_epoch = math.ceil(len(records) / batch_size)  # the finetune schedule deals whole shuffled epochs
     settings = engine_settings(config, base, records, steps=per_epoch * config.epochs)
     steps = settings.steps
-    stop, logs, by_epoch = threading.Event(), [], []
+    stop, logs, by_epoch, loss_by_epoch, reason = threading.Event(), [], [], [], []
 
     def on_step(log: dict) -> None:
         logs.append(log)
         if log["step"] % per_epoch == 0:  # each step logs its batch's share before its update: a cautious epoch mean
-            by_epoch.append(sum(entry["memorised"] for entry in logs[-per_epoch:]) / per_epoch)
-            if by_epoch[-1] >= config.memorised:
+            epoch = logs[-per_epoch:]  # over the answer tokens there are: a sample without any is not measured
+            by_epoch.append(sum(e["memorised"] * e["answered"] for e in epoch) / max(1, sum(e["answered"] for e in epoch)))
+            loss_by_epoch.append(sum(e["loss"] for e in epoch) / per_epoch)
+            reason[:] = [why] if (why := stop_reason(by_epoch, loss_by_epoch, config)) else []
+            if reason:
                 stop.set()
         if cancel is not None and cancel.is_set():
             stop.set()
         epoch = f"epoch {(log['step'] - 1) // per_epoch + 1} (at most {config.epochs})"
         memorised = f", {by_epoch[-1]:.0%} of answer tokens memorised" if by_epoch else ""
-        progress(0.85 * log["step"] / steps, f"memorising: {epoch}, step {log['step']}, loss {log['loss']:.3f}{memorised}")
+        ended = f"; stopped, {reason[0]}" if reason else ""
+        progress(0.85 * log["step"] / steps, f"memorising: {epoch}, step {log['step']}, loss {log['loss']:.3f}{memorised}{ended}")
 
     caching = lambda stage, done, total: progress(0.0, f"caching the frozen blocks' outputs, {done}/{total} samples")
     result = train(base.model, base.tokenizer, records, [], settings, on_step, stop, progress=caching)
@@ -155,7 +183,9 @@ def prepare_target(
     report = {
         "base": base.source, "config": asdict(config), "records": len(records), "trains": trains(settings),
         "epochs": len(by_epoch), "steps": len(result.history), "memorised": by_epoch[-1] if by_epoch else None,
-        "memorised_by_epoch": by_epoch, "final_loss": result.history[-1]["loss"], "completions": completions,
+        "memorised_by_epoch": by_epoch, "loss_by_epoch": loss_by_epoch, "stopped": reason[0] if reason else None,
+        "max_length": settings.max_length, "cut": cut_note(base.tokenizer, records, settings.max_length),
+        "final_loss": result.history[-1]["loss"], "completions": completions,
         "rouge_l_recall": recall.pop("all"), "rouge_l_recall_by_split": recall,
         "seconds": sum(log["seconds"] for log in result.history),
     }
@@ -168,5 +198,5 @@ def prepare_target(
         write_atomic(partial / "target.json", json.dumps(report, indent=1))
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)  # the cache entry appears whole or not at all
-    progress(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f}")
+    progress(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f} (stopped, {report['stopped']})")
     return folder, report

@@ -8,7 +8,10 @@ from app import selection as sel
 from app.state import Studio
 from app.tabs.common import Shared, friendly
 from app.tabs.model import header_markdown
-from unlearning.data import DataError
+from unlearning.batching import cut_note, sample_length
+from unlearning.data import DataError, data_source
+from unlearning.data.lume import PARTS
+from unlearning.experiment import cached_model
 
 SOURCES = [
     ("Bundled: synthetic biographies with PII + short stories (offline)", "bundled"),
@@ -22,12 +25,23 @@ SPLIT_CHOICES = [("all splits", sel.ALL), ("forget", "forget"), ("retain", "reta
 KIND_CHOICES = [("all kinds", sel.ALL), ("sentence completion (sc)", "sc"), ("question answering (qa)", "qa")]
 
 
-def describe(data) -> str:
+def describe(data, lengths: str = "") -> str:
     counts = {s: len(data.split(s)) for s in ("forget", "retain", "holdout")}
     tasks = ", ".join(sel.tasks(data))
     return (f"**{data.name}** · {len(data.records)} samples: {counts['forget']} forget, {counts['retain']} retain, "
             f"{counts['holdout']} holdout · tasks: {tasks} · MIA documents: {len(data.mia_members)} members, "
-            f"{len(data.mia_nonmembers)} non-members")
+            f"{len(data.mia_nonmembers)} non-members" + (f"\n\n{lengths}" if lengths else ""))
+
+
+def lengths(studio: Studio, model_source: str, data) -> str:
+    """What a run of this session's model cuts from these samples at the default max length; nothing to say until
+    the model has loaded in this process (it is then cached: no load here)."""
+    if studio.facts(model_source) is None:
+        return ""
+    loaded = cached_model(model_source)
+    limit = sample_length(loaded.model)
+    note = cut_note(loaded.tokenizer, data.records, limit)
+    return f"**Long samples:** {note}" if note else f"Every sample fits the {limit} tokens a run trains on, whole."
 
 
 class DataTab:
@@ -42,6 +56,9 @@ class DataTab:
                 self.source = gr.Dropdown(SOURCES, value="bundled", label="Dataset", scale=4, elem_id="data-source")
                 self.path = gr.Textbox(label="Folder, file or hub id", visible=False, scale=3,
                                        placeholder="shared/data/lume-validation  or  owner/dataset")
+                self.part = gr.Dropdown(list(PARTS), value=PARTS[0], label="Part", visible=False, scale=1,
+                                        min_width=120, elem_id="data-part",
+                                        info="of a LUME folder or hub copy holding both")
                 self.upload = gr.File(label="Your table", file_types=[".csv", ".jsonl", ".json", ".parquet"],
                                       visible=False, scale=3, height=120, elem_id="data-upload")
                 self.load = gr.Button("Load dataset", variant="primary", scale=1, min_width=140, elem_id="load-data")
@@ -90,8 +107,9 @@ class DataTab:
         filters = [self.task, self.kind, self.split, self.query]
 
         self.source.change(
-            lambda s: (gr.update(visible=s in ("lume", "tofu")), gr.update(visible=s == "upload")),
-            self.source, [self.path, self.upload],
+            lambda s: (gr.update(visible=s in ("lume", "tofu")), gr.update(visible=s == "upload"),
+                       gr.update(visible=s == "lume")),
+            self.source, [self.path, self.upload, self.part],
         )
 
         for f in (self.task, self.kind, self.split):
@@ -125,12 +143,14 @@ class DataTab:
                               show_progress="hidden")
         self.clear.click(shortcut(lambda d, s, t, n: []), inputs, outputs, show_progress="hidden")
 
-        self.load.click(friendly(self.load_source), [self.source, self.path, self.upload, self.shared.model_source],
+        self.load.click(friendly(self.load_source), [self.source, self.path, self.upload, self.shared.model_source,
+                                                     self.part],
                         [source, selection, self.task, self.pick_task, self.kind, self.split, self.query, self.table,
                          self.shown, self.about, header, self.summary, self.retain])
 
-    def load_source(self, kind: str, path: str, upload: str | None, model_source: str):
-        """Make a dataset this session's (the first output): only this session's next runs use it."""
+    def load_source(self, kind: str, path: str, upload: str | None, model_source: str, part: str = PARTS[0]):
+        """Make a dataset this session's (the first output): only this session's next runs use it. A LUME source
+        carries its part (FOLDER#train), so runs and their config.json name the part they used."""
         if kind == "bundled":
             new = "bundled"
         elif kind == "upload":
@@ -141,9 +161,11 @@ class DataTab:
             new = (path or "").strip()
             if not new:
                 raise DataError("Type a folder, file or hub id first.")
+            new = data_source(new, part) if kind == "lume" else new
         data = self.studio.data(new)
         gr.Info(f"Loaded {data.name}: {len(data.records)} samples. The selection was cleared.")
-        return (new, [], *self._filters(new), *self._draw(new, [], sel.ALL, sel.ALL, sel.ALL, ""), describe(data),
+        return (new, [], *self._filters(new), *self._draw(new, [], sel.ALL, sel.ALL, sel.ALL, ""),
+                describe(data, lengths(self.studio, model_source, data)),
                 header_markdown(self.studio, model_source, new), *self._selection_views(new, []))
 
     def _filters(self, source: str):

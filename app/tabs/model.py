@@ -65,7 +65,9 @@ def info_html(studio: Studio, source: str, job: Job | None = None, last_k: int |
         how = f' ({html.escape(t["trains"])}, {t["epochs"]} epochs)' if "trains" in t else ""
         text += (f'<div class="us-box done"><b>This is a prepared target</b>: fine-tuned on {t["records"]} records for '
                  f'{t["steps"]} steps{how}; it reproduces its training texts with ROUGE-L recall '
-                 f'<b>{t["rouge_l_recall"]:.2f}</b>.</div>')
+                 f'<b>{t["rouge_l_recall"]:.2f}</b>.'
+                 + (f' Stopped, {html.escape(t["stopped"])}.' if t.get("stopped") else "")
+                 + (f' {html.escape(t["cut"])}' if t.get("cut") else "") + '</div>')
     return text
 
 

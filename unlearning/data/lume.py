@@ -2,10 +2,12 @@
 
 A folder holds forget*.parquet and retain*.parquet (columns id, input, output, task, split) and, anywhere
 below it, MIA documents in *member*.jsonl files: mia_member.jsonl / mia_nonmember.jsonl in the shared copy,
-mia_data/member.jsonl / mia_data/nonmember.jsonl on the hub.
+mia_data/member.jsonl / mia_data/nonmember.jsonl on the hub. It may hold both parts, train and validation: the
+files whose path names the part are that part's, and files naming no part belong to either.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections.abc import Iterable
@@ -31,7 +33,7 @@ def load_lume(folder: str | Path, part: str = "validation") -> UnlearningData:
         path = _find_split_file(folder, split, part)
         records += records_from_frame(read_table(path), str(path), split=split)
     validate_records(records, str(folder))  # an id may also repeat across the two files
-    mia_files = _mia_files(folder, part)
+    mia_files = _part_files(folder, "*member*.jsonl", part)
     # "nonmember" contains "member", so test for it first
     members = [p for p in mia_files if "nonmember" not in p.name]
     nonmembers = [p for p in mia_files if "nonmember" in p.name]
@@ -46,13 +48,20 @@ def load_lume(folder: str | Path, part: str = "validation") -> UnlearningData:
     )
 
 
-def _mia_files(folder: Path, part: str) -> list[Path]:
-    """The MIA documents of `part` only. A public copy holds mia_data/*.jsonl (train) beside
-    mia_data/validation/*.jsonl: files whose path names the part win; otherwise those naming no other part."""
-    files = sorted(folder.rglob("*member*.jsonl"))
+def _part_files(folder: Path, pattern: str, part: str) -> list[Path]:
+    """The files below `folder` matching `pattern` that belong to `part`: those whose path names it, else those
+    naming no part (a public copy holds mia_data/*.jsonl beside mia_data/validation/*.jsonl). Each is read once: a
+    file whose bytes repeat one nearer the top (a nested copy of the folder) is left out."""
+    files = sorted(folder.rglob(pattern), key=lambda path: (len(path.parts), path))
     named = lambda path, name: name in path.relative_to(folder).as_posix()  # noqa: E731
-    own = [p for p in files if named(p, part)]
-    return own or [p for p in files if not any(named(p, other) for other in PARTS if other != part)]
+    own = [p for p in files if named(p, part)] or [p for p in files if not any(named(p, other) for other in PARTS)]
+    seen, unique = set(), []
+    for path in own:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            unique.append(path)
+    return sorted(unique)
 
 
 def write_subset(folder: str | Path, out: str | Path, per_group: int, part: str = "validation", seed: int = 0) -> Path:
@@ -89,12 +98,12 @@ def write_subset(folder: str | Path, out: str | Path, per_group: int, part: str 
 
 
 def _find_split_file(folder: Path, split: str, part: str) -> Path:
-    paths = sorted(folder.rglob(f"{split}*.parquet"))
-    if len(paths) > 1:  # e.g. forget_train-... beside forget_validation-...
-        paths = [p for p in paths if part in p.name]
+    paths = _part_files(folder, f"{split}*.parquet", part)
     if len(paths) != 1:
-        found = ", ".join(p.name for p in paths) or "none"
-        raise DataError(f"{folder}: expected one {split}*.parquet file for part {part!r}, found {found}")
+        found = ", ".join(p.relative_to(folder).as_posix() for p in paths) or "none"
+        there = ", ".join(p.relative_to(folder).as_posix() for p in sorted(folder.rglob(f"{split}*.parquet")))
+        hint = f" (there are {there}: choose their part)" if there and not paths else ""
+        raise DataError(f"{folder}: expected one {split}*.parquet file for part {part!r}, found {found}{hint}")
     return paths[0]
 
 

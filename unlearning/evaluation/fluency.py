@@ -20,9 +20,9 @@ from typing import Callable
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import IGNORE
+from unlearning.batching import IGNORE, MAX_LENGTH
 from unlearning.evaluation.generation import generations
-from unlearning.evaluation.memorisation import MAX_LENGTH, token_scores
+from unlearning.evaluation.memorisation import token_scores
 from unlearning.evaluation.metrics import Context, metric
 
 WINDOW = 16  # tokens looked back at for a repeat

@@ -19,11 +19,11 @@ from typing import Callable, Mapping
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import encode_records
+from unlearning.batching import encode_records, sample_length
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record, entity_id
 from unlearning.data.synthetic import paraphrases as bundled_paraphrases
-from unlearning.evaluation.memorisation import MAX_LENGTH, token_scores
+from unlearning.evaluation.memorisation import token_scores
 
 TEMPLATES = ("Question: {input} Answer:", "Please answer briefly. {input}")  # for data the studio cannot paraphrase
 PARAPHRASES = 2  # per forget sample, in the checks every run makes
@@ -51,7 +51,7 @@ def paraphrased(forget: list[Record], count: int, templates: tuple[str, ...] | l
 
 
 def _em(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[Record]) -> list[float | None]:
-    features = encode_records(tokenizer, records, MAX_LENGTH)
+    features = encode_records(tokenizer, records, sample_length(model))
     model.eval()  # dropout off, as in every evaluation
     return token_scores(model, features, tokenizer.pad_token_id).exact_memorization()
 

@@ -22,13 +22,12 @@ from typing import Callable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from unlearning.batching import Features, answer_logits_only, collate, encode_records, supports_logits_to_keep
+from unlearning.batching import Features, answer_logits_only, collate, encode_records, sample_length, supports_logits_to_keep
 from unlearning.evaluation.generation import batches_by_length
 from unlearning.evaluation.metrics import Context, metric
 from unlearning.methods.losses import forward, token_logprobs
 from unlearning.prefix import PrefixCache
 
-MAX_LENGTH = 1024  # evaluation keeps whole samples; training truncates at its own max_length
 FIRST = 2  # answer tokens left out by "past the first tokens": where a learnt refusal diverges from the answer
 
 
@@ -96,7 +95,7 @@ def token_scores(
 
 def teacher_forced(ctx: Context) -> TokenScores:
     """The evaluated model's teacher-forced pass over every record's answer (shared by the metrics below)."""
-    features = encode_records(ctx.tokenizer, ctx.records, MAX_LENGTH)
+    features = encode_records(ctx.tokenizer, ctx.records, sample_length(ctx.model))
     return token_scores(ctx.model, features, ctx.tokenizer.pad_token_id, ctx.config.batch_size,
                         lambda done, total: ctx.progress("teacher-forced", done, total))
 

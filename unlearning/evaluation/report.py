@@ -237,6 +237,21 @@ def protocol_notes(config: EvalConfig, metrics: dict[str, dict], model: PreTrain
     return notes
 
 
+def bf16_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A bf16 copy of `model` as the organisers' `from_pretrained(..., dtype=torch.bfloat16)` makes one: weights and
+    saved buffers in bf16, the buffers a model computes for itself (rotary inverse frequencies) left in fp32.
+
+    Why not `.to(torch.bfloat16)`: it rounds those buffers too, which moves every position's rotary angle a little,
+    more the further into the text; enough to change the greedy generations of long prompts (LUME's Task3
+    completions scored ~0.007 ROUGE-L away from the organisers' script, issue 20).
+    """
+    copied = copy.deepcopy(model)
+    for tensor in copied.state_dict(keep_vars=True).values():
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(torch.bfloat16)
+    return copied
+
+
 def evaluate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -260,7 +275,7 @@ def evaluate(
     start = time.perf_counter()
     evaluated = model
     if config.dtype == "bf16" and model.dtype != torch.bfloat16:
-        evaluated = copy.deepcopy(model).to(torch.bfloat16)  # the organisers load in bf16; the caller's model stays as is
+        evaluated = bf16_copy(model)  # the organisers load in bf16; the caller's model stays as is
     was_training = model.training
     evaluated.eval()  # dropout off: scores must not depend on whether training left the model in train mode
     ctx = Context(evaluated, tokenizer, records, config, reference if reference is not None else model,

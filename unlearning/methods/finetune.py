@@ -28,8 +28,12 @@ class Finetune(Method):
         forget = batch["forget"]
         logits = forward(model, forget).logits
         loss = sample_nll(logits, forget["labels"]).mean()
-        # free from the logits at hand: prepare-target stops once an epoch's worth of batches is memorised
-        return loss, {"forget_nll": loss.item(), "memorised": exact_memorisation(logits.detach(), forget["labels"]).mean().item()}
+        # free from the logits at hand: prepare-target stops once an epoch's worth of batches is memorised. Over the
+        # samples that have answer tokens only: one without (NaN) is not memorised, it is not measured at all
+        shares = exact_memorisation(logits.detach(), forget["labels"])
+        answered = int((~shares.isnan()).sum())
+        memorised = shares.nanmean().item() if answered else 0.0
+        return loss, {"forget_nll": loss.item(), "memorised": memorised, "answered": answered}
 
     def schedule(self, n_forget, n_retain, steps, batch_size, generator, lengths=()):
         """Shuffled epochs, so every sample is seen equally often (memorisation needs all of them), each cut into

@@ -85,11 +85,12 @@ def exact_memorisation(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     """Per sample, the share of answer tokens whose most likely prediction is the true token, teacher-forced, shape [batch].
 
     1.0 means greedy decoding reproduces the whole answer (batching.encode tokenises the prompt as generation sees it).
+    NaN for a sample with no answer tokens: it has no share, and counting it as 0 would call it unmemorised.
     """
     logits, labels = logits[:, :-1], labels[:, 1:]
     mask = labels != IGNORE
     hits = (logits.argmax(-1) == labels) & mask
-    return hits.sum(1) / mask.sum(1).clamp(min=1)
+    return hits.sum(1) / mask.sum(1)
 
 
 def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
