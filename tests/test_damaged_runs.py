@@ -26,9 +26,12 @@ from app.tabs.runs import RunsTab
 from tests.test_app import BEFORE, GOOD_AFTER, fake_run, session_states
 from unlearning import cli
 from unlearning.jobs import Job
-from unlearning.runs import CHECKS, RunStore
+from unlearning.runs import CHECKS, STATUSES, RunStore
 
 FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+PROBE = {"title": "Relearning", "asks": "does it come back?", "date": "2026-12-06 10:00", "seconds": 3.5,
+         "options": {"steps": 4}, "result": {"headline": {"value": 0.25, "status": "good", "text": "25%", "unit": ""},
+                                             "curve": [{"step": 1, "forget": 0.1}]}}
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -43,7 +46,8 @@ class Readers:
         self.store = RunStore(root)
         self.victim = fake_run(self.store, "victim", "npo", GOOD_AFTER)
         self.good = fake_run(self.store, "good", "grad_diff", GOOD_AFTER)
-        self.originals = {name: (root / self.victim / name).read_bytes() for name in FILES}
+        self.store.save_probe(self.victim, "relearn", PROBE)
+        self.originals = {name: (root / self.victim / name).read_bytes() for name in FILES + ("probes.json",)}
         self.good_run = self.store.read(self.good)
         self.drawn: set[str] = set()  # what the views were given so far: they are pure functions of the store's reading
         self.studio = Studio(runs=root, preload=False)
@@ -57,7 +61,7 @@ class Readers:
         """The victim's `name` holds `content`, its other files are whole (writes only what changes: disks are slow)."""
         folder = self.store.root / self.victim
         for other, data in self.originals.items():
-            if other != name and (folder / other).read_bytes() != data:
+            if other != name and (not (folder / other).exists() or (folder / other).read_bytes() != data):
                 (folder / other).write_bytes(data)
         (folder / name).write_bytes(content)
 
@@ -176,7 +180,66 @@ def test_a_damaged_probes_file_reads_as_not_probed(readers, content):
     with gr.Blocks():
         shared = session_states()
         ProbeTab(readers.studio, shared).draw(readers.victim)
-    (readers.store.root / readers.victim / "probes.json").unlink()
+
+
+GIANT = "\0giant"  # written as an integer of 5000 digits: valid JSON that Python's json refuses to read
+# Any JSON value: numbers of any size and sign (a pid of -1, a step count of 10**30), NaN and infinities as Python's
+# json reads them, text, lists, objects.
+any_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+    | st.sampled_from([-1, 0, 2**31, 2**64, -10**30, 10**400, 1e308, -1e308, 5e-324, "running", GIANT]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=4,
+)
+
+
+def places(value, path=()):
+    """Every place in a JSON document where a value can be put, as the path of keys and indices to it."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from places(inner, (*path, key))
+
+
+def put(document, path, value):
+    if not path:
+        return value
+    *parents, last = path
+    inner = document
+    for key in parents:
+        inner = inner[key]
+    inner[last] = value
+    return document
+
+
+@settings(max_examples=40, **SETTINGS)  # ~5 s; a 1500-example run passed too
+@given(data=st.data(), value=any_values)
+def test_any_value_in_any_field_of_any_file(readers, data, value):
+    """Issue 21.1: any JSON value in any field of any file of a run (status and its owner, config, the curve's lines,
+    before and after, probes): every reader survives, the damaged run says what is wrong, it can be deleted."""
+    name = data.draw(st.sampled_from([*FILES, "probes.json"]))
+    original = readers.originals[name].decode()
+    jsonl = name == "metrics.jsonl"
+    document = [json.loads(line) for line in original.splitlines()] if jsonl else json.loads(original)
+    if name == "status.json":  # in any state: an active run's owner is read, a finished one's is not
+        document["status"] = data.draw(st.sampled_from(STATUSES))
+    path = data.draw(st.sampled_from([p for p in places(document) if p or not jsonl]))
+    document = put(document, path, value)
+    content = "".join(json.dumps(line) + "\n" for line in document) if jsonl else json.dumps(document)
+    content = content.replace(json.dumps(GIANT), "9" * 5000)
+    if name == "probes.json":
+        readers.damage(name, content.encode())
+        readers.read_everywhere(RunStore(readers.store.root), readers.store.read(readers.victim))
+    else:
+        check(readers, name, content.encode())
+    copy = "20000101-000000-0000c0de"  # a copy of the damaged run, to delete
+    shutil.copytree(readers.store.root / readers.victim, readers.store.root / copy)
+    try:
+        active = readers.store.status(copy)["status"] in ("queued", "running")
+        listed = cli.main(["delete", copy, "--runs", str(readers.store.root)])
+        assert listed == (2 if active else 0) and (readers.store.root / copy).exists() == active
+    finally:
+        shutil.rmtree(readers.store.root / copy, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -40,7 +40,7 @@ import psutil
 from unlearning.engine import TrainConfig
 from unlearning.evaluation.report import EvalConfig, EvalReport
 from unlearning.methods import METHODS
-from unlearning.options import parse
+from unlearning.options import finite_number, parse
 
 ACTIVE = ("queued", "running")
 STATUSES = ACTIVE + ("completed", "stopped", "cancelled", "diverged", "failed", "interrupted")
@@ -132,10 +132,6 @@ def _bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
     return names.get(type(value), "a number")
@@ -175,10 +171,10 @@ def probe_entry_whole(entry: Any) -> bool:
     if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
         return False
     head = entry["result"].get("headline", {})
-    return (isinstance(head, dict) and (head.get("value") is None or _number(head["value"]))
+    return (isinstance(head, dict) and (head.get("value") is None or finite_number(head["value"]))
             and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit"))
             and all(isinstance(entry.get(k, ""), str) for k in ("title", "asks", "date"))
-            and _number(entry.get("seconds", 0)))
+            and finite_number(entry.get("seconds", 0)))
 
 
 # Each JSON file of a run and the check its content must pass (None: whole).
@@ -259,12 +255,15 @@ def _process_record(pid: int) -> dict:
 def owner_alive(owner: Any) -> bool:
     """Whether the process that owns an active run still runs. A run owned on another host cannot be checked from
     here: its record is trusted. A missing or malformed owner (runs older than owner records) counts as gone."""
-    if not (isinstance(owner, dict) and isinstance(owner.get("pid"), int) and _number(owner.get("started"))):
+    if not isinstance(owner, dict):
+        return False
+    pid = owner.get("pid")
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and finite_number(owner.get("started"))):
         return False
     if owner.get("host") != socket.gethostname():
         return True
     try:
-        process = psutil.Process(owner["pid"])
+        process = psutil.Process(pid)
         return abs(process.create_time() - owner["started"]) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
@@ -381,6 +380,8 @@ class RunStore:
         except json.JSONDecodeError as error:
             what = "empty" if not raw.strip() else f"not valid JSON ({error.msg} at line {error.lineno}; cut off?)"
             return None, f"{name}: {what}"
+        except ValueError as error:  # valid JSON Python will not read: an integer of more than 4300 digits
+            return None, f"{name}: cannot be read ({error})"
         except RecursionError:
             return None, f"{name}: nested too deeply to read"
         problem = CHECKS[name](data) if check and name in CHECKS else None
