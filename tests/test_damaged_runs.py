@@ -201,14 +201,16 @@ def places(value, path=()):
         yield from places(inner, (*path, key))
 
 
+def get(document, path):
+    for key in path:
+        document = document[key]
+    return document
+
+
 def put(document, path, value):
     if not path:
         return value
-    *parents, last = path
-    inner = document
-    for key in parents:
-        inner = inner[key]
-    inner[last] = value
+    get(document, path[:-1])[path[-1]] = value
     return document
 
 
