@@ -103,3 +103,18 @@ def test_any_report_the_engine_can_produce_reads_back_unchanged(data):
         del written["metrics"][name]
     stored = json.loads(to_json(written))
     assert EvalReport.from_dict(stored).to_dict() == stored
+
+
+@pytest.mark.parametrize("bad", [b"{not json", b"[1, 2]", b'{"step": "5"}', b"\xff\xfe", b'{"loss": 1.0}'])
+def test_every_readable_metrics_line_counts(tmp_path, bad):
+    """Issue 21.3: a bad line in the middle of the curve is skipped, the lines after it are kept, and the run says how
+    many were skipped."""
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    lines = [json.dumps({"step": step, "loss": -step}).encode() for step in range(1, 9)]
+    lines[3:3] = [bad]
+    lines[6:6] = [bad]
+    (tmp_path / run_id / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    run = store.read(run_id)
+    assert [s["step"] for s in run.steps] == list(range(1, 9)) == [s["step"] for s in store.steps(run_id)]
+    assert run.problems == ["metrics.jsonl: 2 line(s) are not step records and were skipped (lines 4, 7)"]

@@ -426,8 +426,8 @@ class RunStore:
         return self._steps(run_id)[0]
 
     def _steps(self, run_id: str) -> tuple[list[dict], str | None]:
-        """The logged steps up to the first damaged line. A last line without its newline is a write cut off by a
-        crash, not damage: it is kept when it reads, else dropped."""
+        """Every logged step that reads; a line that does not is skipped and counted (the steps after it stay). A last
+        line without its newline is a write cut off by a crash, not damage: it is kept when it reads, else dropped."""
         file = self.path(run_id) / "metrics.jsonl"
         try:
             raw = file.read_bytes()
@@ -436,7 +436,7 @@ class RunStore:
         except OSError as error:
             return [], f"metrics.jsonl: cannot be read ({error.strerror or error})"
         *lines, tail = raw.split(b"\n")
-        logs = []
+        logs, skipped = [], []
         for number, line in enumerate([*lines, tail], start=1):
             if not line.strip():
                 continue
@@ -445,12 +445,14 @@ class RunStore:
                 whole = isinstance(log, dict) and isinstance(log.get("step"), int) and not isinstance(log["step"], bool)
             except (ValueError, RecursionError):
                 whole = False
-            if not whole:
-                if number > len(lines):  # the cut-off last line
-                    break
-                return logs, f"metrics.jsonl: line {number} is not a step record; the curve stops at {len(logs)} step(s)"
-            logs.append(log)
-        return logs, None
+            if whole:
+                logs.append(log)
+            elif number <= len(lines):  # not the cut-off last line
+                skipped.append(number)
+        if not skipped:
+            return logs, None
+        shown = ", ".join(map(str, skipped[:5])) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        return logs, f"metrics.jsonl: {len(skipped)} line(s) are not step records and were skipped (line{'s' * (len(skipped) > 1)} {shown})"
 
     def probes(self, run_id: str) -> dict[str, dict]:
         """The probes run on this run, by probe name (the latest result of each); {} when there are none or
