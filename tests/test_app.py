@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -536,3 +537,24 @@ def test_a_redraw_leaves_a_dropdown_value_alone_unless_it_is_gone():
     assert value == "sweep-a" and kept["choices"] == [ALL_RUNS, "sweep-b", "sweep-a"] and "value" not in kept
     value, reset = keep_or_reset("sweep-gone", [ALL_RUNS, "sweep-b"])
     assert value == reset["value"] == ALL_RUNS
+
+
+def test_exports_leave_no_temporary_folder_behind(store, tmp_path, monkeypatch):
+    """Issue 21.4: each export's zip is served, then its temp folder goes (the Runs tab's export and what follows it)."""
+    from app.tabs.runs import RunsTab
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    studio = Studio(runs=store.root, preload=False)
+    with gr.Blocks() as demo:
+        tab = RunsTab(studio, session_states())
+        tab.wire()
+    export = next(f for f in demo.fns.values() if tab.file in f.outputs)
+    after = [f for f in demo.fns.values() if f.trigger_after == export._id]
+    for _ in range(5):
+        update, path = export.fn(store.ids()[0])
+        assert zipfile.is_zipfile(update["value"])  # there to be served
+        for step in after:
+            step.fn(*([path] if step.inputs else []))
+    assert list(temp.iterdir()) == []
