@@ -108,3 +108,16 @@ def test_a_preset_fills_the_run_and_explicit_flags_override_it(capsys, tmp_path)
     listed = {m["name"]: m for m in methods}
     assert listed["seq_grad_diff"]["presets"][0]["train"]["last_k"] == 8
     assert listed["grad_diff"]["options"]["alpha"]["default"] == 30.0  # the working point is the default, not 1
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "abc"])
+def test_a_forget_count_of_zero_or_less_is_refused(capsys, tmp_path, n):
+    """Issue 21.5: --forget-n 0 used to forget the whole forget split."""
+    code, out = run_cli(capsys, *TINY_RUN[:3], f"--forget-n={n}", *TINY_RUN[5:], "--runs", str(tmp_path))
+    assert code == 2 and "forget n must be" in out["error"] and RunStore(tmp_path).ids() == []
+
+
+def test_a_forget_count_beyond_the_split_is_noted(capsys, tmp_path):
+    code, out = run_cli(capsys, *TINY_RUN[:3], "--forget-n", "100000", *TINY_RUN[5:], "--steps", "1", "--runs", str(tmp_path))
+    assert code == 0 and len(out["config"]["forget_ids"]) == 33
+    assert out["notes"] == ["There are only 33 forget samples: all 33 are forgotten (100000 were asked for)."]

@@ -16,9 +16,15 @@ from unlearning.engine import cpp_compiler, decoder_layers
 from unlearning.experiment import Selection, cached_data, cached_model, selection
 from unlearning.methods import get_method
 from unlearning.models import ModelLoadError
+from unlearning.options import Option, coerce
 from unlearning.runs import RunConfig, parse_run_config
 
 SHOWN_IDS = 5  # ids quoted in a message; the rest are counted
+# A request may give a count instead of forget ids (the CLI's --forget-n): that many samples of the forget split,
+# drawn with the run's seed; the plan records the ids drawn.
+FORGET_N = Option("forget_n", int, None, "Forget N random samples of the forget split.", "forget n", {}, ge=1)
+FORGET_KIND = Option("forget_kind", str, None, "Draw only completions (sc) or questions (qa).", "forget kind",
+                     {"sc": "completions", "qa": "questions"})
 
 
 class PlanError(ValueError):
@@ -49,8 +55,19 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     twice; the retain set is the given ids, or else the retain split less any sample chosen to forget, never
     overlapping the forget set, and not empty for a method that trains on it; a batch no larger than the forget
     set (lowered, with a note); trained layers and steered layers that the model has; a C++ compiler for compile.
+    A forget count (forget_n, optionally of one forget_kind) instead of ids: a whole number >= 1, noted when the
+    forget split has fewer.
     """
-    config, problems = parse_run_config(request.to_dict() if isinstance(request, RunConfig) else request)
+    request = request.to_dict() if isinstance(request, RunConfig) else dict(request)
+    draw = {o.name: request.pop(o.name, None) for o in (FORGET_N, FORGET_KIND)}
+    config, problems = parse_run_config(request)
+    for opt in (FORGET_N, FORGET_KIND):
+        try:
+            draw[opt.name] = None if draw[opt.name] is None else coerce(opt, draw[opt.name])
+        except ValueError as error:
+            problems.append(str(error))
+    if config is not None and config.forget_ids and draw["forget_n"] is not None:
+        problems.append("give forget ids or a forget count (forget n), not both")
     if problems:
         raise PlanError(problems)
     notes: list[str] = []
@@ -59,6 +76,12 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     except (DataError, OSError, ValueError) as error:
         raise PlanError([f"the data {config.data!r} did not load: {error}"]) from error
     index = {r.id: r for r in data.records}
+    if draw["forget_n"] is not None:
+        config = replace(config, forget_ids=data.sample_forget(draw["forget_n"], config.train.seed, draw["forget_kind"]))
+        if len(config.forget_ids) < draw["forget_n"]:
+            of = f" {FORGET_KIND.choices[draw['forget_kind']]}" if draw["forget_kind"] else ""
+            notes.append(f"There are only {len(config.forget_ids)} forget samples{of}: all {len(config.forget_ids)} are "
+                         f"forgotten ({draw['forget_n']} were asked for).")
 
     forget_ids = config.forget_ids
     if not forget_ids:
