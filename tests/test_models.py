@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from transformers import ViTConfig, ViTModel
+from transformers import AutoModelForMaskedLM, BertConfig, ElectraConfig, RobertaConfig, ViTConfig, ViTModel
 
 from unlearning.evaluation import generate
 from unlearning.models import ModelLoadError, load_model, memory_estimate
@@ -88,3 +88,14 @@ def test_a_known_architecture_loads_without_its_remote_code(tiny, saved_tiny):
     loaded = load_model(str(saved_tiny))
     assert type(loaded.model).__name__ == "LlamaForCausalLM" and loaded.n_params == tiny.n_params
     assert not (saved_tiny / "EXECUTED").exists()
+
+
+@pytest.mark.parametrize("config", [BertConfig, RobertaConfig, ElectraConfig])
+def test_an_encoder_is_refused_though_transformers_gives_it_a_causal_head(tiny, tmp_path, config):
+    """Issue 21.6: BERT-like encoders have a causal-LM head class, loaded with is_decoder false: they attend both ways.
+    Refused at load, so the run plan refuses it before any run folder exists."""
+    size = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    AutoModelForMaskedLM.from_config(config(vocab_size=len(tiny.tokenizer), **size)).save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not a causal decoder: each position also sees the tokens after it"):
+        load_model(str(tmp_path))
