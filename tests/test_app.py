@@ -558,3 +558,18 @@ def test_exports_leave_no_temporary_folder_behind(store, tmp_path, monkeypatch):
         for step in after:
             step.fn(*([path] if step.inputs else []))
     assert list(temp.iterdir()) == []
+
+
+def test_polling_an_empty_runs_folder_logs_nothing(tmp_path, caplog):
+    """Issue 21.8: with no run yet, every timer tick of every open page raised in the Run tab's poll (643 tracebacks
+    in one session). Each poll and page load runs a few times on an empty runs folder: no error, nothing logged."""
+    from app.ui import build_app
+
+    demo = build_app(Studio(runs=tmp_path, model="tiny", preload=False))
+    timers = {c["id"] for c in demo.config["components"] if c["type"] == "timer"}
+    polls = [f for f in demo.fns.values() if any(target in timers or event == "load" for target, event in f.targets)]
+    assert len(polls) >= 3
+    for _ in range(3):
+        for poll in polls:
+            poll.fn(*[c.default_value if isinstance(c, gr.BrowserState) else c.value for c in poll.inputs])
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info] == []
