@@ -169,3 +169,10 @@ def test_a_forget_count_larger_than_the_forget_split_is_noted(bundled):
     drawn = make_plan(counted(bundled, forget_n=3, forget_kind="qa")).config.forget_ids
     assert len(drawn) == 3 and all(r.kind == "qa" for r in bundled.by_ids(drawn))
     assert problems(bundled, forget_n=3) == ["give forget ids or a forget count (forget n), not both"]
+
+
+def test_a_method_that_does_not_unlearn_is_refused(bundled):
+    """Issue 21.9: finetune (what prepare-target trains with) was accepted by --method but listed nowhere."""
+    assert problems(bundled, train__method="finetune", train__method_options={}) == [
+        "finetune (Fine-tune (memorise)) is not an unlearning method: it is how prepare-target memorises data; choose "
+        "one of: " + ", ".join(sorted(m for m, c in METHODS.items() if c.unlearns))]

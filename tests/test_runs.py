@@ -118,3 +118,18 @@ def test_every_readable_metrics_line_counts(tmp_path, bad):
     run = store.read(run_id)
     assert [s["step"] for s in run.steps] == list(range(1, 9)) == [s["step"] for s in store.steps(run_id)]
     assert run.problems == ["metrics.jsonl: 2 line(s) are not step records and were skipped (lines 4, 7)"]
+
+
+@pytest.mark.parametrize("status", ["completed", "stopped"])
+@pytest.mark.parametrize("missing", ["before.json", "after.json"])
+def test_a_finished_run_without_an_evaluation_is_damaged(tmp_path, status, missing):
+    """Issue 21.9: a run that finished was evaluated before and after; a missing file read as completed."""
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    store.write_json(run_id, "before.json" if missing == "after.json" else "after.json", report({("f1", "forget"): 1.0}))
+    store.set_status(run_id, status)
+    run = store.read(run_id)
+    assert run.problems == [f"{missing} is missing"] and run.status["status"] == "damaged"
+    cancelled = store.create(RunConfig())
+    store.set_status(cancelled, "cancelled", "cancelled before it started")
+    assert store.read(cancelled).problems == []  # a run that never got so far lacks them rightly

@@ -145,11 +145,13 @@ def load_model(
         if "trust_remote_code" in str(error):
             raise ModelLoadError(
                 f"{source!r} needs its own Python code to load (auto_map in its config): refused, because that code "
-                "could do anything on this machine. Load it with trust_remote_code=True only if you trust its source."
+                "could do anything on this machine. The studio loads the architectures transformers itself implements."
             ) from error
         raise ModelLoadError(f"{source!r} is not a causal language model: {error}") from error
     except OSError as error:  # missing files, no network, gated repo without token
-        hint = " Only safetensors weights load unless you allow pickled weights." if "safetensors" in str(error) else ""
+        hint = (" Only safetensors weights load: pickled (.bin) weights can run code when loaded. Convert them once, in "
+                "a Python session you trust: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)."
+                if "safetensors" in str(error) else "")
         raise ModelLoadError(f"Could not load {source!r}: {error}.{hint}") from error
     model = model.to(torch_device).eval()
     if not sees_only_the_past(model):

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from unlearning.data import DataError
 from unlearning.engine import cpp_compiler, decoder_layers
 from unlearning.experiment import Selection, cached_data, cached_model, selection
-from unlearning.methods import get_method
+from unlearning.methods import METHODS, get_method
 from unlearning.models import ModelLoadError
 from unlearning.options import Option, coerce
 from unlearning.runs import RunConfig, parse_run_config
@@ -105,6 +105,10 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
         if overlap:
             problems.append(f"{len(overlap)} sample(s) are in both the forget and the retain set: {_ids(overlap)}")
     method = get_method(config.train.method, **config.train.method_options)
+    if not method.unlearns:
+        unlearning = sorted(m for m, c in METHODS.items() if c.unlearns)
+        problems.append(f"{method.name} ({method.title}) is not an unlearning method: it is how prepare-target memorises "
+                        f"data; choose one of: {', '.join(unlearning)}")
     if "retain" in method.views and not retain:
         problems.append(f"{method.title} needs retain samples, and the retain set is empty")
     if config.train.compile and not cpp_compiler():

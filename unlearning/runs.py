@@ -43,6 +43,7 @@ from unlearning.methods import METHODS
 from unlearning.options import finite_number, parse
 
 ACTIVE = ("queued", "running")
+EVALUATED = ("completed", "stopped")  # how a run ends that has both its evaluations
 STATUSES = ACTIVE + ("completed", "stopped", "cancelled", "diverged", "failed", "interrupted")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 MESSAGE_CHARS = 1000  # a status stays well inside one disk block, so a full disk can still take the last one
@@ -296,7 +297,10 @@ class DamagedRun(ValueError):
 class RunStore:
     def __init__(self, root: str | Path = "runs") -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as error:  # bad input, not a failure: say it in words
+            raise ValueError(f"the runs folder {str(root)!r} is not a folder: a file is in the way") from error
 
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
@@ -476,6 +480,9 @@ class RunStore:
         steps, steps_problem = self._steps(run_id)
         (before, before_problem), (after, after_problem) = self._load(run_id, "before.json"), self._load(run_id, "after.json")
         problems += [p for p in (steps_problem, before_problem, after_problem) if p]
+        if (status_data or {}).get("status") in EVALUATED:  # a finished run was evaluated before and after
+            problems += [f"{name} is missing" for name in ("before.json", "after.json")
+                         if not (self.path(run_id) / name).exists()]
         status = self.status(run_id)
         if problems:
             status = {**(status_data or {}), "status": "damaged", "message": "damaged: " + "; ".join(problems),
