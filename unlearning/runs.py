@@ -13,9 +13,10 @@ runs/<run id>/
 What the store guarantees (the README repeats it):
 - A file is written whole or not at all (a temporary name, then a rename); the temporary goes on any failure.
 - A run folder appears with its config and status, or not at all; saved weights appear only once complete.
-- Everything written is standard JSON: NaN and infinities are stored as null.
-- Readers never fail on a run's files: a damaged file makes its run read as "damaged" with the file and the reason,
-  and everything else of that run that can still be read; no other run is affected.
+- Everything written is standard JSON: NaN and infinities are stored as null, and read back.
+- Readers never fail on a run's files, whatever value any field holds: a damaged file (or a finished run without its
+  evaluations) makes its run read as "damaged" with the file and the reason, and everything else of that run that can
+  still be read; a bad metrics line is skipped and counted; no other run is affected.
 - An active run whose owning process is gone reads as "interrupted" for every reader, in any process.
 """
 from __future__ import annotations
