@@ -313,10 +313,11 @@ def parser() -> argparse.ArgumentParser:
                              "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
-        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
-        sp.add_argument("--target-lr", type=float, default=TargetConfig.learning_rate)
-        sp.add_argument("--target-batch-size", type=int, default=TargetConfig.batch_size)
-        sp.add_argument("--memorised", type=float, default=TargetConfig.memorised,
+        # read as text and checked by TargetConfig's options, as the app's controls are
+        sp.add_argument("--epochs", default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
+        sp.add_argument("--target-lr", default=TargetConfig.learning_rate)
+        sp.add_argument("--target-batch-size", default=TargetConfig.batch_size)
+        sp.add_argument("--memorised", default=TargetConfig.memorised,
                         help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
                              "documents (LUME) need more than the default for their generations to follow")
 
