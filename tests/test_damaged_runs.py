@@ -21,6 +21,7 @@ from app.tabs.common import run_choices, run_header
 from app.tabs.compare import CompareTab
 from app.tabs.method import MethodTab
 from app.tabs.metrics import MetricsTab
+from app.tabs.probe import ProbeTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
 from tests.test_app import BEFORE, GOOD_AFTER, fake_run, session_states
@@ -29,9 +30,15 @@ from unlearning.jobs import Job
 from unlearning.runs import CHECKS, STATUSES, RunStore
 
 FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+# A relearning probe's entry as unlearning.probes writes it: every part a reader reads
+POINT = {"step": 1, "held_out_em": 0.1, "trained_em": 0.2}
 PROBE = {"title": "Relearning", "asks": "does it come back?", "date": "2026-12-06 10:00", "seconds": 3.5,
-         "options": {"steps": 4}, "result": {"headline": {"value": 0.25, "status": "good", "text": "25%", "unit": ""},
-                                             "curve": [{"step": 1, "forget": 0.1}]}}
+         "options": {"steps": 4}, "result": {
+             "headline": {"value": 0.25, "status": "good", "text": "25%", "unit": ""},
+             "curve": {"unlearned": [POINT], "control": [POINT], "reference": {"original": 0.9}},
+             "bars": {"em": {"title": "exact memorization", "original": 0.9, "unlearned": 0.1, "probed": {"4 steps": 0.3},
+                             "recovery": {"4 steps": 0.25}}},
+             "tradeoff": {"forget": 0.2, "retain": 0.9, "retain_worst": 0.8}}}
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -56,6 +63,7 @@ class Readers:
             self.runs_tab, self.run_tab = RunsTab(self.studio, shared), RunTab(self.studio, shared)
             self.metrics, self.compare = MetricsTab(self.studio, shared), CompareTab(self.studio, shared)
             MethodTab(self.studio, shared)
+            self.probe = ProbeTab(self.studio, shared)
 
     def damage(self, name: str, content: bytes) -> None:
         """The victim's `name` holds `content`, its other files are whole (writes only what changes: disks are slow)."""
@@ -99,6 +107,7 @@ class Readers:
         self.runs_tab.draw_run(self.victim)
         self.metrics.draw(self.victim)
         self.compare.draw(self.victim)
+        self.probe.draw(self.victim)
         run_header(self.studio, self.victim), run_choices(self.studio)
         job = Job(1, "a run", lambda job: None, state="done", run_id=self.victim)
         self.run_tab._result(job), self.run_tab._total_steps(job)
@@ -214,7 +223,7 @@ def put(document, path, value):
     return document
 
 
-@settings(max_examples=40, **SETTINGS)  # ~5 s; a 1500-example run passed too
+@settings(max_examples=40, **SETTINGS)  # ~6 s; 1500 examples (300 on probes.json alone) passed too
 @given(data=st.data(), value=any_values)
 def test_any_value_in_any_field_of_any_file(readers, data, value):
     """Issue 21.1: any JSON value in any field of any file of a run (status and its owner, config, the curve's lines,

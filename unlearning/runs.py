@@ -169,14 +169,53 @@ def config_problem(data: Any) -> str | None:
 
 
 def probe_entry_whole(entry: Any) -> bool:
-    """Whether one saved probe has the shape every reader relies on (unlearning.probes.runner writes it)."""
+    """Whether one saved probe has the shape every reader relies on (unlearning.probes writes it), every part of its
+    result a reader reads included."""
     if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
         return False
-    head = entry["result"].get("headline", {})
-    return (isinstance(head, dict) and (head.get("value") is None or finite_number(head["value"]))
-            and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit"))
+    result = entry["result"]
+    return (all(ok(result[part]) for part, ok in PROBE_RESULT.items() if part in result)
             and all(isinstance(entry.get(k, ""), str) for k in ("title", "asks", "date"))
             and finite_number(entry.get("seconds", 0)))
+
+
+def _maybe_number(value: Any) -> bool:
+    return value is None or finite_number(value)
+
+
+def _numbers(value: Any) -> bool:
+    """A table of numbers (null: not measured)."""
+    return isinstance(value, dict) and all(map(_maybe_number, value.values()))
+
+
+def _headline(head: Any) -> bool:
+    return (isinstance(head, dict) and _maybe_number(head.get("value"))
+            and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit")))
+
+
+def _bar(bar: Any) -> bool:
+    return (isinstance(bar, dict) and isinstance(bar.get("title", ""), str) and _numbers(bar.get("probed"))
+            and _numbers(bar.get("recovery", {})) and all(_maybe_number(bar.get(k)) for k in ("original", "unlearned")))
+
+
+def _points(value: Any) -> bool:
+    """A relearning curve's points: each a step and both halves' exact memorization (null: not measured)."""
+    return value is None or isinstance(value, list) and all(
+        isinstance(p, dict) and finite_number(p.get("step")) and "held_out_em" in p and "trained_em" in p
+        and _maybe_number(p["held_out_em"]) and _maybe_number(p["trained_em"]) for p in value)
+
+
+def _curve(curve: Any) -> bool:
+    if not isinstance(curve, dict):
+        return False
+    reference = curve.get("reference")
+    return (_points(curve.get("unlearned")) and _points(curve.get("control"))
+            and (reference is None or isinstance(reference, dict) and _maybe_number(reference.get("original"))))
+
+
+# The parts of a probe's result that readers read, and the shape each must have.
+PROBE_RESULT = {"headline": _headline, "bars": lambda v: isinstance(v, dict) and all(map(_bar, v.values())),
+                "curve": _curve, "tradeoff": lambda v: v is None or _numbers(v), "report": lambda v: report_problem(v) is None}
 
 
 # Each JSON file of a run and the check its content must pass (None: whole).
