@@ -65,6 +65,11 @@ class Readers:
             MethodTab(self.studio, shared)
             self.probe = ProbeTab(self.studio, shared)
 
+    def document(self, name: str):
+        """The victim's original file `name` as JSON (metrics.jsonl: the list of its lines)."""
+        text = self.originals[name].decode()
+        return [json.loads(line) for line in text.splitlines()] if name == "metrics.jsonl" else json.loads(text)
+
     def damage(self, name: str, content: bytes) -> None:
         """The victim's `name` holds `content`, its other files are whole (writes only what changes: disks are slow)."""
         folder = self.store.root / self.victim
@@ -229,26 +234,44 @@ def test_any_value_in_any_field_of_any_file(readers, data, value):
     """Issue 21.1: any JSON value in any field of any file of a run (status and its owner, config, the curve's lines,
     before and after, probes): every reader survives, the damaged run says what is wrong, it can be deleted."""
     name = data.draw(st.sampled_from([*FILES, "probes.json"]))
-    original = readers.originals[name].decode()
-    jsonl = name == "metrics.jsonl"
-    document = [json.loads(line) for line in original.splitlines()] if jsonl else json.loads(original)
-    if name == "status.json":  # in any state: an active run's owner is read, a finished one's is not
-        document["status"] = data.draw(st.sampled_from(STATUSES))
-    path = data.draw(st.sampled_from([p for p in places(document) if p or not jsonl]))
-    document = put(document, path, value)
-    content = "".join(json.dumps(line) + "\n" for line in document) if jsonl else json.dumps(document)
-    content = content.replace(json.dumps(GIANT), "9" * 5000)
+    document = readers.document(name)
+    status = data.draw(st.sampled_from(STATUSES)) if name == "status.json" else None  # an active run's owner is read
+    path = data.draw(st.sampled_from([p for p in places(document) if p or name != "metrics.jsonl"]))
+    survives(readers, name, path, value, status)
+
+
+@pytest.mark.parametrize("name, path, value, status", [
+    ("status.json", ("owner", "pid"), -1, "running"),  # psutil's ValueError stopped `python -m app`
+    ("status.json", ("owner", "started"), 10**400, "running"),
+    ("config.json", ("train", "learning_rate"), 10**400, None),  # an OverflowError in every reader of the config
+    ("config.json", ("train", "steps"), GIANT, None),  # valid JSON that Python's json will not read
+    ("after.json", ("metrics", "utility", "chance"), {}, None),  # the verdict's arithmetic
+    ("after.json", ("metrics", "mia_score", "value"), None, None),  # a NaN score, read back: the MIA plot's title
+    ("probes.json", ("relearn", "result", "curve", "unlearned"), [{"step": 1}], None),  # the Probe tab's curve
+])
+def test_the_values_that_broke_a_reader(readers, name, path, value, status):
+    survives(readers, name, path, value, status)
+
+
+def survives(readers: Readers, name: str, path: tuple, value, status: str | None) -> None:
+    """The victim's file `name` with `value` at `path` (and its status set to `status`): every reader survives it, and
+    the run is listed as damaged when the file is; a copy of the run can be deleted unless it reads as active."""
+    document = put(readers.document(name), path, value)
+    if status:
+        document["status"] = status
+    lines = document if name == "metrics.jsonl" else [document]
+    content = ("\n".join(map(json.dumps, lines)) + "\n").replace(json.dumps(GIANT), "9" * 5000)
     if name == "probes.json":
         readers.damage(name, content.encode())
         readers.read_everywhere(RunStore(readers.store.root), readers.store.read(readers.victim))
     else:
         check(readers, name, content.encode())
-    copy = "20000101-000000-0000c0de"  # a copy of the damaged run, to delete
+    copy = "20000101-000000-0000c0de"
     shutil.copytree(readers.store.root / readers.victim, readers.store.root / copy)
     try:
         active = readers.store.status(copy)["status"] in ("queued", "running")
-        listed = cli.main(["delete", copy, "--runs", str(readers.store.root)])
-        assert listed == (2 if active else 0) and (readers.store.root / copy).exists() == active
+        code = cli.main(["delete", copy, "--runs", str(readers.store.root)])
+        assert code == (2 if active else 0) and (readers.store.root / copy).exists() == active
     finally:
         shutil.rmtree(readers.store.root / copy, ignore_errors=True)
 
