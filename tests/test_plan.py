@@ -168,6 +168,9 @@ def test_a_forget_count_larger_than_the_forget_split_is_noted(bundled):
     assert plan.notes == ["There are only 33 forget samples: all 33 are forgotten (100000 were asked for)."]
     drawn = make_plan(counted(bundled, forget_n=3, forget_kind="qa")).config.forget_ids
     assert len(drawn) == 3 and all(r.kind == "qa" for r in bundled.by_ids(drawn))
+    questions = len([r for r in bundled.split("forget") if r.kind == "qa"])
+    assert make_plan(counted(bundled, forget_n=99, forget_kind="qa")).notes == [
+        f"There are only {questions} forget questions: all {questions} are forgotten (99 were asked for)."]
     assert problems(bundled, forget_n=3) == ["give forget ids or a forget count (forget n), not both"]
 
 

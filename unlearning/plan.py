@@ -79,8 +79,8 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     if draw["forget_n"] is not None:
         config = replace(config, forget_ids=data.sample_forget(draw["forget_n"], config.train.seed, draw["forget_kind"]))
         if len(config.forget_ids) < draw["forget_n"]:
-            of = f" {FORGET_KIND.choices[draw['forget_kind']]}" if draw["forget_kind"] else ""
-            notes.append(f"There are only {len(config.forget_ids)} forget samples{of}: all {len(config.forget_ids)} are "
+            samples = FORGET_KIND.choices[draw["forget_kind"]] if draw["forget_kind"] else "samples"
+            notes.append(f"There are only {len(config.forget_ids)} forget {samples}: all {len(config.forget_ids)} are "
                          f"forgotten ({draw['forget_n']} were asked for).")
 
     forget_ids = config.forget_ids
