@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import psutil
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluation.report import EvalConfig, EvalReport
+from unlearning.evaluation.report import EvalConfig, EvalReport, number_or_null, number_table
 from unlearning.methods import METHODS
 from unlearning.options import finite_number, parse
 
@@ -179,30 +179,22 @@ def probe_entry_whole(entry: Any) -> bool:
             and finite_number(entry.get("seconds", 0)))
 
 
-def _maybe_number(value: Any) -> bool:
-    return value is None or finite_number(value)
-
-
-def _numbers(value: Any) -> bool:
-    """A table of numbers (null: not measured)."""
-    return isinstance(value, dict) and all(map(_maybe_number, value.values()))
-
-
 def _headline(head: Any) -> bool:
-    return (isinstance(head, dict) and _maybe_number(head.get("value"))
+    return (isinstance(head, dict) and number_or_null(head.get("value"))
             and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit")))
 
 
 def _bar(bar: Any) -> bool:
-    return (isinstance(bar, dict) and isinstance(bar.get("title", ""), str) and _numbers(bar.get("probed"))
-            and _numbers(bar.get("recovery", {})) and all(_maybe_number(bar.get(k)) for k in ("original", "unlearned")))
+    return (isinstance(bar, dict) and isinstance(bar.get("title", ""), str) and number_table(bar.get("probed"))
+            and number_table(bar.get("recovery", {}))
+            and all(number_or_null(bar.get(k)) for k in ("original", "unlearned")))
 
 
 def _points(value: Any) -> bool:
     """A relearning curve's points: each a step and both halves' exact memorization (null: not measured)."""
     return value is None or isinstance(value, list) and all(
         isinstance(p, dict) and finite_number(p.get("step")) and "held_out_em" in p and "trained_em" in p
-        and _maybe_number(p["held_out_em"]) and _maybe_number(p["trained_em"]) for p in value)
+        and number_or_null(p["held_out_em"]) and number_or_null(p["trained_em"]) for p in value)
 
 
 def _curve(curve: Any) -> bool:
@@ -210,12 +202,13 @@ def _curve(curve: Any) -> bool:
         return False
     reference = curve.get("reference")
     return (_points(curve.get("unlearned")) and _points(curve.get("control"))
-            and (reference is None or isinstance(reference, dict) and _maybe_number(reference.get("original"))))
+            and (reference is None or isinstance(reference, dict) and number_or_null(reference.get("original"))))
 
 
 # The parts of a probe's result that readers read, and the shape each must have.
 PROBE_RESULT = {"headline": _headline, "bars": lambda v: isinstance(v, dict) and all(map(_bar, v.values())),
-                "curve": _curve, "tradeoff": lambda v: v is None or _numbers(v), "report": lambda v: report_problem(v) is None}
+                "curve": _curve, "tradeoff": lambda v: v is None or number_table(v),
+                "report": lambda v: report_problem(v) is None}
 
 
 # Each JSON file of a run and the check its content must pass (None: whole).
@@ -299,6 +292,7 @@ def owner_alive(owner: Any) -> bool:
     if not isinstance(owner, dict):
         return False
     pid = owner.get("pid")
+    # pids are positive and below 2**31 on every system psutil knows; psutil raises ValueError on others
     if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and finite_number(owner.get("started"))):
         return False
     if owner.get("host") != socket.gethostname():

@@ -12,7 +12,7 @@ import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -119,26 +119,28 @@ class EvalReport:
 ROW_TEXT = ("id", "task", "kind", "split", "input", "output", "generation")
 
 
-def _number(value) -> bool:
+def number_or_null(value: Any) -> bool:
     """A finite number, or null: what a NaN or an infinity is stored as (a model with non-finite weights scores NaN)."""
     return value is None or finite_number(value)
 
 
-def _table(value) -> bool:
-    return isinstance(value, dict) and all(map(_number, value.values()))
+def number_table(value: Any) -> bool:
+    """A table of numbers or nulls (name -> value), as a result's splits, groups or parts are."""
+    return isinstance(value, dict) and all(map(number_or_null, value.values()))
 
 
-def _numbers(value) -> bool:
-    return isinstance(value, list) and all(map(_number, value))
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(map(number_or_null, value))
 
 
 # What each field of a metric's result may hold, for every field a reader reads (the metric modules write them).
 RESULT_FIELDS = {
-    "value": _number, "chance": _number, "questions": _number, "n_members": _number, "n_nonmembers": _number,
+    "value": number_or_null, "chance": number_or_null, "questions": number_or_null, "n_members": number_or_null,
+    "n_nonmembers": number_or_null,
     "name": lambda v: isinstance(v, str), "note": lambda v: isinstance(v, str), "members": lambda v: isinstance(v, str),
-    "splits": _table, "groups": _table, "parts": _table, "families": _table,
+    "splits": number_table, "groups": number_table, "parts": number_table, "families": number_table,
     "member_losses": _numbers, "nonmember_losses": _numbers,
-    "variants": lambda v: isinstance(v, dict) and all(map(_table, v.values())),
+    "variants": lambda v: isinstance(v, dict) and all(map(number_table, v.values())),
 }
 
 
@@ -147,7 +149,7 @@ def _check(data: dict) -> None:
     for row in data["rows"]:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ROW_TEXT):
             raise ValueError(f"a row lacks its text fields ({', '.join(ROW_TEXT)})")
-        if not all(_number(row[name]) for name in METRICS if name in row):
+        if not all(number_or_null(row[name]) for name in METRICS if name in row):
             raise ValueError(f"row {row['id']!r}: a per-sample metric is not a number")
         tokens, probs = row.get("tokens", []), row.get("token_probs", [])
         if not (isinstance(tokens, list) and _numbers(probs) and len(tokens) == len(probs)
