@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     from app.state import Studio
     from app.ui import build_app, launch_options
 
-    studio = Studio(runs=args.runs, model=args.model, data=args.data)
+    try:
+        studio = Studio(runs=args.runs, model=args.model, data=args.data)
+    except ValueError as error:  # a --runs that is a file: a usage error, not a traceback
+        parser().error(str(error))
     if studio.recovered:
         logging.getLogger("app").info("marked %d interrupted run(s): %s", len(studio.recovered), ", ".join(studio.recovered))
     demo = build_app(studio)

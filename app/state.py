@@ -35,6 +35,7 @@ from unlearning.summary import run_summary
 from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
 
+EXPORT_PREFIX = "unlearning-export-"
 TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
 
 
@@ -339,15 +340,24 @@ class Studio:
         return {"before": before, "after": after}
 
     def export(self, run_id: str) -> Path:
-        """A zip of the run's folder (config, status, curves, reports, weights if saved) in a fresh temp folder."""
+        """A zip of the run's folder (config, status, curves, reports, weights if saved) in a fresh temp folder, which
+        discard_export removes once the zip has been handed over."""
         folder = self.store.path(run_id)
-        out = Path(tempfile.mkdtemp(prefix="unlearning-export-")) / f"run-{run_id}"
+        out = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX)) / f"run-{run_id}"
         return Path(shutil.make_archive(str(out), "zip", root_dir=folder.parent, base_dir=folder.name))
 
     def report(self, run_ids: list[str]) -> Path:
-        """One self-contained HTML page of these runs (unlearning.html_report) in a fresh temp folder."""
+        """One self-contained HTML page of these runs (unlearning.html_report) in a fresh temp folder
+        (discard_export removes it once served)."""
         name = f"report-{run_ids[0]}" + (f"-and-{len(run_ids) - 1}-more" if len(run_ids) > 1 else "")
-        return write_report(self.store, run_ids, Path(tempfile.mkdtemp(prefix="unlearning-report-")) / f"{name}.html")
+        return write_report(self.store, run_ids, Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX)) / f"{name}.html")
+
+    @staticmethod
+    def discard_export(path: str | Path | None) -> None:
+        """Remove an export's temp folder: gradio serves its own copy of the zip (a zip with weights is as large as
+        the model, and every export makes one)."""
+        if path and Path(path).parent.name.startswith(EXPORT_PREFIX):
+            shutil.rmtree(Path(path).parent, ignore_errors=True)
 
     def summaries(self) -> list[dict]:
         """Every run, newest first, damaged ones included (unlearning.summary); cached until the run's files change.

@@ -113,7 +113,8 @@ del { background: #fecaca; color: #7f1d1d; text-decoration: line-through; paddin
 
 
 def build_app(studio: Studio) -> gr.Blocks:
-    with gr.Blocks(title="Unlearning Studio") as demo:
+    # gradio keeps its own copy of every download and upload: gone after a day, and at a restart
+    with gr.Blocks(title="Unlearning Studio", delete_cache=(86400, 86400)) as demo:
         with gr.Row(equal_height=True, elem_id="us-top"):
             gr.Markdown("# Unlearning Studio\nTeach, demo and probe machine unlearning in language models "
                         "(SemEval-2025 Task 4 / LUME). Work left to right, Model → Runs.", elem_id="us-title")

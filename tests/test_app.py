@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import zipfile
 from pathlib import Path
@@ -596,3 +597,40 @@ def test_the_data_tab_loads_a_part_of_a_lume_folder_and_says_what_a_run_would_cu
     assert "**lume-validation** · 532 samples" in about
     assert re.search(r"\*\*Long samples:\*\* \d+ of 532 samples are longer than 300 tokens: their prompts lose their "
                      r"first tokens, their answers are whole", about)
+
+
+def test_exports_leave_no_temporary_folder_behind(store, tmp_path, monkeypatch):
+    """Issue 21.4: each export's zip is served, then its temp folder goes (the Runs tab's export and what follows it)."""
+    from app.tabs.runs import ALL_RUNS, RunsTab
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    studio = Studio(runs=store.root, preload=False)
+    with gr.Blocks() as demo:
+        tab = RunsTab(studio, session_states())
+        tab.wire()
+    export, report = [f for f in demo.fns.values() if tab.file in f.outputs]  # the zip, and the HTML report
+    for handler, args in ((export, [store.ids()[0]]), (report, [store.ids()[0], ALL_RUNS])):
+        after = [f for f in demo.fns.values() if f.trigger_after == handler._id]
+        for _ in range(5):
+            update, path = handler.fn(*args)
+            assert Path(update["value"]).is_file()  # there to be served
+            for step in after:
+                step.fn(*([path] if step.inputs else []))
+    assert list(temp.iterdir()) == []
+
+
+def test_polling_an_empty_runs_folder_logs_nothing(tmp_path, caplog):
+    """Issue 21.8: with no run yet, every timer tick of every open page raised in the Run tab's poll (643 tracebacks
+    in one session). Each poll and page load runs a few times on an empty runs folder: no error, nothing logged."""
+    from app.ui import build_app
+
+    demo = build_app(Studio(runs=tmp_path, model="tiny", preload=False))
+    timers = {c["id"] for c in demo.config["components"] if c["type"] == "timer"}
+    polls = [f for f in demo.fns.values() if any(target in timers or event == "load" for target, event in f.targets)]
+    assert len(polls) >= 3
+    for _ in range(3):
+        for poll in polls:
+            poll.fn(*[c.default_value if isinstance(c, gr.BrowserState) else c.value for c in poll.inputs])
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info] == []

@@ -128,3 +128,25 @@ def test_part_picks_a_part_of_a_lume_folder_holding_both(capsys, tmp_path, monke
     code, out = run_cli(capsys, "prepare-target", "--model", "tiny", "--data", folder, "--part", "train", "--epochs", "1",
                         "--target-batch-size", "20")
     assert code == 0 and out["records"] == 20 and out["steps"] == 1  # the train part's 10 + 10 rows, not 532
+
+
+@pytest.mark.parametrize("n", ["0", "-1", "abc"])
+def test_a_forget_count_of_zero_or_less_is_refused(capsys, tmp_path, n):
+    """Issue 21.5: --forget-n 0 used to forget the whole forget split."""
+    code, out = run_cli(capsys, *TINY_RUN[:3], f"--forget-n={n}", *TINY_RUN[5:], "--runs", str(tmp_path))
+    assert code == 2 and "forget n must be" in out["error"] and RunStore(tmp_path).ids() == []
+
+
+def test_a_forget_count_beyond_the_split_is_noted(capsys, tmp_path):
+    code, out = run_cli(capsys, *TINY_RUN[:3], "--forget-n", "100000", *TINY_RUN[5:], "--steps", "1", "--runs", str(tmp_path))
+    assert code == 0 and len(out["config"]["forget_ids"]) == 26
+    assert out["notes"] == ["There are only 26 forget samples: all 26 are forgotten (100000 were asked for)."]
+
+
+@pytest.mark.parametrize("command", [["runs"], ["delete", "20261125-035149-35d7ad6b"], TINY_RUN])
+def test_a_runs_folder_that_is_a_file_is_bad_input(capsys, tmp_path, command):
+    """Issue 21.9: --runs naming a file (or a path under one) exits 2 with a sentence, not 1 with a raw errno."""
+    (tmp_path / "afile").write_text("x")
+    for runs in (tmp_path / "afile", tmp_path / "afile" / "runs"):
+        code, out = run_cli(capsys, *command, "--runs", str(runs))
+        assert code == 2 and out["error"] == f"the runs folder {str(runs)!r} is not a folder: a file is in the way"

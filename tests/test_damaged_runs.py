@@ -21,14 +21,24 @@ from app.tabs.common import run_choices, run_header
 from app.tabs.compare import CompareTab
 from app.tabs.method import MethodTab
 from app.tabs.metrics import MetricsTab
+from app.tabs.probe import ProbeTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
 from tests.test_app import BEFORE, GOOD_AFTER, fake_run, session_states
 from unlearning import cli
 from unlearning.jobs import Job
-from unlearning.runs import CHECKS, RunStore
+from unlearning.runs import CHECKS, STATUSES, RunStore
 
 FILES = ("config.json", "status.json", "metrics.jsonl", "before.json", "after.json")
+# A relearning probe's entry as unlearning.probes writes it: every part a reader reads
+POINT = {"step": 1, "held_out_em": 0.1, "trained_em": 0.2}
+PROBE = {"title": "Relearning", "asks": "does it come back?", "date": "2026-12-06 10:00", "seconds": 3.5,
+         "options": {"steps": 4}, "result": {
+             "headline": {"value": 0.25, "status": "good", "text": "25%", "unit": ""},
+             "curve": {"unlearned": [POINT], "control": [POINT], "reference": {"original": 0.9}},
+             "bars": {"em": {"title": "exact memorization", "original": 0.9, "unlearned": 0.1, "probed": {"4 steps": 0.3},
+                             "recovery": {"4 steps": 0.25}}},
+             "tradeoff": {"forget": 0.2, "retain": 0.9, "retain_worst": 0.8}}}
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=6),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
@@ -43,7 +53,8 @@ class Readers:
         self.store = RunStore(root)
         self.victim = fake_run(self.store, "victim", "npo", GOOD_AFTER)
         self.good = fake_run(self.store, "good", "grad_diff", GOOD_AFTER)
-        self.originals = {name: (root / self.victim / name).read_bytes() for name in FILES}
+        self.store.save_probe(self.victim, "relearn", PROBE)
+        self.originals = {name: (root / self.victim / name).read_bytes() for name in FILES + ("probes.json",)}
         self.good_run = self.store.read(self.good)
         self.drawn: set[str] = set()  # what the views were given so far: they are pure functions of the store's reading
         self.studio = Studio(runs=root, preload=False)
@@ -52,12 +63,18 @@ class Readers:
             self.runs_tab, self.run_tab = RunsTab(self.studio, shared), RunTab(self.studio, shared)
             self.metrics, self.compare = MetricsTab(self.studio, shared), CompareTab(self.studio, shared)
             MethodTab(self.studio, shared)
+            self.probe = ProbeTab(self.studio, shared)
+
+    def document(self, name: str):
+        """The victim's original file `name` as JSON (metrics.jsonl: the list of its lines)."""
+        text = self.originals[name].decode()
+        return [json.loads(line) for line in text.splitlines()] if name == "metrics.jsonl" else json.loads(text)
 
     def damage(self, name: str, content: bytes) -> None:
         """The victim's `name` holds `content`, its other files are whole (writes only what changes: disks are slow)."""
         folder = self.store.root / self.victim
         for other, data in self.originals.items():
-            if other != name and (folder / other).read_bytes() != data:
+            if other != name and (not (folder / other).exists() or (folder / other).read_bytes() != data):
                 (folder / other).write_bytes(data)
         (folder / name).write_bytes(content)
 
@@ -95,6 +112,7 @@ class Readers:
         self.runs_tab.draw_run(self.victim)
         self.metrics.draw(self.victim)
         self.compare.draw(self.victim)
+        self.probe.draw(self.victim)
         run_header(self.studio, self.victim), run_choices(self.studio)
         job = Job(1, "a run", lambda job: None, state="done", run_id=self.victim)
         self.run_tab._result(job), self.run_tab._total_steps(job)
@@ -176,7 +194,86 @@ def test_a_damaged_probes_file_reads_as_not_probed(readers, content):
     with gr.Blocks():
         shared = session_states()
         ProbeTab(readers.studio, shared).draw(readers.victim)
-    (readers.store.root / readers.victim / "probes.json").unlink()
+
+
+GIANT = "\0giant"  # written as an integer of 5000 digits: valid JSON that Python's json refuses to read
+# Any JSON value: numbers of any size and sign (a pid of -1, a step count of 10**30), NaN and infinities as Python's
+# json reads them, text, lists, objects.
+any_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+    | st.sampled_from([-1, 0, 2**31, 2**64, -10**30, 10**400, 1e308, -1e308, 5e-324, "running", GIANT]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=4,
+)
+
+
+def places(value, path=()):
+    """Every place in a JSON document where a value can be put, as the path of keys and indices to it."""
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from places(inner, (*path, key))
+
+
+def get(document, path):
+    for key in path:
+        document = document[key]
+    return document
+
+
+def put(document, path, value):
+    if not path:
+        return value
+    get(document, path[:-1])[path[-1]] = value
+    return document
+
+
+@settings(max_examples=40, **SETTINGS)  # ~6 s; 1500 examples (300 on probes.json alone) passed too
+@given(data=st.data(), value=any_values)
+def test_any_value_in_any_field_of_any_file(readers, data, value):
+    """Issue 21.1: any JSON value in any field of any file of a run (status and its owner, config, the curve's lines,
+    before and after, probes): every reader survives, the damaged run says what is wrong, it can be deleted."""
+    name = data.draw(st.sampled_from([*FILES, "probes.json"]))
+    document = readers.document(name)
+    status = data.draw(st.sampled_from(STATUSES)) if name == "status.json" else None  # an active run's owner is read
+    path = data.draw(st.sampled_from([p for p in places(document) if p or name != "metrics.jsonl"]))
+    survives(readers, name, path, value, status)
+
+
+@pytest.mark.parametrize("name, path, value, status", [
+    ("status.json", ("owner", "pid"), -1, "running"),  # psutil's ValueError stopped `python -m app`
+    ("status.json", ("owner", "started"), 10**400, "running"),
+    ("config.json", ("train", "learning_rate"), 10**400, None),  # an OverflowError in every reader of the config
+    ("config.json", ("train", "steps"), GIANT, None),  # valid JSON that Python's json will not read
+    ("after.json", ("metrics", "utility", "chance"), {}, None),  # the verdict's arithmetic
+    ("after.json", ("metrics", "mia_score", "value"), None, None),  # a NaN score, read back: the MIA plot's title
+    ("probes.json", ("relearn", "result", "curve", "unlearned"), [{"step": 1}], None),  # the Probe tab's curve
+])
+def test_the_values_that_broke_a_reader(readers, name, path, value, status):
+    survives(readers, name, path, value, status)
+
+
+def survives(readers: Readers, name: str, path: tuple, value, status: str | None) -> None:
+    """The victim's file `name` with `value` at `path` (and its status set to `status`): every reader survives it, and
+    the run is listed as damaged when the file is; a copy of the run can be deleted unless it reads as active."""
+    document = put(readers.document(name), path, value)
+    if status:
+        document["status"] = status
+    lines = document if name == "metrics.jsonl" else [document]
+    content = ("\n".join(map(json.dumps, lines)) + "\n").replace(json.dumps(GIANT), "9" * 5000)
+    if name == "probes.json":
+        readers.damage(name, content.encode())
+        readers.read_everywhere(RunStore(readers.store.root), readers.store.read(readers.victim))
+    else:
+        check(readers, name, content.encode())
+    copy = "20000101-000000-0000c0de"
+    shutil.copytree(readers.store.root / readers.victim, readers.store.root / copy)
+    try:
+        active = readers.store.status(copy)["status"] in ("queued", "running")
+        code = cli.main(["delete", copy, "--runs", str(readers.store.root)])
+        assert code == (2 if active else 0) and (readers.store.root / copy).exists() == active
+    finally:
+        shutil.rmtree(readers.store.root / copy, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", FILES)

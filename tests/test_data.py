@@ -65,15 +65,15 @@ def test_custom_parquet(tmp_path):
     ("empty.csv", "", ["empty.csv", "empty"]),
     ("blank.jsonl", " \n\n", ["blank.jsonl", "empty"]),
     ("latin1.csv", "input,output\ncaf\xe9,x\n".encode("latin-1"), ["latin1.csv", "not UTF-8"]),
-    ("bad.jsonl", '{"input": "q", "output": "a"}\n{"input": \n', ["bad.jsonl", "cannot parse"]),
+    ("bad.jsonl", '{"input": "q", "output": "a"}\n{"input": \n', ["bad.jsonl", "line 2, column 11: not valid JSON"]),
     ("bad.parquet", b"PAR1 not really", ["bad.parquet", "cannot parse"]),
     ("ragged.csv", "input,output\na,b\na,b,c\n", ["ragged.csv", "cannot parse"]),
     ("cols.csv", "question,output\nq,a\n", ["cols.csv", "missing column", "'input'"]),
     ("header.csv", "input,output\n", ["header.csv", "no records"]),
     ("cell.csv", "input,output\nq,a\nq2,  \n", ["cell.csv", "row 2", "'output'", "empty"]),
     ("number.jsonl", '{"input": "q", "output": "a"}\n{"input": "q", "output": 1947}\n',
-     ["number.jsonl", "row 2", "'output'", "must be text"]),
-    ("null.jsonl", '{"input": null, "output": "a"}\n', ["null.jsonl", "row 1", "'input'", "empty"]),
+     ["number.jsonl", "line 2", "'output'", "must be text"]),
+    ("null.jsonl", '{"input": null, "output": "a"}\n', ["null.jsonl", "line 1", "'input'", "empty"]),
     ("dup.csv", "id,input,output\nx1qa0,q,a\ny,q,b\nx1qa0,q,c\n", ["dup.csv", "rows 1 and 3", "'x1qa0'"]),
     ("dupgen.csv", "id,input,output\n,q,a\nrow1sc1,q,b\n", ["dupgen.csv", "rows 1 and 2", "'row1sc1'"]),
     ("split.csv", "input,output,split\nq,a,forget\nq,a,forgot\n", ["split.csv", "row 2", "split", "'forgot'"]),
@@ -121,6 +121,59 @@ def test_custom_arbitrary_bytes_raise_only_data_error(tmp_path, content, suffix)
         load_custom(write(tmp_path / f"any{suffix}", content))
     except DataError:
         pass
+
+
+GOOD_LINE = {"input": "Who?", "output": "Me"}
+line_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["input", "output", "id", "kind", "x"]),
+                                                                inner, max_size=3),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.just(GOOD_LINE) | line_values | st.text(st.characters(exclude_characters="\r\n"), max_size=8),
+                      min_size=1, max_size=5))
+def test_any_jsonl_line_is_refused_by_its_line_number(tmp_path, lines):
+    """Issue 21.7: whatever a line holds (not JSON, JSON that is not an object, an object with any values), the error
+    is a DataError naming the file and the line, never a traceback; the first line that is not an object is named."""
+    texts = [line if isinstance(line, str) else json.dumps(line) for line in lines]
+    try:
+        load_custom(write(tmp_path / "rows.jsonl", "".join(t + "\n" for t in texts)))
+    except DataError as error:
+        assert str(error).startswith(str(tmp_path / "rows.jsonl")), error
+        not_objects = [n for n, t in enumerate(texts, start=1) if t.strip() and not _is_object(t)]
+        if not_objects:
+            assert f": line {not_objects[0]}" in str(error), error
+        elif any(t.strip() for t in texts):
+            assert re.search(r": lines? \d", str(error)) or "missing column" in str(error), error
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("syntax.jsonl", '{"input": "q", "output": "a"}\n{"input": "q", "output": "a"}\n{"input": "q" "output": "a"}\n',
+     "syntax.jsonl: line 3, column 15: not valid JSON (Expecting ',' delimiter)"),
+    ("list.jsonl", '{"input": "q", "output": "a"}\n["q", "a"]\n', "list.jsonl: line 2: expected a JSON object, got a list"),
+    ("null.jsonl", '{"input": "q", "output": "a"}\nnull\n', "null.jsonl: line 2: expected a JSON object, got null"),
+    ("deep.jsonl", '{"input": "q", "output": {"a": 1}}\n', "deep.jsonl: line 1: column 'output' must be text, got dict"),
+    ("gap.jsonl", '{"input": "q", "output": "a"}\n\n{"input": "q", "output": 3}\n',
+     "gap.jsonl: line 3: column 'output' must be text, got int 3"),
+    ("array.json", '[{"input": "q", "output": "a"}, 7]', "array.json: row 2: expected a JSON object, got a number"),
+    ("arraysyntax.json", '[{"input": "q",\n "output": "a"},,]', "arraysyntax.json: line 2, column 17: not valid JSON (Expecting value)"),
+    ("dup.jsonl", '{"id": "a", "input": "q", "output": "a"}\n\n{"id": "a", "input": "q", "output": "b"}\n',
+     "dup.jsonl: lines 1 and 3 have the same id 'a'"),
+])
+def test_jsonl_errors_name_the_line(tmp_path, name, content, expected):
+    with pytest.raises(DataError) as error:
+        load_custom(write(tmp_path / name, content))
+    assert str(error.value).startswith(str(tmp_path / expected)), str(error.value)
 
 
 # --- TOFU ---

@@ -1,5 +1,6 @@
 """Evaluation: hand-computed official metrics, and the pipeline against a literal copy of the official procedure."""
 import copy
+import io
 import json
 import math
 import statistics
@@ -298,3 +299,43 @@ def test_lume_document_losses(tiny):
     # Min-K% averages the least likely tokens, so it sits below the mean log-prob (-loss).
     assert all(mk < -loss for mk, loss in zip(scores.min_k_logprob, scores.loss))
     assert all(0 < z < loss for z, loss in zip(scores.zlib_ratio, scores.loss))
+
+
+def _record(kind: str, output: str) -> Record:
+    return Record(id=f"x-1{kind}{1 if kind == 'sc' else 0}", input="Q", output=output, task="Task2", split="forget",
+                  kind=kind)
+
+
+@pytest.mark.parametrize("kind, output, generation", [
+    ("qa", "N/A", "None"), ("qa", "N/A", ""), ("qa", "None", "null"), ("qa", "nan", "NaN"), ("qa", "N/A", " N/A"),
+    ("sc", "the answer is not a number", "N/A"), ("sc", "nan bread", ""), ("qa", "1947", "1947"), ("qa", "NA", "na"),
+])
+def test_official_mode_scores_na_texts_as_the_organisers_pandas_round_trip(kind, output, generation):
+    """Issue 21.10: the organisers' script writes generations and expected answers with to_csv and reads them back
+    with read_csv, so "N/A", "None", "" ... become NaN, then "nan". Official mode scores the same; fast mode scores
+    the text as it is."""
+    record = _record(kind, output)
+    organisers = official_aggregate_scores([record.to_dict()], [generation])
+    assert ev.scores([record], [generation], "official") == organisers
+    assert ev.scores([record], [generation], "fast") == [ev.score(record, generation)]
+
+
+def test_the_issue_cases_of_na_texts():
+    none_vs_na, completion = _record("qa", "N/A"), _record("sc", "a cat sat on a mat")
+    assert ev.scores([none_vs_na, completion], ["None", "N/A"], "official") == [1.0, 0.0]
+    assert ev.scores([none_vs_na, completion], ["None", "N/A"], "fast") == [0.0, pytest.approx(1 / 6)]
+
+
+def official_aggregate_scores(rows, generations):
+    """The organisers' per-sample scores, after their CSV round trip (evaluate_generations.py: inference, compute_metrics)."""
+    frame = pd.DataFrame({"id": [r["id"] for r in rows], "expected_output": [r["output"] for r in rows],
+                          "model_output": generations})
+    df = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    out = []
+    for i, (gen, gt) in enumerate(zip(df["model_output"].tolist(), df["expected_output"].tolist())):
+        if df.loc[i, "id"][:-1].endswith("sc"):
+            out.append(scorer.score(str(gt), str(gen))["rougeL"].recall)
+        else:
+            out.append(float(int(str(gt).strip().lower() == str(gen).strip().lower())))
+    return out

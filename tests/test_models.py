@@ -3,7 +3,7 @@ import os
 
 import pytest
 import torch
-from transformers import ViTConfig, ViTModel
+from transformers import AutoModelForMaskedLM, BertConfig, ElectraConfig, RobertaConfig, ViTConfig, ViTModel
 
 from unlearning.evaluation import generate
 from unlearning.models import ModelLoadError, load_model, memory_estimate
@@ -31,8 +31,9 @@ def test_local_folder_round_trips(tiny, saved_tiny):
 def test_pickled_weights_need_an_opt_in(tiny, saved_tiny):
     os.remove(saved_tiny / "model.safetensors")
     torch.save(tiny.model.state_dict(), saved_tiny / "pytorch_model.bin")
-    with pytest.raises(ModelLoadError, match="Only safetensors"):
+    with pytest.raises(ModelLoadError, match="Only safetensors weights load: .* Convert them once") as error:
         load_model(str(saved_tiny))
+    assert "opt in" not in str(error.value)  # issue 21.9: neither the CLI nor the app offers one
     assert load_model(str(saved_tiny), allow_pickle=True).n_params == tiny.n_params
 
 
@@ -75,8 +76,9 @@ def test_remote_code_is_refused_and_never_runs(tmp_path):
     """A folder whose config needs its own code (auto_map): refused with a reason, and its code never imported."""
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "evil-lm", "auto_map": AUTO_MAP}))
     (tmp_path / "evil.py").write_text(MARKER_CODE)
-    with pytest.raises(ModelLoadError, match="needs its own Python code.*refused.*trust_remote_code=True"):
+    with pytest.raises(ModelLoadError, match="needs its own Python code.*refused.*transformers itself implements") as error:
         load_model(str(tmp_path))
+    assert "trust_remote_code" not in str(error.value)  # issue 21.9: no opt-in the CLI or the app could give
     assert not (tmp_path / "EXECUTED").exists()
 
 
@@ -88,3 +90,14 @@ def test_a_known_architecture_loads_without_its_remote_code(tiny, saved_tiny):
     loaded = load_model(str(saved_tiny))
     assert type(loaded.model).__name__ == "LlamaForCausalLM" and loaded.n_params == tiny.n_params
     assert not (saved_tiny / "EXECUTED").exists()
+
+
+@pytest.mark.parametrize("config", [BertConfig, RobertaConfig, ElectraConfig])
+def test_an_encoder_is_refused_though_transformers_gives_it_a_causal_head(tiny, tmp_path, config):
+    """Issue 21.6: BERT-like encoders have a causal-LM head class, loaded with is_decoder false: they attend both ways.
+    Refused at load, so the run plan refuses it before any run folder exists."""
+    size = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    AutoModelForMaskedLM.from_config(config(vocab_size=len(tiny.tokenizer), **size)).save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="not a causal decoder: each position also sees the tokens after it"):
+        load_model(str(tmp_path))

@@ -143,3 +143,39 @@ def test_any_request_is_either_refused_with_reasons_or_standard_json(train, top)
     json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
     assert RunConfig.from_dict(json.loads(text)) == config
     assert all(math.isfinite(v) for v in (config.train.learning_rate, config.train.grad_clip))
+
+
+def counted(bundled, **changes) -> dict:
+    """A request with a forget count instead of forget ids (the CLI's --forget-n)."""
+    return {k: v for k, v in request(bundled, **changes).items() if k != "forget_ids"}
+
+
+@pytest.mark.parametrize("n, words", [
+    (0, "forget n must be >= 1 (got 0)"), ("0", "forget n must be >= 1 (got '0')"), (-3, "forget n must be >= 1 (got -3)"),
+    ("2.5", "forget n must be a whole number (got '2.5')"), ("many", "forget n must be a whole number (got 'many')"),
+    (True, "forget n must be a whole number (got True)"), ("", "forget n must be a whole number (got '')"),
+])
+def test_a_forget_count_means_what_it_says(bundled, n, words):
+    """Issue 21.5: 0 is not 'not given', and a count is a whole number >= 1, for the CLI and the app alike."""
+    with pytest.raises(PlanError) as error:
+        make_plan(counted(bundled, forget_n=n))
+    assert error.value.problems == [words]
+
+
+def test_a_forget_count_larger_than_the_forget_split_is_noted(bundled):
+    plan = make_plan(counted(bundled, forget_n="100000"))
+    assert len(plan.config.forget_ids) == len(bundled.split("forget")) == 26
+    assert plan.notes == ["There are only 26 forget samples: all 26 are forgotten (100000 were asked for)."]
+    drawn = make_plan(counted(bundled, forget_n=3, forget_kind="qa")).config.forget_ids
+    assert len(drawn) == 3 and all(r.kind == "qa" for r in bundled.by_ids(drawn))
+    questions = len([r for r in bundled.split("forget") if r.kind == "qa"])
+    assert make_plan(counted(bundled, forget_n=99, forget_kind="qa")).notes == [
+        f"There are only {questions} forget questions: all {questions} are forgotten (99 were asked for)."]
+    assert problems(bundled, forget_n=3) == ["give forget ids or a forget count (forget n), not both"]
+
+
+def test_a_method_that_does_not_unlearn_is_refused(bundled):
+    """Issue 21.9: finetune (what prepare-target trains with) was accepted by --method but listed nowhere."""
+    assert problems(bundled, train__method="finetune", train__method_options={}) == [
+        "finetune (Fine-tune (memorise)) is not an unlearning method: it is how prepare-target memorises data; choose "
+        "one of: " + ", ".join(sorted(m for m, c in METHODS.items() if c.unlearns))]

@@ -1,9 +1,17 @@
+import copy
 import json
+import math
 
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.test_app import report
+from tests.test_damaged_runs import get, places, put
 from unlearning.engine import TrainConfig
-from unlearning.runs import RunConfig, RunStore, check_run_id
+from unlearning.evaluation import EvalConfig, EvalReport, evaluate
+from unlearning.runs import RunConfig, RunStore, check_run_id, to_json
 
 
 def test_config_round_trips_through_json(tmp_path):
@@ -61,3 +69,67 @@ def test_run_ids_are_unique_and_not_sequential(tmp_path):
     ids = {store.create(RunConfig()) for _ in range(20)}
     assert len(ids) == 20 and all(check_run_id(i) for i in ids)
     assert len({i.rsplit("-", 1)[1] for i in ids}) == 20
+
+
+def test_a_report_of_a_model_with_nan_weights_reads_back(tiny, bundled, tmp_path):
+    """Issue 21.2: a model with non-finite weights scores NaN; stored as null, it reads back, and the run is not
+    'damaged' (its status says what happened)."""
+    model = copy.deepcopy(tiny.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    records = bundled.split("forget")[:2] + bundled.split("retain")[:2]
+    report = evaluate(model, tiny.tokenizer, records, [records[0].id], [records[2].id],
+                      EvalConfig(max_new_tokens=2, utility="none"))
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    store.write_json(run_id, "before.json", report.to_dict())
+    store.set_status(run_id, "diverged", "the loss became nan at step 1")
+    run = store.read(run_id)
+    assert run.problems == [] and run.status["status"] == "diverged"
+    assert None in run.before["rows"][0]["token_probs"]  # the NaN really was there
+    assert EvalReport.from_dict(run.before).to_dict() == json.loads(to_json(report.to_dict()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_report_the_engine_can_produce_reads_back_unchanged(data):
+    """Issue 21.2: NaN or an infinity in any number, empty generations, metrics left out: what is written reads back."""
+    written = report({("f1", "forget"): 1.0, ("r1", "retain"): 0.5}, generation=data.draw(st.sampled_from(["", "A"])))
+    numbers = [path for path in places(written) if type(get(written, path)) is float and path[0] != "seconds"]
+    for path in data.draw(st.lists(st.sampled_from(numbers), max_size=6)):
+        put(written, path, data.draw(st.sampled_from([math.nan, math.inf, -math.inf])))
+    for name in data.draw(st.lists(st.sampled_from(sorted(written["metrics"])), unique=True)):
+        del written["metrics"][name]
+    stored = json.loads(to_json(written))
+    assert EvalReport.from_dict(stored).to_dict() == stored
+
+
+@pytest.mark.parametrize("bad", [b"{not json", b"[1, 2]", b'{"step": "5"}', b"\xff\xfe", b'{"loss": 1.0}'])
+def test_every_readable_metrics_line_counts(tmp_path, bad):
+    """Issue 21.3: a bad line in the middle of the curve is skipped, the lines after it are kept, and the run says how
+    many were skipped."""
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    lines = [json.dumps({"step": step, "loss": -step}).encode() for step in range(1, 9)]
+    lines[3:3] = [bad]
+    lines[6:6] = [bad]
+    (tmp_path / run_id / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    run = store.read(run_id)
+    assert [s["step"] for s in run.steps] == list(range(1, 9)) == [s["step"] for s in store.steps(run_id)]
+    assert run.problems == ["metrics.jsonl: 2 line(s) are not step records and were skipped (lines 4, 7)"]
+
+
+@pytest.mark.parametrize("status", ["completed", "stopped"])
+@pytest.mark.parametrize("missing", ["before.json", "after.json"])
+def test_a_finished_run_without_an_evaluation_is_damaged(tmp_path, status, missing):
+    """Issue 21.9: a run that finished was evaluated before and after; a missing file read as completed."""
+    store = RunStore(tmp_path)
+    run_id = store.create(RunConfig())
+    store.write_json(run_id, "before.json" if missing == "after.json" else "after.json", report({("f1", "forget"): 1.0}))
+    store.set_status(run_id, status)
+    run = store.read(run_id)
+    assert run.problems == [f"{missing} is missing"] and run.status["status"] == "damaged"
+    cancelled = store.create(RunConfig())
+    store.set_status(cancelled, "cancelled", "cancelled before it started")
+    assert store.read(cancelled).problems == []  # a run that never got so far lacks them rightly

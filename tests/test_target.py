@@ -114,3 +114,17 @@ def test_the_estimate_scales_two_timed_steps_to_a_typical_preparation(tiny, bund
 def test_bad_target_settings_are_refused(bad):
     with pytest.raises(ValueError):
         TargetConfig(**bad)
+
+
+@pytest.mark.parametrize("values, words", [
+    (dict(learning_rate=float("nan")), "learning rate must be a finite number"),
+    (dict(learning_rate=float("inf")), "learning rate must be a finite number"),
+    (dict(epochs=0), "epochs must be >= 1 and <= 1000"), (dict(epochs="3.5"), "epochs must be a whole number"),
+    (dict(batch_size=10**400), "batch size must be a finite number"), (dict(memorised=0), "memorised must be > 0"),
+    (dict(seed=-1), "seed must be >= 0"), (dict(params="most"), "params must be one of"),
+])
+def test_target_settings_are_checked_like_every_option(values, words):
+    """Issue 21.5: a NaN or infinite target learning rate was accepted; the target's settings are options now."""
+    with pytest.raises(ValueError, match=words):
+        TargetConfig(**values)
+    assert TargetConfig(epochs="3", learning_rate="3e-3") == TargetConfig(epochs=3, learning_rate=3e-3)  # CLI text

@@ -117,19 +117,19 @@ def cmd_prepare_target(args) -> dict:
 def run_request(args, model: str) -> dict:
     """The run the flags describe, as the run plan takes it: the values as typed, checked there."""
     if args.forget_ids:
-        forget_ids = [i.strip() for i in args.forget_ids.split(",") if i.strip()]
+        forget = {"forget_ids": [i.strip() for i in args.forget_ids.split(",") if i.strip()]}
+    elif args.forget_n is not None:  # drawn and checked by the run plan
+        forget = {"forget_n": args.forget_n, "forget_kind": args.forget_kind}
     else:
         data = cached_data(args.data)
-        seed = args.seed if args.seed is not None else TrainConfig.seed
-        draw = int(seed) if str(seed).isdigit() else TrainConfig.seed  # a bad --seed is the plan's to report
-        forget_ids = data.sample_forget(args.forget_n or len(data.records), draw, args.forget_kind)
+        forget = {"forget_ids": [r.id for r in data.split("forget") if args.forget_kind in (None, r.kind)]}
     train = {o.name: getattr(args, o.name) for o in options(TrainConfig) if getattr(args, o.name) is not None}
     method_options = dict(args.set)
     if args.preset:  # the preset's settings, under any flag given explicitly
         preset = get_preset(args.method, args.preset)
         train, method_options = {**preset.train, **train}, {**preset.options, **method_options}
     retain_ids = [i.strip() for i in args.retain_ids.split(",") if i.strip()] if args.retain_ids else None
-    return {"model": model, "data": args.data, "forget_ids": forget_ids, "retain_ids": retain_ids,
+    return {"model": model, "data": args.data, **forget, "retain_ids": retain_ids,
             "train": {"method": args.method, "method_options": method_options, **train},
             "eval": eval_request(args), "save_weights": args.save_weights, "name": args.name}
 
@@ -361,10 +361,11 @@ def parser() -> argparse.ArgumentParser:
                              "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
-        sp.add_argument("--epochs", type=int, default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
-        sp.add_argument("--target-lr", type=float, default=TargetConfig.learning_rate)
-        sp.add_argument("--target-batch-size", type=int, default=TargetConfig.batch_size)
-        sp.add_argument("--memorised", type=float, default=TargetConfig.memorised,
+        # read as text and checked by TargetConfig's options, as the app's controls are
+        sp.add_argument("--epochs", default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
+        sp.add_argument("--target-lr", default=TargetConfig.learning_rate)
+        sp.add_argument("--target-batch-size", default=TargetConfig.batch_size)
+        sp.add_argument("--memorised", default=TargetConfig.memorised,
                         help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
                              "documents (LUME) need more than the default for their generations to follow")
         sp.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True,
@@ -388,7 +389,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--forget-ids", help="comma-separated record ids (default: the whole forget split)")
         sp.add_argument("--retain-ids", help="comma-separated record ids to keep (default: the retain split, less any "
                                              "sample chosen to forget)")
-        sp.add_argument("--forget-n", type=int, help="forget N random samples of the forget split")
+        sp.add_argument("--forget-n", metavar="N", help="forget N random samples of the forget split (drawn with --seed)")
         sp.add_argument("--forget-kind", choices=["sc", "qa"], help="only completions (sc) or questions (qa)")
         for option in options(TrainConfig):
             add_option(sp, option)

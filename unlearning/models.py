@@ -146,13 +146,31 @@ def load_model(
         if "trust_remote_code" in str(error):
             raise ModelLoadError(
                 f"{source!r} needs its own Python code to load (auto_map in its config): refused, because that code "
-                "could do anything on this machine. Load it with trust_remote_code=True only if you trust its source."
+                "could do anything on this machine. The studio loads the architectures transformers itself implements."
             ) from error
         raise ModelLoadError(f"{source!r} is not a causal language model: {error}") from error
     except OSError as error:  # missing files, no network, gated repo without token
-        hint = " Only safetensors weights load unless you allow pickled weights." if "safetensors" in str(error) else ""
+        hint = (" Only safetensors weights load: pickled (.bin) weights can run code when loaded. Convert them once, in "
+                "a Python session you trust: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder)."
+                if "safetensors" in str(error) else "")
         raise ModelLoadError(f"Could not load {source!r}: {error}.{hint}") from error
-    return LoadedModel(model.to(torch_device).eval(), tokenizer, str(source))
+    model = model.to(torch_device).eval()
+    if not sees_only_the_past(model):
+        raise ModelLoadError(
+            f"{source!r} ({config.model_type}) is not a causal decoder: each position also sees the tokens after it. "
+            "Unlearning and generation here need a GPT-style model that reads left to right.")
+    return LoadedModel(model, tokenizer, str(source))
+
+
+@torch.no_grad()
+def sees_only_the_past(model: PreTrainedModel) -> bool:
+    """Whether each position's prediction depends only on the tokens before it, checked on the model itself: BERT-like
+    encoders have a causal-LM head class in transformers (loaded with is_decoder false, so they still attend both
+    ways), which no check of the config's type catches. Two inputs that differ in their last token only must give
+    the same logits everywhere before it."""
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 5]], device=model.device)
+    logits = model(input_ids=ids).logits.float()
+    return torch.allclose(logits[0, :3], logits[1, :3], rtol=1e-3, atol=1e-3)
 
 
 def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4, autocast_bf16: bool = True) -> dict[str, float]:

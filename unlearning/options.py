@@ -99,7 +99,7 @@ def coerce(opt: Option, value: Any) -> Any:
     number = _number(value)
     if number is None:
         raise ValueError(f"{name} must be {'a whole number' if opt.kind is int else 'a number'} (got {value!r})")
-    if not math.isfinite(number):  # NaN and infinities are not JSON: a config holding one could not be read back
+    if not finite_number(number):  # NaN and infinities are not JSON: a config holding one could not be read back
         raise ValueError(f"{name} must be a finite number (got {value!r})")
     if opt.kind is int:
         if number != int(number):
@@ -111,6 +111,17 @@ def coerce(opt: Option, value: Any) -> Any:
             opt.le is not None and number > opt.le):
         raise ValueError(f"{name} must be {opt.bounds()} (got {value!r})")
     return number
+
+
+def finite_number(value: Any) -> bool:
+    """Whether a JSON value is a number every reader can use: not a bool, not NaN or infinite, and (an int) small
+    enough to become a float (json reads 10**400 as an int, which float(), math and formatting refuse)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _number(value: Any) -> int | float | None:

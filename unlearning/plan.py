@@ -15,11 +15,17 @@ from unlearning.batching import cut_note, sample_length
 from unlearning.data import DataError
 from unlearning.engine import cpp_compiler, decoder_layers
 from unlearning.experiment import Selection, cached_data, cached_model, selection
-from unlearning.methods import get_method
+from unlearning.methods import METHODS, get_method
 from unlearning.models import ModelLoadError
+from unlearning.options import Option, coerce
 from unlearning.runs import RunConfig, parse_run_config
 
 SHOWN_IDS = 5  # ids quoted in a message; the rest are counted
+# A request may give a count instead of forget ids (the CLI's --forget-n): that many samples of the forget split,
+# drawn with the run's seed; the plan records the ids drawn.
+FORGET_N = Option("forget_n", int, None, "Forget N random samples of the forget split.", "forget n", {}, ge=1)
+FORGET_KIND = Option("forget_kind", str, None, "Draw only completions (sc) or questions (qa).", "forget kind",
+                     {"sc": "completions", "qa": "questions"})
 
 
 class PlanError(ValueError):
@@ -51,8 +57,19 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     overlapping the forget set, and not empty for a method that trains on it; a batch no larger than the forget
     set (lowered, with a note); trained layers and steered layers that the model has; a C++ compiler for compile.
     A max length beyond the model's context is lowered to it, and the samples longer than it are counted in a note.
+    A forget count (forget_n, optionally of one forget_kind) instead of ids: a whole number >= 1, noted when the
+    forget split has fewer.
     """
-    config, problems = parse_run_config(request.to_dict() if isinstance(request, RunConfig) else request)
+    request = request.to_dict() if isinstance(request, RunConfig) else dict(request)
+    draw = {o.name: request.pop(o.name, None) for o in (FORGET_N, FORGET_KIND)}
+    config, problems = parse_run_config(request)
+    for opt in (FORGET_N, FORGET_KIND):
+        try:
+            draw[opt.name] = None if draw[opt.name] is None else coerce(opt, draw[opt.name])
+        except ValueError as error:
+            problems.append(str(error))
+    if config is not None and config.forget_ids and draw["forget_n"] is not None:
+        problems.append("give forget ids or a forget count (forget n), not both")
     if problems:
         raise PlanError(problems)
     notes: list[str] = []
@@ -61,6 +78,12 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     except (DataError, OSError, ValueError) as error:
         raise PlanError([f"the data {config.data!r} did not load: {error}"]) from error
     index = {r.id: r for r in data.records}
+    if draw["forget_n"] is not None:
+        config = replace(config, forget_ids=data.sample_forget(draw["forget_n"], config.train.seed, draw["forget_kind"]))
+        if len(config.forget_ids) < draw["forget_n"]:
+            samples = FORGET_KIND.choices[draw["forget_kind"]] if draw["forget_kind"] else "samples"
+            notes.append(f"There are only {len(config.forget_ids)} forget {samples}: all {len(config.forget_ids)} are "
+                         f"forgotten ({draw['forget_n']} were asked for).")
 
     forget_ids = config.forget_ids
     if not forget_ids:
@@ -84,6 +107,10 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
         if overlap:
             problems.append(f"{len(overlap)} sample(s) are in both the forget and the retain set: {_ids(overlap)}")
     method = get_method(config.train.method, **config.train.method_options)
+    if not method.unlearns:
+        unlearning = sorted(m for m, c in METHODS.items() if c.unlearns)
+        problems.append(f"{method.name} ({method.title}) is not an unlearning method: it is how prepare-target memorises "
+                        f"data; choose one of: {', '.join(unlearning)}")
     if "retain" in method.views and not retain:
         problems.append(f"{method.title} needs retain samples, and the retain set is empty")
     if config.train.compile and not cpp_compiler():

@@ -173,7 +173,10 @@ def mia_histograms(before: Mapping | None, after: Mapping | None, bins: int = 24
     titles = [_mia_title("Before", before), _mia_title("After", after)]
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=titles, horizontal_spacing=0.06)
     # one set of bins and one x range for all four histograms, so the shift from before to after is visible
-    values = [v for r in (before, after) if r for k in ("member_losses", "nonmember_losses") for v in r[k]]
+    # a loss that was NaN is stored as null: it has no place on the axis
+    losses = {(col, k): [v for v in (r or {}).get(k, []) if v is not None]
+              for col, r in enumerate((before, after), start=1) for k in ("member_losses", "nonmember_losses")}
+    values = [v for side in losses.values() for v in side]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     size = (high - low) / bins or 0.1
     for col, result in enumerate((before, after), start=1):
@@ -181,7 +184,7 @@ def mia_histograms(before: Mapping | None, after: Mapping | None, bins: int = 24
             continue
         for key, name, colour in (("member_losses", "members (forget set)", FORGET),
                                   ("nonmember_losses", "non-members (never trained on)", SAME)):
-            fig.add_trace(go.Histogram(x=list(result[key]), name=name, marker_color=colour, opacity=0.6,
+            fig.add_trace(go.Histogram(x=losses[col, key], name=name, marker_color=colour, opacity=0.6,
                                        xbins={"start": low, "end": high + size, "size": size},
                                        legendgroup=key, showlegend=col == 1), row=1, col=col)
     fig.update_layout(barmode="overlay")
@@ -194,7 +197,8 @@ def mia_histograms(before: Mapping | None, after: Mapping | None, bins: int = 24
 def _mia_title(label: str, result: Mapping | None) -> str:
     if not result:
         return f"{label}: not measured"
-    return f"{label}: AUC {result['auc']:.2f} (score {result['score']:.2f})"
+    auc, score = (f"{v:.2f}" if v is not None else "–" for v in (result["auc"], result["score"]))
+    return f"{label}: AUC {auc} (score {score})"
 
 
 # --------------------------------------------------------------------------------------------- utility and final

@@ -13,9 +13,10 @@ runs/<run id>/
 What the store guarantees (the README repeats it):
 - A file is written whole or not at all (a temporary name, then a rename); the temporary goes on any failure.
 - A run folder appears with its config and status, or not at all; saved weights appear only once complete.
-- Everything written is standard JSON: NaN and infinities are stored as null.
-- Readers never fail on a run's files: a damaged file makes its run read as "damaged" with the file and the reason,
-  and everything else of that run that can still be read; no other run is affected.
+- Everything written is standard JSON: NaN and infinities are stored as null, and read back.
+- Readers never fail on a run's files, whatever value any field holds: a damaged file (or a finished run without its
+  evaluations) makes its run read as "damaged" with the file and the reason, and everything else of that run that can
+  still be read; a bad metrics line is skipped and counted; no other run is affected.
 - An active run whose owning process is gone reads as "interrupted" for every reader, in any process.
 """
 from __future__ import annotations
@@ -38,11 +39,12 @@ from typing import Any, Iterator
 import psutil
 
 from unlearning.engine import TrainConfig
-from unlearning.evaluation.report import EvalConfig, EvalReport
+from unlearning.evaluation.report import EvalConfig, EvalReport, number_or_null, number_table
 from unlearning.methods import METHODS
-from unlearning.options import parse
+from unlearning.options import finite_number, parse
 
 ACTIVE = ("queued", "running")
+EVALUATED = ("completed", "stopped")  # how a run ends that has both its evaluations
 STATUSES = ACTIVE + ("completed", "stopped", "cancelled", "diverged", "failed", "interrupted")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 MESSAGE_CHARS = 1000  # a status stays well inside one disk block, so a full disk can still take the last one
@@ -132,10 +134,6 @@ def _bool(value: Any) -> bool:
     return isinstance(value, bool)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
     return names.get(type(value), "a number")
@@ -171,14 +169,46 @@ def config_problem(data: Any) -> str | None:
 
 
 def probe_entry_whole(entry: Any) -> bool:
-    """Whether one saved probe has the shape every reader relies on (unlearning.probes.runner writes it)."""
+    """Whether one saved probe has the shape every reader relies on (unlearning.probes writes it), every part of its
+    result a reader reads included."""
     if not isinstance(entry, dict) or not isinstance(entry.get("result"), dict):
         return False
-    head = entry["result"].get("headline", {})
-    return (isinstance(head, dict) and (head.get("value") is None or _number(head["value"]))
-            and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit"))
+    result = entry["result"]
+    return (all(ok(result[part]) for part, ok in PROBE_RESULT.items() if part in result)
             and all(isinstance(entry.get(k, ""), str) for k in ("title", "asks", "date"))
-            and _number(entry.get("seconds", 0)))
+            and finite_number(entry.get("seconds", 0)))
+
+
+def _headline(head: Any) -> bool:
+    return (isinstance(head, dict) and number_or_null(head.get("value"))
+            and all(isinstance(head.get(k, ""), str) for k in ("status", "text", "unit")))
+
+
+def _bar(bar: Any) -> bool:
+    return (isinstance(bar, dict) and isinstance(bar.get("title", ""), str) and number_table(bar.get("probed"))
+            and number_table(bar.get("recovery", {}))
+            and all(number_or_null(bar.get(k)) for k in ("original", "unlearned")))
+
+
+def _points(value: Any) -> bool:
+    """A relearning curve's points: each a step and both halves' exact memorization (null: not measured)."""
+    return value is None or isinstance(value, list) and all(
+        isinstance(p, dict) and finite_number(p.get("step")) and "held_out_em" in p and "trained_em" in p
+        and number_or_null(p["held_out_em"]) and number_or_null(p["trained_em"]) for p in value)
+
+
+def _curve(curve: Any) -> bool:
+    if not isinstance(curve, dict):
+        return False
+    reference = curve.get("reference")
+    return (_points(curve.get("unlearned")) and _points(curve.get("control"))
+            and (reference is None or isinstance(reference, dict) and number_or_null(reference.get("original"))))
+
+
+# The parts of a probe's result that readers read, and the shape each must have.
+PROBE_RESULT = {"headline": _headline, "bars": lambda v: isinstance(v, dict) and all(map(_bar, v.values())),
+                "curve": _curve, "tradeoff": lambda v: v is None or number_table(v),
+                "report": lambda v: report_problem(v) is None}
 
 
 # Each JSON file of a run and the check its content must pass (None: whole).
@@ -259,12 +289,16 @@ def _process_record(pid: int) -> dict:
 def owner_alive(owner: Any) -> bool:
     """Whether the process that owns an active run still runs. A run owned on another host cannot be checked from
     here: its record is trusted. A missing or malformed owner (runs older than owner records) counts as gone."""
-    if not (isinstance(owner, dict) and isinstance(owner.get("pid"), int) and _number(owner.get("started"))):
+    if not isinstance(owner, dict):
+        return False
+    pid = owner.get("pid")
+    # pids are positive and below 2**31 on every system psutil knows; psutil raises ValueError on others
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and finite_number(owner.get("started"))):
         return False
     if owner.get("host") != socket.gethostname():
         return True
     try:
-        process = psutil.Process(owner["pid"])
+        process = psutil.Process(pid)
         return abs(process.create_time() - owner["started"]) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
@@ -297,7 +331,10 @@ class DamagedRun(ValueError):
 class RunStore:
     def __init__(self, root: str | Path = "runs") -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as error:  # bad input, not a failure: say it in words
+            raise ValueError(f"the runs folder {str(root)!r} is not a folder: a file is in the way") from error
 
     def path(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)
@@ -381,6 +418,8 @@ class RunStore:
         except json.JSONDecodeError as error:
             what = "empty" if not raw.strip() else f"not valid JSON ({error.msg} at line {error.lineno}; cut off?)"
             return None, f"{name}: {what}"
+        except ValueError as error:  # valid JSON Python will not read: an integer of more than 4300 digits
+            return None, f"{name}: cannot be read ({error})"
         except RecursionError:
             return None, f"{name}: nested too deeply to read"
         problem = CHECKS[name](data) if check and name in CHECKS else None
@@ -425,8 +464,8 @@ class RunStore:
         return self._steps(run_id)[0]
 
     def _steps(self, run_id: str) -> tuple[list[dict], str | None]:
-        """The logged steps up to the first damaged line. A last line without its newline is a write cut off by a
-        crash, not damage: it is kept when it reads, else dropped."""
+        """Every logged step that reads; a line that does not is skipped and counted (the steps after it stay). A last
+        line without its newline is a write cut off by a crash, not damage: it is kept when it reads, else dropped."""
         file = self.path(run_id) / "metrics.jsonl"
         try:
             raw = file.read_bytes()
@@ -435,7 +474,7 @@ class RunStore:
         except OSError as error:
             return [], f"metrics.jsonl: cannot be read ({error.strerror or error})"
         *lines, tail = raw.split(b"\n")
-        logs = []
+        logs, skipped = [], []
         for number, line in enumerate([*lines, tail], start=1):
             if not line.strip():
                 continue
@@ -444,12 +483,14 @@ class RunStore:
                 whole = isinstance(log, dict) and isinstance(log.get("step"), int) and not isinstance(log["step"], bool)
             except (ValueError, RecursionError):
                 whole = False
-            if not whole:
-                if number > len(lines):  # the cut-off last line
-                    break
-                return logs, f"metrics.jsonl: line {number} is not a step record; the curve stops at {len(logs)} step(s)"
-            logs.append(log)
-        return logs, None
+            if whole:
+                logs.append(log)
+            elif number <= len(lines):  # not the cut-off last line
+                skipped.append(number)
+        if not skipped:
+            return logs, None
+        shown = ", ".join(map(str, skipped[:5])) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        return logs, f"metrics.jsonl: {len(skipped)} line(s) are not step records and were skipped (line{'s' * (len(skipped) > 1)} {shown})"
 
     def probes(self, run_id: str) -> dict[str, dict]:
         """The probes run on this run, by probe name (the latest result of each); {} when there are none or
@@ -473,6 +514,9 @@ class RunStore:
         steps, steps_problem = self._steps(run_id)
         (before, before_problem), (after, after_problem) = self._load(run_id, "before.json"), self._load(run_id, "after.json")
         problems += [p for p in (steps_problem, before_problem, after_problem) if p]
+        if (status_data or {}).get("status") in EVALUATED:  # a finished run was evaluated before and after
+            problems += [f"{name} is missing" for name in ("before.json", "after.json")
+                         if not (self.path(run_id) / name).exists()]
         status = self.status(run_id)
         if problems:
             status = {**(status_data or {}), "status": "damaged", "message": "damaged: " + "; ".join(problems),

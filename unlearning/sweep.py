@@ -54,6 +54,8 @@ def points(base: Mapping[str, Any], grid: dict[str, list], sweep_id: str) -> lis
     if not grid:
         raise ValueError("a sweep needs at least one setting to vary, e.g. lr=1e-5,3e-5")
     names = list(grid)
+    if base.get("forget_n") is not None:  # drawn once: every point forgets the same samples, whatever its seed
+        base = {**base, "forget_n": None, "forget_ids": make_plan(base).config.forget_ids}
     plans, problems = [], []
     for values in itertools.product(*(grid[n] for n in names)):
         request = copy.deepcopy(dict(base))

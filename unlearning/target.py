@@ -25,6 +25,7 @@ from unlearning.evaluation.generation import generate
 from unlearning.evaluation.official import rouge_l_recall
 from unlearning.jobs import Progress, ticking
 from unlearning.models import LoadedModel, cache_dir
+from unlearning.options import check, option
 from unlearning.runs import write_atomic
 
 
@@ -49,23 +50,20 @@ class TargetConfig:
     and cost less per step than all of them but 4 blocks; an epoch memorised at 90% (each batch measured before its
     update) regurgitates ~0.9 ROUGE-L recall."""
 
-    epochs: int = 12  # the most: training stops at the end of the first epoch memorised, or on a plateau
-    memorised: float = 0.9  # share of answer tokens predicted exactly, teacher-forced, that counts as memorised
-    learning_rate: float = 1e-3
-    batch_size: int = 8
-    params: str = "last_k"  # what trains (engine.TrainConfig.params)
-    last_k: int = 8
-    lora_rank: int = 16
-    precision: str = "auto"
-    seed: int = 0
+    epochs: int = option(12, "The most epochs: training stops at the end of the first epoch whose batches were "
+                         "memorised, or on a plateau.", ge=1, le=1000)
+    memorised: float = option(0.9, "Share of answer tokens predicted exactly, teacher forced, that counts as memorised.",
+                              gt=0, le=1)
+    learning_rate: float = option(1e-3, "Learning rate of the fine-tuning.", gt=0, le=1.0)
+    batch_size: int = option(8, "Samples per step.", ge=1, le=4096)
+    params: str = option("last_k", "What trains, as for a run.", choices=PARAM_MODES)
+    last_k: int = option(8, "How many of the last decoder layers train (params: last_k).", ge=1, le=10_000)
+    lora_rank: int = option(16, "Rank of the LoRA adapters (params: lora).", ge=1, le=4096)
+    precision: str = option("auto", "As for a run: auto, fp32 or bf16.", choices=("auto", "fp32", "bf16"))
+    seed: int = option(0, "Seed of the batch order.", ge=0, le=2**32 - 1)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.learning_rate <= 0 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch size must be >= 1 and the learning rate positive, got {self}")
-        if not 0 < self.memorised <= 1:
-            raise ValueError(f"memorised must be a share of tokens in (0, 1], got {self.memorised}")
-        if self.params not in PARAM_MODES:
-            raise ValueError(f"params must be one of {PARAM_MODES}, got {self.params!r}")
+        check(self)  # each option of its kind and within its bounds: text from the CLI is read as a number
 
 
 def engine_settings(config: TargetConfig, base: LoadedModel, records: list[Record], steps: int) -> TrainConfig:

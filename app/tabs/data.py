@@ -12,6 +12,8 @@ from unlearning.batching import cut_note, sample_length
 from unlearning.data import DataError, data_source
 from unlearning.data.lume import PARTS
 from unlearning.experiment import cached_model
+from unlearning.options import coerce
+from unlearning.plan import FORGET_N
 
 SOURCES = [
     ("Bundled: synthetic biographies with PII + short stories (offline)", "bundled"),
@@ -137,7 +139,8 @@ class DataTab:
         outputs = [selection, self.table, self.shown]
         self.tick_task.click(shortcut(lambda d, s, t, n: list(dict.fromkeys(s + sel.task_forget_ids(d, t)))),
                              inputs, outputs, show_progress="hidden")
-        self.tick_random.click(shortcut(lambda d, s, t, n: d.sample_forget(n or 0)), inputs, outputs,
+        # the run plan's check of a forget count: 0 or an empty box is refused, not read as "none"
+        self.tick_random.click(shortcut(lambda d, s, t, n: d.sample_forget(coerce(FORGET_N, n))), inputs, outputs,
                                show_progress="hidden")
         self.tick_split.click(shortcut(lambda d, s, t, n: sel.whole_forget_ids(d)), inputs, outputs,
                               show_progress="hidden")

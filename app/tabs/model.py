@@ -120,7 +120,7 @@ class ModelTab:
 
         @friendly
         def prepare(epochs, lr, batch, model_source: str, data_source: str):
-            config = TargetConfig(epochs=int(epochs or 0), learning_rate=float(lr or 0), batch_size=int(batch or 0))
+            config = TargetConfig(epochs=epochs, learning_rate=lr, batch_size=batch)  # checked there, as the CLI's flags
             job = studio.prepare_target(model_source, data_source, config)
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
             return {"id": job.id, "mine": True}

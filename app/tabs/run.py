@@ -215,7 +215,8 @@ class RunTab:
                 shown = max(shown, seen.get("shown", 0.0))
             redraw = job is not None and (not same_job or seen.get("n") != len(job.steps) or first
                                           or seen.get("state") != job.state)
-            total, alarm = self._total_steps(job), self._alarm(job)
+            # only a redraw reads them, and there is none without a job (a fresh runs folder has none)
+            total, alarm = (self._total_steps(job), self._alarm(job)) if redraw else (None, "")
             plot = loss_curves(job.steps, total, f"Training curves · run {job.run_id}") if redraw else SKIP()
             scores = score_curves(job.steps, total, alarm) if redraw else SKIP()
             path = trajectory(job.steps, alarm) if redraw else SKIP()

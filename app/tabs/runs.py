@@ -54,6 +54,7 @@ class RunsTab:
                 self.report = gr.Button("Report (HTML)", scale=1, elem_id="runs-report")
                 self.delete = gr.Button("Delete run", scale=1, variant="stop", elem_id="runs-delete")
                 self.file = gr.File(label="Download", visible=False, scale=2)
+                self.exported = gr.State(None)  # the zip just made, removed once gradio has its copy
             self.header = gr.Markdown()
             with gr.Row():
                 with gr.Column(scale=3):
@@ -124,15 +125,21 @@ class RunsTab:
         def export(run_id: str | None):
             if not run_id:
                 raise ValueError("Open a run first.")
-            return gr.update(value=str(studio.export(run_id)), visible=True)
+            path = str(studio.export(run_id))
+            return gr.update(value=path, visible=True), path
 
-        self.export.click(export, shared.current_run, self.file)
+        # gradio copies the zip into its cache before the next step starts: ours can go
+        self.export.click(export, shared.current_run, [self.file, self.exported]).then(
+            studio.discard_export, self.exported, None, show_progress="hidden")
 
         @friendly
         def report(run_id: str | None, sweep: str):
-            return gr.update(value=str(studio.report(self.reported(run_id, sweep))), visible=True)
+            path = str(studio.report(self.reported(run_id, sweep)))
+            return gr.update(value=path, visible=True), path
 
-        self.report.click(report, [shared.current_run, self.sweep], self.file)
+        # the page too: gradio serves its own copy, ours goes once handed over
+        self.report.click(report, [shared.current_run, self.sweep], [self.file, self.exported]).then(
+            studio.discard_export, self.exported, None, show_progress="hidden")
 
         @friendly
         def delete(run_id: str | None, changed: int):

@@ -31,4 +31,5 @@ def _split_records(path: Path, split: str) -> list[Record]:
         "input": frame["question"],
         "output": frame["answer"],
     })
+    table.attrs = frame.attrs  # the line numbers of JSON lines, for messages
     return records_from_frame(table, str(path), task="TOFU", split=split)

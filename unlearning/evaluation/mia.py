@@ -7,6 +7,7 @@ text the model never saw, which an attacker reads just as well (the score says s
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -70,7 +71,10 @@ ATTACKS: dict[str, Callable[[DocumentScores], list[float]]] = {
 def attack(member_scores: list[float], nonmember_scores: list[float]) -> dict[str, float]:
     """ROC AUC of one attack (members labelled 1) and the official MIA score 1 - 2|AUC - 0.5|."""
     labels = [1] * len(member_scores) + [0] * len(nonmember_scores)
-    auc = float(roc_auc_score(labels, list(member_scores) + list(nonmember_scores)))
+    scores = list(member_scores) + list(nonmember_scores)
+    if not all(map(math.isfinite, scores)):  # a model with non-finite weights: no ranking, so no AUC (stored as null)
+        return {"auc": math.nan, "score": math.nan}
+    auc = float(roc_auc_score(labels, scores))
     return {"auc": auc, "score": 1.0 - 2.0 * abs(auc - 0.5)}
 
 

@@ -8,12 +8,11 @@ report lists the parts that did not follow the protocol (`unofficial`), so a num
 from __future__ import annotations
 
 import copy
-import math
 import statistics
 import threading
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -23,7 +22,7 @@ from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import teacher_forced, token_view
 from unlearning.evaluation.metrics import METRICS, Context, Skip
 from unlearning.evaluation.official import group_means
-from unlearning.options import check, option
+from unlearning.options import check, finite_number, option
 
 MODES = ("fast", "official")
 MAX_NEW_TOKENS = 1024  # beyond this a CPU evaluation takes hours; the official setting is 256
@@ -126,11 +125,31 @@ class EvalReport:
 
 
 ROW_TEXT = ("id", "task", "kind", "split", "input", "output", "generation")
-TABLES = ("splits", "groups", "parts", "families")  # name -> number tables a metric's result may hold
 
 
-def _number(value, none: bool = True) -> bool:
-    return (value is None and none) or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+def number_or_null(value: Any) -> bool:
+    """A finite number, or null: what a NaN or an infinity is stored as (a model with non-finite weights scores NaN)."""
+    return value is None or finite_number(value)
+
+
+def number_table(value: Any) -> bool:
+    """A table of numbers or nulls (name -> value), as a result's splits, groups or parts are."""
+    return isinstance(value, dict) and all(map(number_or_null, value.values()))
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(map(number_or_null, value))
+
+
+# What each field of a metric's result may hold, for every field a reader reads (the metric modules write them).
+RESULT_FIELDS = {
+    "value": number_or_null, "chance": number_or_null, "questions": number_or_null, "n_members": number_or_null,
+    "n_nonmembers": number_or_null,
+    "name": lambda v: isinstance(v, str), "note": lambda v: isinstance(v, str), "members": lambda v: isinstance(v, str),
+    "splits": number_table, "groups": number_table, "parts": number_table, "families": number_table,
+    "member_losses": _numbers, "nonmember_losses": _numbers,
+    "variants": lambda v: isinstance(v, dict) and all(map(number_table, v.values())),
+}
 
 
 def _check(data: dict) -> None:
@@ -138,24 +157,22 @@ def _check(data: dict) -> None:
     for row in data["rows"]:
         if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ROW_TEXT):
             raise ValueError(f"a row lacks its text fields ({', '.join(ROW_TEXT)})")
-        if not all(_number(row[name]) for name in METRICS if name in row):
+        if not all(number_or_null(row[name]) for name in METRICS if name in row):
             raise ValueError(f"row {row['id']!r}: a per-sample metric is not a number")
         tokens, probs = row.get("tokens", []), row.get("token_probs", [])
-        if not (isinstance(tokens, list) and isinstance(probs, list) and len(tokens) == len(probs)
-                and all(isinstance(t, str) for t in tokens) and all(_number(p, none=False) for p in probs)):
+        if not (isinstance(tokens, list) and _numbers(probs) and len(tokens) == len(probs)
+                and all(isinstance(t, str) for t in tokens)):
             raise ValueError(f"row {row['id']!r}: its answer tokens and their probabilities do not match")
     if not isinstance(data["metrics"], dict) or not all(isinstance(v, dict) for v in data["metrics"].values()):
         raise ValueError("its metrics are not a table of results")
     for name, result in data["metrics"].items():
-        tables_ok = all(isinstance(result[t], dict) and all(map(_number, result[t].values())) for t in TABLES if t in result)
-        lists_ok = all(isinstance(result[k], list) and all(map(_number, result[k]))
-                       for k in ("member_losses", "nonmember_losses") if k in result)
-        if not (_number(result.get("value")) and tables_ok and lists_ok):
-            raise ValueError(f"metric {name!r}: a value is not a number")
+        wrong = [key for key, ok in RESULT_FIELDS.items() if key in result and not ok(result[key])]
+        if wrong:
+            raise ValueError(f"metric {name!r}: {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not of its kind")
     for key in ("skipped", "unofficial"):
         if not isinstance(data[key], dict) or not all(isinstance(v, str) for v in data[key].values()):
             raise ValueError(f"its {key} notes are not text")
-    if data["mode"] not in MODES or not _number(data["seconds"], none=False) or not isinstance(data["config"], dict):
+    if data["mode"] not in MODES or not finite_number(data["seconds"]) or not isinstance(data["config"], dict):
         raise ValueError("its mode, time or config is malformed")
     if data.get("reference") is not None:
         try:
