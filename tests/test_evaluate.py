@@ -197,8 +197,9 @@ def test_evaluate_end_to_end_matches_official(tiny):
     records = _records_from(official_generate(model, tokenizer, PROMPTS, MAX_NEW))
     members, nonmembers = PROMPTS[:4], PROMPTS[5:]  # not "Hi": one token leaves nothing to predict
     config = EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="items")
-    fractions = []
-    report = evaluate(model, tokenizer, records, members, nonmembers, config, lambda f, stage: fractions.append(f))
+    fractions, stages = [], []
+    report = evaluate(model, tokenizer, records, members, nonmembers, config,
+                      lambda f, stage: (fractions.append(f), stages.append(stage)))
 
     generations = official_generate(model, tokenizer, [r.input for r in records], MAX_NEW)
     assert [row["generation"] for row in report.rows] == generations
@@ -213,6 +214,8 @@ def test_evaluate_end_to_end_matches_official(tiny):
         statistics.fmean([report.value("task_aggregate"), report.value("mia_score"), report.value("utility")]))
     assert all(math.isfinite(row["answer_nll"]) and row["answer_nll"] > 0 for row in report.rows)
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 5  # it moves, only forward
+    # utility moves per batch of (question, choice) pairs, not 0/1 for a minute: 124 items x 4 choices in batches of 4
+    assert len([s for s in stages if s.startswith("utility ")]) == 124 and "utility 496/496" in stages
     assert report.mode == "fast" and "batched generation of 8 new tokens" in report.unofficial["protocol"]
     assert EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -66,15 +67,17 @@ def load_mmlu(n: int = 200, seed: int = 0, timeout: float = 10.0) -> list[dict]:
 
 
 @torch.inference_mode()
-def choice_picks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[dict], batch_size: int = 16) -> list[int]:
-    """Index of the most likely choice of each item: one teacher-forced pass over every (prompt, choice) pair."""
+def choice_picks(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, items: list[dict], batch_size: int = 16,
+                 progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """Index of the most likely choice of each item: one teacher-forced pass over every (prompt, choice) pair;
+    `progress(done, total)` after each batch of pairs."""
     features = []
     for item in items:
         prompt = tokenizer(item["prompt"])["input_ids"]
         for choice in item["choices"]:
             answer = tokenizer(" " + choice, add_special_tokens=False)["input_ids"]
             features.append({"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer})
-    totals = [sum(lp) for lp in token_scores(model, features, tokenizer.pad_token_id, batch_size).logprobs]
+    totals = [sum(lp) for lp in token_scores(model, features, tokenizer.pad_token_id, batch_size, progress).logprobs]
     picks, start = [], 0
     for item in items:
         scores = totals[start : start + len(item["choices"])]
@@ -114,6 +117,8 @@ def utility(ctx: Context) -> dict:
             items, name, note = load_items(), "items", f"MMLU unavailable, used the bundled items instead: {error}"
     else:
         items = load_items()
-    ctx.progress("utility", 0, 1)
-    result = accuracy(items, choice_picks(ctx.model, ctx.tokenizer, items, config.batch_size))
+    # per batch of (question, choice) pairs: 124 items are ~500 pairs, a minute and more on a CPU
+    picks = choice_picks(ctx.model, ctx.tokenizer, items, config.batch_size,
+                         lambda done, total: ctx.progress("utility", done, total))
+    result = accuracy(items, picks)
     return {**result, "name": name, "note": note}
