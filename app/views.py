@@ -211,21 +211,37 @@ def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str
 # --------------------------------------------------------------------------------------------------------- compare
 
 
-def compare_html(before: EvalReport | None, after: EvalReport | None, split: str, limit: int | None = None) -> str:
-    """Side by side per sample: prompt, expected answer, generation before and after (word diff), scores."""
+SHOW = {"all": "all, in order", "flagged": "flagged: gibberish, empty or refusal", "changed": "changed most first"}
+FLAGS = {"gibberish": "looping or implausible to the original model", "empty": "nothing was generated",
+         "refusal": "opens with a refusal"}
+
+
+def compare_html(before: EvalReport | None, after: EvalReport | None, split: str, limit: int | None = None,
+                 show: str = "all", page: int = 1) -> str:
+    """Side by side per sample: prompt, expected answer, generation before and after (word diff), scores, and each
+    answer's flags. `show` filters to flagged answers or sorts by how much the score moved; `limit` rows a page."""
     if before is None or after is None:
         return '<p class="us-muted">This run has no before/after evaluation yet.</p>'
     after_rows = {row["id"]: row for row in after.rows}
     pairs = [(row, after_rows[row["id"]]) for row in before.rows if row["split"] == split and row["id"] in after_rows]
     if not pairs:
         return f'<p class="us-muted">No {split} samples in this run\'s evaluation.</p>'
-    shown = pairs[:limit] if limit else pairs
+    if show == "flagged":
+        pairs = [(b, a) for b, a in pairs if any(a.get(flag) for flag in FLAGS)]
+    elif show == "changed":
+        pairs.sort(key=lambda pair: -abs((pair[1]["official"] or 0.0) - (pair[0]["official"] or 0.0)))
+    if not pairs:
+        return f'<p class="us-muted">No {split} answer is flagged (gibberish, empty or refusal).</p>'
+    pages = -(-len(pairs) // limit) if limit else 1
+    page = min(max(int(page or 1), 1), pages)
+    first = (page - 1) * limit if limit else 0
+    shown = pairs[first : first + limit] if limit else pairs
     direction = METRICS["official"].better_on(split)
     body = []
     for b, a in shown:
         before_html, after_html = word_diff(b["generation"], a["generation"])
-        if a.get("gibberish"):
-            after_html += ' <span class="us-gibberish" title="empty, looping or implausible to the original model">gibberish</span>'
+        after_html += "".join(f' <span class="us-gibberish" title="{why}">{flag}</span>' for flag, why in FLAGS.items()
+                              if a.get(flag))
         state = moved(direction, b["official"], a["official"])
         metric = "ROUGE-L recall" if b["kind"] == "sc" else "exact match"
         body.append(
@@ -233,15 +249,19 @@ def compare_html(before: EvalReport | None, after: EvalReport | None, split: str
             f'{html.escape(b["task"])} · {html.escape(b["kind"])}</span></td>'
             f'<td>{html.escape(b["input"])}</td><td class="cmp-expected">{html.escape(b["output"])}</td>'
             f'<td class="cmp-gen">{before_html}</td><td class="cmp-gen">{after_html}</td>'
-            f'<td class="num score {state}" title="{metric}">{b["official"]:.2f} → {a["official"]:.2f}</td></tr>'
+            f'<td class="num score {state}" title="{metric}">{_num2(b["official"])} → {_num2(a["official"])}</td></tr>'
         )
-    more = (f'<p class="us-muted">Showing {len(shown)} of {len(pairs)} {split} samples.</p>'
-            if len(shown) < len(pairs) else "")
+    more = (f'<p class="us-muted" data-page="{page}" data-pages="{pages}">Showing {first + 1}-{first + len(shown)} of '
+            f"{len(pairs)} {split} samples (page {page} of {pages}).</p>" if pages > 1 else "")
     better = {"lower": "lower is better: the model should no longer reproduce these",
               "higher": "higher is better: the model should still reproduce these"}[direction]
     return (f'<table class="us-table compare-table" data-split="{split}"><thead><tr><th>sample</th><th>prompt</th>'
             "<th>expected</th><th>generation before</th><th>generation after</th>"
             f'<th title="{better}">score</th></tr></thead><tbody>{"".join(body)}</tbody></table>{more}')
+
+
+def _num2(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def sample_choices(report: EvalReport | None) -> list[tuple[str, str]]:

@@ -194,6 +194,26 @@ def test_compare_html_pairs_samples_and_escapes_text():
     assert "no before/after" in compare_html(read_report(BEFORE), None, "forget")
 
 
+def test_compare_pages_filters_flagged_answers_and_sorts_by_change():
+    """Issue 22.3: every retain sample can be reached, flagged answers found, the largest moves seen first."""
+    scores = {(f"r{i:02d}", "retain"): 1.0 for i in range(30)}
+    before, after = read_report(report(scores)), read_report(report(scores))
+    for i, row in enumerate(after.rows):
+        row["official"] = 1.0 - i / 100  # r29 moved most
+    after.rows[3].update(generation="", empty=1.0)
+    after.rows[7].update(generation="I don't know.", refusal=1.0)
+    page1 = compare_html(before, after, "retain", 25)
+    page2 = compare_html(before, after, "retain", 25, page=2)
+    assert "Showing 1-25 of 30 retain samples (page 1 of 2)" in page1 and "<code>r25</code>" in page2
+    assert all(f"<code>r{i:02d}</code>" in page1 + page2 for i in range(30))
+    flagged = compare_html(before, after, "retain", 25, show="flagged")
+    assert flagged.count("<tr>") == 3 and ">empty</span>" in flagged and ">refusal</span>" in flagged
+    changed = compare_html(before, after, "retain", 25, show="changed")
+    assert changed.index("<code>r29</code>") < changed.index("<code>r28</code>") < changed.index("<code>r05</code>")
+    assert "<code>r00</code>" not in changed  # it moved least: on the second page
+    assert "No retain answer is flagged" in compare_html(before, before, "retain", 25, show="flagged")
+
+
 def test_token_view_colours_each_answer_token_by_its_probability():
     html = token_view_html(read_report(BEFORE), read_report(GOOD_AFTER), "f1")
     assert html.count('class="us-tok"') == 4  # two answer tokens, before and after

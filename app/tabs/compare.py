@@ -8,10 +8,10 @@ import gradio as gr
 from app.diff import word_diff
 from app.state import Studio
 from app.tabs.common import Shared, friendly, run_choices, run_header
-from app.views import compare_html, sample_choices, token_view_html, verdict_html
+from app.views import SHOW, compare_html, sample_choices, token_view_html, verdict_html
 from unlearning.summary import run_reports
 
-RETAIN_SHOWN = 25  # retain rows drawn: enough to judge collateral damage without a wall of text
+RETAIN_SHOWN = 25  # retain rows a page: enough to judge collateral damage without a wall of text
 
 
 class CompareTab:
@@ -35,6 +35,11 @@ class CompareTab:
                         "= the model would say it, pale red = it would not. Hover for the numbers.</span>")
             self.sample = gr.Dropdown([], label="Sample", elem_id="token-sample")
             self.token_view = gr.HTML(elem_id="token-view")
+            with gr.Row(equal_height=True):
+                self.show = gr.Radio([(label, key) for key, label in SHOW.items()], value="all", label="Show", scale=4,
+                                     elem_id="compare-show")
+                self.page = gr.Number(1, label="Retain page", precision=0, minimum=1, scale=1, min_width=90,
+                                      elem_id="compare-page")
             gr.Markdown("#### Forget samples: the model should no longer reproduce these\n"
                         "<span class='us-muted'>Changed words: <del>no longer said</del>, <mark>newly said</mark>. "
                         "Score: ROUGE-L recall (sc) or exact match (qa), before → after.</span>")
@@ -48,13 +53,19 @@ class CompareTab:
         if not run_id:
             empty = '<p class="us-muted">No run selected.</p>'
             return (gr.update(choices=choices, value=None), run_header(studio, None), "", empty, empty,
-                    gr.update(choices=[], value=None), token_view_html(None, None, None))
+                    gr.update(choices=[], value=None), token_view_html(None, None, None), "all", 1)
         before, after = run_reports(studio.store, run_id)
         samples = sample_choices(before)
         first = samples[0][1] if samples else None
-        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id), verdict_html(before, after, studio.store.probes(run_id)),
-                compare_html(before, after, "forget"), compare_html(before, after, "retain", RETAIN_SHOWN),
-                gr.update(choices=samples, value=first), token_view_html(before, after, first))
+        return (gr.update(choices=choices, value=run_id), run_header(studio, run_id),
+                verdict_html(before, after, studio.store.probes(run_id)), *self.draw_samples(run_id, "all", 1),
+                gr.update(choices=samples, value=first), token_view_html(before, after, first), "all", 1)
+
+    def draw_samples(self, run_id: str | None, show: str, page) -> tuple[str, str]:
+        """The forget and retain tables, filtered or sorted as picked; the retain table a page at a time."""
+        before, after = run_reports(self.studio.store, run_id) if run_id else (None, None)
+        return (compare_html(before, after, "forget", show=show),
+                compare_html(before, after, "retain", RETAIN_SHOWN, show=show, page=page or 1))
 
     def draw_tokens(self, run_id: str | None, sample_id: str | None) -> str:
         before, after = run_reports(self.studio.store, run_id) if run_id else (None, None)
@@ -62,12 +73,15 @@ class CompareTab:
 
     def wire(self) -> None:
         studio, shared = self.studio, self.shared
-        outputs = [self.run, self.header, self.verdict, self.forget, self.retain, self.sample, self.token_view]
+        outputs = [self.run, self.header, self.verdict, self.forget, self.retain, self.sample, self.token_view,
+                   self.show, self.page]  # a new run starts from all samples, page 1
         gr.on([shared.current_run.change, shared.runs_changed.change], self.draw, shared.current_run, outputs,
               show_progress="hidden")
         self.sample.input(self.draw_tokens, [shared.current_run, self.sample], self.token_view, show_progress="hidden",
                           trigger_mode="always_last")
         self.run.input(lambda run_id: run_id, self.run, shared.current_run, trigger_mode="always_last")
+        gr.on([self.show.input, self.page.input], self.draw_samples, [shared.current_run, self.show, self.page],
+              [self.forget, self.retain], show_progress="hidden", trigger_mode="always_last")
 
         @friendly
         def ask(run_id: str | None, prompt: str, tokens):
