@@ -155,6 +155,16 @@ def test_the_oracle_judged_as_a_run_from_the_target_is_forgotten_and_private():
     assert found["privacy"].status == "good" and "PrivLeak +0%" in found["privacy"].text
 
 
+def test_answers_gone_from_the_prompt_but_not_from_the_question_are_hidden():
+    """Gradient difference with alpha 1 on the bundled target: every forget completion at the oracle's level, but all
+    ten questions on the same people still answered (measured 2026-12-06, docs/forgetting.md)."""
+    after = with_reference(knowing(0.40, 0.15, "Lisa can be reached at 67667", auc=0.21), ORACLE,
+                           {"question_form": asked(0.96, 0.96, 0.30, n=10), "paraphrase": asked(0.9, 0.3, 0.5, n=11)})
+    forgot = judge(TARGET, after).findings[0]
+    assert forgot.status == "hidden" and "0 of 6 forget samples still predicted" in forgot.text
+    assert "asked as a question, 10 of 10 answered; paraphrased, 0 of 11 answered" in forgot.text
+
+
 def test_still_predicted_and_still_printed_is_still_known():
     after = with_reference(knowing(0.95, 0.90, "James Brown can be reached at ...", auc=0.95), ORACLE, {})
     found = {f.aspect: f for f in judge(TARGET, after).findings}
@@ -199,7 +209,8 @@ def test_relearning_and_quantisation_update_the_robust_finding():
     held = {"relearn": {"result": {"headline": {"value": 0.25}, "control": {"metrics": {"official": {"gain": 0.11}}}}},
             "quantize": {"result": {"headline": {"status": "good", "text": "held: 3% recovered at 4 bits"}}}}
     assert judge(TARGET, after, held).findings[-1].status == "good"
-    assert judge(TARGET, after, {"relearn": {"result": {"headline": "garbage"}}}).findings[-1].status == "unknown"
+    for garbage in ("garbage", {"value": 10**400}, {"value": float("nan")}):
+        assert judge(TARGET, after, {"relearn": {"result": {"headline": garbage}}}).findings[-1].status == "unknown"
 
 
 def test_the_learn_tab_describes_every_finding_from_the_library():

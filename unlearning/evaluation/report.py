@@ -187,7 +187,7 @@ def _checks_ok(checks) -> bool:
     """evaluation.knowledge's shape: holdout levels by task/kind, and per check a list of reworded samples."""
     if not isinstance(checks, dict) or not isinstance(checks.get("holdout_level", {}), dict):
         return False
-    if not all(isinstance(k, str) and _number(v, none=False) for k, v in checks.get("holdout_level", {}).items()):
+    if not all(isinstance(k, str) and finite_number(v) for k, v in checks.get("holdout_level", {}).items()):
         return False
     for name, rows in checks.items():
         if name == "holdout_level":
@@ -197,7 +197,7 @@ def _checks_ok(checks) -> bool:
         for row in rows:
             if not (isinstance(row, dict) and all(isinstance(row.get(k), str) for k in ("id", "rewords", "task", "kind"))
                     and isinstance(row.get("exact_memorization"), dict)
-                    and all(_number(v) for v in row["exact_memorization"].values())):
+                    and number_table(row["exact_memorization"])):
                 return False
     return True
 

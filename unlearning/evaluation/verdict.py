@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 
 from unlearning.evaluation.distance import LEAK_FAR, LEAK_NEAR, privleak
 from unlearning.evaluation.report import EvalReport
+from unlearning.options import finite_number
 
 ASPECTS = {"forgot": "Forgot (knowledge)", "output": "Output", "kept": "Kept", "fluent": "Still fluent",
            "utility": "Utility kept", "privacy": "Privacy", "robust": "Robust"}
@@ -51,7 +52,7 @@ NOTHING_KNOWN = 0.05  # a "before" forget score under this: the original never r
 FORGOTTEN = 0.5  # without an oracle, the forget score must fall by at least half (relative) to count as forgotten
 PARTLY = 0.2
 KNOWN_MARGIN = 0.1  # exact memorization more than this above the reference level: the sample is still known
-HIDDEN_SHARE = 0.5  # output forgotten while at least this share of the known samples (or question forms) is still known
+HIDDEN_SHARE = 0.5  # output forgotten while this share of the known samples, or of one check's rewordings, is still known
 ORACLE_ABOVE, ORACLE_BELOW = 0.1, 0.25  # output score this far above the oracle's: remembered; this far below: a tell
 KEPT_WITHIN = 0.1  # every retain group within 0.1 of its score before: kept (the bar the issues set)
 KEPT_BROKEN = 0.25  # a retain group losing more than this is broken
@@ -298,8 +299,9 @@ def forgot(before: EvalReport | None, after: EvalReport) -> Finding:
     asked_total = sum(k for _, k in asked.values())
     if not known and not still_asked:
         return Finding("forgot", "good", f"Forgotten in what the model knows: {detail}")
+    # one way of asking that still finds the answers is enough: the facts are in the model
     if _output_forgotten(before, after) and (known / n >= HIDDEN_SHARE or
-                                             (asked_total and still_asked / asked_total >= HIDDEN_SHARE)):
+                                             any(s / k >= HIDDEN_SHARE for s, k in asked.values())):
         return Finding("forgot", "hidden", f"Hidden, not forgotten: the output changed but the true answers are still "
                                            f"predicted. {detail}")
     if (known + still_asked) / (n + asked_total) >= HIDDEN_SHARE:
@@ -424,7 +426,7 @@ def _dig(found, *keys):
 
 
 def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(value) if finite_number(value) else None
 
 
 def robust(probes: Mapping[str, dict] | None) -> Finding:
