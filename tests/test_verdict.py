@@ -221,3 +221,12 @@ def test_the_learn_tab_describes_every_finding_from_the_library():
     chapter = verdict_chapter()
     assert all(f"| **{title}** | {RULES[a][0]} |" in chapter for a, title in ASPECTS.items())
     assert {f.aspect for f in judge(TARGET, ORACLE).findings} == set(ASPECTS)
+
+
+def test_empty_answers_the_oracle_gives_too_are_not_held_against_the_run():
+    empty_oracle = knowing(0.64, 0.50, "", auc=0.27, empty=1.0)
+    same = with_reference(knowing(0.64, 0.50, "", auc=0.27, empty=1.0), empty_oracle, {})
+    assert judge(TARGET, same).findings[1].status == "good"  # what a model that never saw them says
+    unlike = with_reference(knowing(0.64, 0.50, "", auc=0.27, empty=1.0), ORACLE, {})
+    output = judge(TARGET, unlike).findings[1]
+    assert output.status == "warn" and "6 of 6 forget answers are now gibberish or empty" in output.text

@@ -214,6 +214,18 @@ def _refusals(after: EvalReport) -> tuple[int, int, bool]:
     return len(refused), len(flags), answered
 
 
+def _broken_unlike_oracle(before: EvalReport | None, after: EvalReport) -> tuple[list[str], int]:
+    """The forget answers newly gibberish or empty (of how many), leaving out those where the oracle's own answer is
+    broken too: that is what a model that never saw the sample says."""
+    oracle = {r["id"]: r for r in after.oracle().rows} if after.oracle() else {}
+    was = {r["id"]: r for r in before.rows} if before else {}
+    rows = [r for r in after.rows if r["split"] == "forget" and r.get("gibberish") is not None]
+    broken = [r.get("generation", "") for r in rows
+              if any(r.get(flag) and not was.get(r["id"], {}).get(flag) and not oracle.get(r["id"], {}).get(flag)
+                     for flag in ("gibberish", "empty"))]
+    return broken, len(rows)
+
+
 def output(before: EvalReport | None, after: EvalReport) -> Finding:
     fa = after.split("official", "forget")
     fb = before.split("official", "forget") if before else None
@@ -234,9 +246,9 @@ def output(before: EvalReport | None, after: EvalReport) -> Finding:
         tail += (f" {refused} of {total} forget answers are refusals" + (
             " where the oracle answers: the refusal itself reveals what was unlearned." if oracle_answers else "."))
     moved = f"Forget score (greedy output) {fb:.2f} → {fa:.2f}"
-    new = sum(_newly(before, after, "forget", flag)[0] for flag in ("gibberish", "empty"))
-    count, total_answers, example = _newly(before, after, "forget", "gibberish")
-    example = example or _newly(before, after, "forget", "empty")[2]
+    broken, total_answers = _broken_unlike_oracle(before, after)
+    new = len(broken)
+    example = broken[0] if broken else ""
     if _output_forgotten(before, after) and total_answers and new / total_answers >= GIBBERISH_BAD["forget"]:
         return Finding("output", "warn", f"{moved}, but {new} of {total_answers} forget answers are now gibberish or empty "
                                          f"(e.g. {_example(example)}): that is broken output on these prompts, not the "
