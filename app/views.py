@@ -292,6 +292,8 @@ def token_view_html(before: EvalReport | None, after: EvalReport | None, sample_
     a = next((r for r in after.rows if r["id"] == sample_id), None)
     if not b or not a or not b.get("token_probs") or not a.get("token_probs"):
         return '<p class="us-muted">This run has no per-token probabilities for that sample (saved before they existed).</p>'
+    # a model with non-finite weights stores its probabilities as null: drawn as 0, never a crash
+    b, a = ({**r, "token_probs": [p if p is not None else 0.0 for p in r["token_probs"]]} for r in (b, a))
     lost = sorted(range(len(b["tokens"])), key=lambda i: a["token_probs"][i] - b["token_probs"][i])[:5]
     biggest = ", ".join(f"“{html.escape(b['tokens'][i].strip() or b['tokens'][i])}” {b['token_probs'][i]:.2f}→{a['token_probs'][i]:.2f}"
                         for i in lost if a["token_probs"][i] < b["token_probs"][i] - 0.05)

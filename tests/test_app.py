@@ -654,3 +654,12 @@ def test_polling_an_empty_runs_folder_logs_nothing(tmp_path, caplog):
         for poll in polls:
             poll.fn(*[c.default_value if isinstance(c, gr.BrowserState) else c.value for c in poll.inputs])
     assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info] == []
+
+
+def test_null_scores_and_probabilities_draw_without_a_crash():
+    """A model with non-finite weights stores NaN as null (issue 21.2): the token view and Compare still draw."""
+    after = read_report(report({("f1", "forget"): 0.0, ("r1", "retain"): 1.0}))
+    for row in after.rows:
+        row["official"], row["token_probs"] = None, [None, None]
+    assert 'data-p="0.0000"' in token_view_html(read_report(BEFORE), after, "f1")
+    assert "1.00 → –" in compare_html(read_report(BEFORE), after, "forget")

@@ -98,7 +98,7 @@ def _generations(before: EvalReport | None, after: EvalReport | None) -> str:
         rows.append(f'<tr><td><code>{html.escape(b["id"])}</code><br><span class="muted">{b["split"]}</span></td>'
                     f'<td>{html.escape(b["input"])}</td><td>{html.escape(b["output"])}</td>'
                     f'<td>{html.escape(b["generation"])}</td><td>{html.escape(a["generation"])}{flag}</td>'
-                    f'<td class="num">{b["official"]:.2f} → {a["official"]:.2f}</td></tr>')
+                    f'<td class="num">{_num(b["official"])} → {_num(a["official"])}</td></tr>')
     return ("<h3>Generations before and after</h3>"
             f'<p class="muted">The first {SHOWN} forget samples, and the {SHOWN} retain samples whose official score '
             "fell most.</p><table><thead><tr><th>sample</th><th>prompt</th><th>expected</th><th>before</th>"
