@@ -9,7 +9,7 @@ from collections import Counter
 
 import pandas as pd
 
-from unlearning.data.records import Record, UnlearningData
+from unlearning.data.records import SPLITS, Record, UnlearningData
 
 ALL = "all"
 TICK = "forget"  # header of the tick-box column
@@ -19,13 +19,15 @@ KIND_NAMES = {"sc": "sentence completion", "qa": "question answering"}
 
 
 def filter_records(records: list[Record], task: str = ALL, kind: str = ALL, split: str = ALL, query: str = "") -> list[Record]:
-    """Records matching the three filters and a case-insensitive text search over id, input and output."""
+    """Records matching the three filters and a case-insensitive text search over id, input and output; the forget
+    split first (what a user came to pick from), then retain and holdout, each in the data's order."""
     words = query.lower().split()
-    return [
+    found = [
         r for r in records
         if task in (ALL, r.task) and kind in (ALL, r.kind) and split in (ALL, r.split)
         and all(w in f"{r.id} {r.input} {r.output}".lower() for w in words)
     ]
+    return sorted(found, key=lambda r: SPLITS.index(r.split))
 
 
 def table(records: list[Record], selected: list[str]) -> pd.DataFrame:

@@ -62,6 +62,9 @@ def test_filters_and_search(bundled):
     hits = sel.filter_records(bundled.records, query="EMAIL address")  # case-insensitive, every word must match
     assert hits and all("email address" in r.input.lower() for r in hits)
     assert sel.filter_records(bundled.records, task="Task1", query="bio-001") == []
+    listed = sel.filter_records(bundled.records)  # the forget split first: what a user came to pick from
+    assert [r.split for r in listed] == sorted((r.split for r in bundled.records), key=("forget", "retain", "holdout").index)
+    assert [r.id for r in listed[:4]] == ["bio-006sc1", "bio-006qa0", "bio-006qa1", "bio-006qa2"]
 
 
 def test_ticks_in_the_shown_table_update_only_shown_rows(bundled):
