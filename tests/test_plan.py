@@ -105,6 +105,9 @@ def test_forget_samples_from_the_retain_split_leave_the_retain_set(bundled):
     assert plan.config.retain_ids is None  # recorded as "the retain split, less the forget set": reproducible
     assert {r.id for r in plan.selection.retain} == {r.id for r in bundled.split("retain")} - set(moved)
     assert plan.notes == ["2 sample(s) to forget come from the retain split: they are left out of the retain set."]
+    # and they are this run's forget samples in every report: scored and judged as forget, not as retain
+    assert [r.split for r in plan.selection.forget] == ["forget", "forget"]
+    assert [r.id for r in plan.selection.forget] == moved and bundled.by_ids(moved)[0].split == "retain"
 
 
 def test_a_method_without_a_retain_term_needs_no_retain_set(bundled):

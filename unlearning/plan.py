@@ -134,7 +134,8 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
     if problems:
         raise PlanError(problems)
 
-    forget = [index[i] for i in forget_ids]
+    # a sample picked from another split is forgotten by this run: every report and verdict must count it as forget
+    forget = [index[i] if index[i].split == "forget" else replace(index[i], split="forget") for i in forget_ids]
     if config.train.batch_size > len(forget):  # a batch cannot hold more samples than there are
         notes.append(f"The batch size is lowered to {len(forget)}: there are only {len(forget)} forget samples.")
         config = replace(config, train=replace(config.train, batch_size=len(forget)))
