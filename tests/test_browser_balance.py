@@ -56,6 +56,7 @@ def test_the_forgotten_count_moves_and_the_run_ends_when_all_are_forgotten(serve
 
     open_tab(page, "Data")
     rows = page.locator("#data-table").get_by_role("row")
+    expect(rows.nth(TICKED)).to_contain_text("forget", timeout=30_000)  # the table is drawn: a tick before is lost
     for i in range(TICKED):
         rows.nth(i + 1).get_by_role("checkbox").click()
         expect(page.locator("#selection-summary")).to_contain_text(f"{i + 1} sample", timeout=30_000)
@@ -90,7 +91,8 @@ def test_the_forgotten_count_moves_and_the_run_ends_when_all_are_forgotten(serve
 
 def test_a_target_with_its_oracle_and_a_run_judged_against_it(server, page: Page):
     """The Model tab prepares a target and its oracle in one job; the next run's verdict reads against the oracle:
-    knowledge against the oracle's level, privacy by PrivLeak (issue 24). Runs after the test above, on its page."""
+    knowledge against the oracle's level, privacy by PrivLeak (issue 24). Runs after the test above, on its page.
+    (The tiny target reproduces nothing greedily, so its output finding has nothing to read against.)"""
     open_tab(page, "Model")
     offer = page.locator("#prepare-target-now")
     expect(offer).to_contain_text("Prepare a target and its oracle", timeout=60_000)
@@ -107,9 +109,11 @@ def test_a_target_with_its_oracle_and_a_run_judged_against_it(server, page: Page
     page.locator("#eval-mia input").check()
     page.get_by_text("Run settings").click()
     page.locator("#start-run").click()
-    expect(page.locator("#run-progress .us-progress")).to_have_attribute("data-state", "done", timeout=240_000)
+    progress = page.locator("#run-progress .us-progress")
+    expect(progress).not_to_have_attribute("data-state", "done", timeout=30_000)  # the balance run's bar, replaced
+    expect(progress).to_have_attribute("data-state", "done", timeout=300_000)
+    expect(page.locator("#run-result")).to_contain_text("finished")
     forgot = page.locator("#run-result [data-aspect=forgot]")
     expect(forgot).to_contain_text("Forgot (knowledge)")
     expect(forgot).to_contain_text("the oracle's")
     expect(page.locator("#run-result [data-aspect=privacy]")).to_contain_text("against the oracle")
-    expect(page.locator("#run-result [data-aspect=output]")).to_contain_text("oracle's")
