@@ -177,7 +177,7 @@ def test_still_predicted_and_still_printed_is_still_known():
 def test_without_an_oracle_the_holdout_level_then_fixed_thresholds():
     holdout = with_reference(knowing(0.78, 0.0, REFUSAL, refusal=1.0), None, {"holdout_level": {"Task2/sc": 0.6, "Task1/sc": 0.6}})
     forgot = judge(TARGET, holdout).findings[0]
-    assert forgot.status == "hidden" and "above the holdout level" in forgot.text and "Fixed" not in forgot.text
+    assert forgot.status == "hidden" and "above the holdout's level" in forgot.text and "Fixed" not in forgot.text
     fixed = judge(TARGET, knowing(0.30, 0.0, REFUSAL, refusal=1.0)).findings
     # half the original's 0.96 is 0.48: 0.30 is below it, so forgotten, and the text says which thresholds it read
     assert fixed[0].status == "good" and "Fixed thresholds" in fixed[0].text

@@ -126,7 +126,7 @@ def _newly(before: EvalReport | None, after: EvalReport, split: str, name: str) 
 class Reference:
     """The level a model that never saw a sample reaches, per sample: from the oracle, the holdout, or fixed."""
 
-    name: str  # "the oracle's", "the holdout level", "half the original's"
+    name: str  # "the oracle's", "the holdout's", "half the original's"
     fixed: bool
     level: Callable[[dict, str], float | None]  # (row, metric) -> the reference value of that row
 
@@ -147,7 +147,7 @@ def reference(before: EvalReport | None, after: EvalReport) -> Reference:
         def level(row: dict, name: str) -> float | None:
             key = f"{row['task']}/{row['kind']}"
             return holdout[key] if name == "exact_memorization" and key in holdout else half(row, name)
-        return Reference("the holdout level", False, level)
+        return Reference("the holdout's", False, level)
     return Reference("half the original's", True, half)
 
 
