@@ -101,8 +101,14 @@ class EvalReport:
         return asdict(self)
 
     def oracle(self) -> "EvalReport | None":
-        """The oracle's evaluation on the same samples, None when no oracle was prepared for the run."""
-        return EvalReport.from_dict(self.reference) if self.reference else None
+        """The oracle's evaluation on the same samples, None when no oracle was prepared for the run. Read once per
+        reference: every finding of a verdict asks for it, and reading checks the whole report."""
+        if not self.reference:
+            return None
+        read = self.__dict__.get("_oracle")  # not a field: asdict, equality and the stored JSON never see it
+        if read is None or read[0] is not self.reference:
+            read = self.__dict__["_oracle"] = (self.reference, EvalReport.from_dict(self.reference))
+        return read[1]
 
     @classmethod
     def from_dict(cls, data: dict) -> "EvalReport":

@@ -217,7 +217,7 @@ def _refusals(after: EvalReport) -> tuple[int, int, bool]:
 def _broken_unlike_oracle(before: EvalReport | None, after: EvalReport) -> tuple[list[str], int]:
     """The forget answers newly gibberish or empty (of how many), leaving out those where the oracle's own answer is
     broken too: that is what a model that never saw the sample says."""
-    oracle = {r["id"]: r for r in after.oracle().rows} if after.oracle() else {}
+    oracle = {r["id"]: r for r in after.oracle().rows} if after.reference else {}
     was = {r["id"]: r for r in before.rows} if before else {}
     rows = [r for r in after.rows if r["split"] == "forget" and r.get("gibberish") is not None]
     broken = [r.get("generation", "") for r in rows
