@@ -86,14 +86,17 @@ def machine() -> dict:
     }
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0, device: str = "cpu") -> float:
     """FLOP/s of the fastest n x n matmul in `seconds` of trying: the practical peak of this machine for `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.matmul(a, b)  # warm-up: oneDNN picks and caches its kernel on the first call
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)  # a GPU matmul returns before it is done
+    torch.matmul(a, b)  # warm-up: oneDNN and cuBLAS pick and cache their kernel on the first call
+    sync()
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.matmul(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best  # the fastest call is the one least disturbed by other processes
 

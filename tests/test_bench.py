@@ -96,3 +96,19 @@ def test_memory_model_counts_what_the_engine_keeps():
 def test_unknown_section_is_refused():
     with pytest.raises(SystemExit):
         main(["--sections", "step,warp"])
+
+
+def test_gpu_section_runs_a_whole_studio_run_on_cpu():
+    """Without CUDA the GPU script runs the same end-to-end path on the tiny model: both configurations complete,
+    their figures are consistent with each other, and the verdict is read with the quantisation probe."""
+    from benchmarks import gpu
+    from benchmarks.common import Context
+
+    result = gpu.run(Context(quick=True))
+    assert [r["trains"] for r in result["configs"]] == ["lora", "last_k"]
+    for r in result["configs"]:
+        assert r["status"] == "completed" and r["steps"] == 4
+        assert r["tokens_per_second"] == pytest.approx(r["tokens_per_step"] / r["seconds_per_step"])
+        assert 0 < r["peak_share"] < 1
+        assert r["before_eval_seconds"] > 0 and r["after_eval_seconds"] > 0
+        assert r["verdict"]["robust"] != "unknown"  # the quantisation probe was read

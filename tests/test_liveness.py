@@ -104,3 +104,22 @@ def test_the_status_follows_the_run_stage_by_stage(bundled, tmp_path):
                      "saving the unlearned weights"):
         assert any(stage.startswith(expected) for stage in stages), (expected, stages)
     assert final["status"] == "completed"
+
+
+def test_the_work_between_steps_and_the_knowledge_checks_report_batch_by_batch(bundled, tmp_path):
+    """Scoring before step 1 and between steps, and asking each model the reworded questions, took up to a minute
+    on a CPU with the bar standing still: each pass now reports its batches."""
+    store = RunStore(tmp_path)
+    plan = make_plan(quick_config(bundled, score_every=1, generate_every=1))
+    seen = []
+    run_experiment(plan, store, lambda fraction, stage: seen.append(stage))
+    start = seen.index("unlearning: step 0/2")
+    first = next(i for i, stage in enumerate(seen) if stage.startswith("unlearning: step 1/2"))
+    between = seen[start + 1 : first]
+    for stage in ("scoring: teacher-forced", "scoring: the holdout level", "scoring: generating", "scoring: fluency"):
+        assert any(s.startswith(f"unlearning: step 0/2, {stage}") for s in between), (stage, between)
+    scored = len(plan.selection.forget) + len(plan.selection.retain_eval)  # the teacher-forced pass counts samples
+    assert f"unlearning: step 0/2, scoring: teacher-forced {scored}/{scored}" in between
+    assert any(s.startswith("unlearning: step 1/2, scoring: teacher-forced") for s in seen)  # after step 1 too
+    asked = [s for s in seen if "asking the unlearned model in other words" in s]
+    assert asked[0].endswith(", 0/" + asked[-1].split("/")[-1]) and asked[-1].split(", ")[-1].split("/")[0] != "0"

@@ -249,8 +249,8 @@ def train(
 
     With a `monitor` (unlearning.monitor) the run is scored before the first step and every `score_every` steps, the
     scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
-    keep the best state, or end the run. `progress(stage, done, total)` follows the work before step 1 (filling the
-    frozen-prefix cache). `prefix` is a cache to fill and reuse across runs (a sweep's); without one a last-k run that
+    keep the best state, or end the run. `progress(stage, done, total)` follows the work between steps, batch by batch:
+    filling the frozen-prefix cache and the monitor's scoring passes. `prefix` is a cache to fill and reuse across runs (a sweep's); without one a last-k run that
     can use it makes its own. The data and settings come from a checked plan (unlearning.plan.make_plan): nothing is
     checked again here.
     """
@@ -301,7 +301,7 @@ def train(
     def observe(step: int) -> tuple[dict, tuple[str, str]]:
         # `full` holds the weights the best state copies and generates when generation is due
         with torch.autocast(acc.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            entry = monitor.score(full, step, scoring)
+            entry = monitor.score(full, step, scoring, progress)
         return entry, monitor.decide(step, entry, full)
 
     if monitor is not None:

@@ -95,7 +95,9 @@ def evaluate_model(source: str, sel: Selection, config: RunConfig, progress: Pro
     records = sel.forget + sel.retain_eval
     key = {"model": source, "stamp": source_stamp(source), "data": config.data, "ids": [r.id for r in records],
            "eval": config.eval.__dict__, "mia": sel.mia_source}
-    return evaluate_cached(cached_model(source), key, records, sel, config, progress, cancel)
+    with ticking(progress, 0.0, 0.02, f"loading {source}", expected_seconds=3.0):  # the oracle's first load
+        loaded = cached_model(source)
+    return evaluate_cached(loaded, key, records, sel, config, progress, cancel)
 
 
 def evaluate_after(plan: Plan, original: LoadedModel, unlearned: PreTrainedModel, progress: Progress,
@@ -158,23 +160,27 @@ def run_experiment(
         store.write_json(run_id, "before.json", before.to_dict())
 
         steps = config.train.steps
+        done = [0]  # the last step logged: work between steps is reported beside it
 
         def step_logged(log: dict) -> None:
             store.append_step(run_id, log)
             scores = log.get("scores")
             forgotten = f", {scores['forgotten']}/{scores['forget_total']} forgotten" if scores else ""
             if log["step"]:  # step 0 holds the original's scores; the stage stays "compiling"/"step 0" until step 1
+                done[0] = log["step"]
                 report(0.15 + 0.6 * log["step"] / steps, f"unlearning: step {log['step']}/{steps}{forgotten}")
             if on_step is not None:
                 on_step(log)
 
+        def between_steps(stage: str, count: int, total: int) -> None:
+            report(0.15 + 0.6 * done[0] / steps, f"unlearning: step {done[0]}/{steps}, {stage} {count}/{total}")
+
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         report(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")
-        caching = lambda stage, done, total: report(0.15, f"unlearning: caching the frozen blocks' outputs, {done}/{total} samples")  # noqa: E731
         monitor = (Monitor(loaded.tokenizer, sel.forget, sel.retain_eval, config.train, loaded.model,
                            config.eval.max_new_tokens, sel.holdout) if config.train.score_every else None)
         result = train(loaded.model, loaded.tokenizer, sel.forget, sel.retain, config.train, step_logged, cancel, monitor,
-                       caching, prefix)
+                       between_steps, prefix)
         if result.status not in ("completed", "stopped"):  # cancelled or diverged: keep the curve, skip the evaluation
             store.set_status(run_id, result.status, result.message)
             progress(1.0, result.message)

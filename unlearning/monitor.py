@@ -24,6 +24,7 @@ import copy
 import statistics
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -70,6 +71,7 @@ class Monitor:
         self.memorised = [1.0] * len(forget)  # each forget sample's latest exact memorization
         self.start: dict | None = None  # the scores before the first step
         self.best: Best | None = None
+        self.progress: Callable[[str, int, int], None] | None = None  # set per score() call
 
     @property
     def every(self) -> int:
@@ -80,12 +82,15 @@ class Monitor:
         return step == 0 or step == last or step % self.every == 0
 
     @torch.no_grad()
-    def score(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None = None) -> dict:
+    def score(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> dict:
         """One teacher-forced pass (and, when due, a generation pass); updates the per-sample state.
 
         `tail`: the model's last k blocks and a frozen-prefix cache holding `features` and `holdout_features`; the
         teacher-forced passes then run those blocks only (generation needs the whole `model`).
+        `progress(stage, done, total)` follows each pass, batch by batch: scoring before step 1 takes a minute on a CPU.
         """
+        self.progress = progress
         n = len(self.forget)
         if step == 0 and self.reference is not None:
             known, key = _STARTS.setdefault(self.reference, {}), self._start_key(tail is not None)
@@ -119,7 +124,8 @@ class Monitor:
         was_training = scorer.training
         scorer.eval()
         try:
-            tokens = token_scores(scorer, self.features, self.tokenizer.pad_token_id, batch_size=16, prefix=prefix)
+            tokens = token_scores(scorer, self.features, self.tokenizer.pad_token_id, batch_size=16,
+                                  progress=self._reporting("scoring: teacher-forced"), prefix=prefix)
             n = len(self.forget)
             em, es, nll = tokens.exact_memorization(), tokens.extraction_strength(), tokens.answer_nll()
             entry = {
@@ -135,10 +141,14 @@ class Monitor:
             scorer.train(was_training)
         return entry, em
 
+    def _reporting(self, stage: str) -> Callable[[int, int], None] | None:
+        progress = self.progress
+        return (lambda done, total: progress(stage, done, total)) if progress else None
+
     def _never_seen(self, model: PreTrainedModel, prefix: PrefixCache | None) -> None:
         """The original's exact memorization on holdout samples, per task and kind: the forgotten level to reach."""
         em = token_scores(model, self.holdout_features, self.tokenizer.pad_token_id, batch_size=16,
-                          prefix=prefix).exact_memorization()
+                          progress=self._reporting("scoring: the holdout level"), prefix=prefix).exact_memorization()
         levels: dict[tuple, list[float]] = {}
         for record, value in zip(self.holdout, em):
             if value is not None:
@@ -148,10 +158,12 @@ class Monitor:
 
     def _generated(self, model: PreTrainedModel) -> dict:
         records = self.forget + self.retain_eval
-        texts = generate(model, self.tokenizer, [r.input for r in records], self.max_new_tokens, batch_size=64)
+        texts = generate(model, self.tokenizer, [r.input for r in records], self.max_new_tokens, batch_size=64,
+                         progress=self._reporting("scoring: generating"))
         official = [score(r, t) for r, t in zip(records, texts)]
         reference = self.reference if self.reference is not None else model
-        flags = judge_texts(reference, self.tokenizer, [r.input for r in records], texts)["gibberish"]
+        flags = judge_texts(reference, self.tokenizer, [r.input for r in records], texts,
+                            progress=self._reporting("scoring: fluency"))["gibberish"]
         n = len(self.forget)
         return {"forget_official": _mean(official[:n]), "retain_official": _mean(official[n:]),
                 "forget_gibberish": _mean(flags[:n]), "retain_gibberish": _mean(flags[n:])}

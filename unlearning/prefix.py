@@ -26,6 +26,7 @@ from unlearning.batching import Features
 # the whole model computes there (checked by tests/test_prefix.py). Others are not: Gemma scales inputs_embeds, Qwen2
 # picks each block's mask by its index in the loop. They train without the cache.
 EXACT_ARCHITECTURES = ("llama", "olmo", "olmo2")
+CACHING = "caching the frozen blocks' outputs"  # the stage `fill` reports, counted in samples
 
 
 def supports(model: PreTrainedModel) -> bool:
@@ -112,7 +113,7 @@ class PrefixCache:
         missing.sort(key=len)  # similar lengths together: less padding
         for start in range(0, len(missing), batch_size):
             if progress:
-                progress("caching", start, len(missing))
+                progress(CACHING, start, len(missing))
             group = missing[start : start + batch_size]
             width = max(map(len, group))
             ids = torch.tensor([list(s) + [0] * (width - len(s)) for s in group], device=device)
@@ -122,7 +123,7 @@ class PrefixCache:
             for row, sample in enumerate(group):
                 self.states[sample] = hidden[row, : len(sample)].clone()
         if progress:
-            progress("caching", len(missing), len(missing))
+            progress(CACHING, len(missing), len(missing))
 
     def inputs(self, features: list[Features]) -> dict:
         """The cached states of a batch, right-padded like batching.collate pads it: what `losses.forward` reads."""

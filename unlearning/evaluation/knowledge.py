@@ -50,18 +50,20 @@ def paraphrased(forget: list[Record], count: int, templates: tuple[str, ...] | l
     return pairs
 
 
-def _em(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[Record]) -> list[float | None]:
+def _em(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[Record],
+        progress: Callable[[int, int], None] | None = None) -> list[float | None]:
     features = encode_records(tokenizer, records, sample_length(model))
     model.eval()  # dropout off, as in every evaluation
-    return token_scores(model, features, tokenizer.pad_token_id).exact_memorization()
+    return token_scores(model, features, tokenizer.pad_token_id, progress=progress).exact_memorization()
 
 
-def holdout_levels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: UnlearningData) -> dict[str, float]:
+def holdout_levels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: UnlearningData,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
     """"Task2/qa" -> the mean exact memorization `model` reaches on the data's holdout samples of that task and kind:
     what it predicts of text it never saw (templated biographies are predictable)."""
     holdout = data.split("holdout")
     levels: dict[str, list[float]] = {}
-    for record, value in zip(holdout, _em(model, tokenizer, holdout) if holdout else []):
+    for record, value in zip(holdout, _em(model, tokenizer, holdout, progress) if holdout else []):
         if value is not None:
             levels.setdefault(f"{record.task}/{record.kind}", []).append(value)
     return {key: statistics.fmean(values) for key, values in levels.items()}
@@ -77,10 +79,12 @@ def knowledge_checks(
     records = [variant for found in pairs.values() for variant, _ in found]
     scores = {}
     for name, model in models.items():
-        progress(f"asking the {name} model in other words, {len(records)} prompts")
-        scores[name] = _em(model, tokenizer, records) if records else []
+        asking = lambda done, total, name=name: progress(f"asking the {name} model in other words, {done}/{total} prompts")
+        asking(0, len(records))
+        scores[name] = _em(model, tokenizer, records, asking) if records else []
     progress("the original's level on the holdout samples")
-    checks: dict = {"holdout_level": holdout_levels(models["original"], tokenizer, data) if "original" in models else {}}
+    level = lambda done, total: progress(f"the original's level on the holdout samples, {done}/{total}")  # noqa: E731
+    checks: dict = {"holdout_level": holdout_levels(models["original"], tokenizer, data, level) if "original" in models else {}}
     position = 0
     for check, found in pairs.items():
         checks[check] = []
