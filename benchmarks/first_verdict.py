@@ -23,6 +23,7 @@ from unlearning.evaluation import EvalReport
 from unlearning.evaluation.verdict import judge
 from unlearning.experiment import run_experiment
 from unlearning.methods import get_method
+from unlearning.models import cached_model
 from unlearning.oracle import prepare_oracle
 from unlearning.plan import make_plan
 from unlearning.probes.runner import run_probes
@@ -83,7 +84,8 @@ class Clock:
 
 
 def run(ctx: Context) -> dict:
-    model = ctx.model  # loaded before the clock starts: the goal counts from a loaded model
+    model = cached_model("default")  # loaded before the clock starts (the goal counts from a loaded model), and the
+    # one the oracle's preparation finds in memory, as in the CLI and the app
     data = bundled_dataset()
     records = target_records(data)[: 16 if ctx.quick else None]
     config = TargetConfig(epochs=1) if ctx.quick else TargetConfig()

@@ -176,6 +176,27 @@ def test_16_bit_quantisation_changes_no_score(probed):
     assert set(result["bars"]["official"]["probed"]) == {"16-bit"}
 
 
+def test_the_rounded_original_is_scored_once_per_original(probed, monkeypatch):
+    """Every run from one original rounds and re-scores the same original: the second probe reads it from the cache
+    (half the probe's evaluations) and reports the very same figures."""
+    from unlearning.probes import quantize
+
+    store, run_id = probed
+    options = {"quantize": {"bits": "4"}}
+    first = run_probes(store, run_id, ["quantize"], options)["quantize"]["result"]
+    rounded = []
+    monkeypatch.setattr(quantize, "quantised", lambda model, *a: rounded.append(model) or quantised(model, *a))
+    again = run_probes(store, run_id, ["quantize"], options)["quantize"]["result"]
+    assert len(rounded) == 1 and rounded[0] is not probed_original(store, run_id)  # only the unlearned model
+    assert again["widths"] == first["widths"] and "original_quantised" in again["widths"]["4"]["forget"]["official"]
+
+
+def probed_original(store, run_id):
+    from unlearning.models import cached_model
+
+    return cached_model(store.config(run_id).model).model
+
+
 def test_variants_reword_the_forget_samples(probed):
     store, run_id = probed
     result = run_probes(store, run_id, ["variants"])["variants"]["result"]

@@ -69,17 +69,16 @@ def source_stamp(source: str) -> float:
     return max((f.stat().st_mtime for f in folder.iterdir() if f.is_file()), default=0.0) if folder.is_dir() else 0.0
 
 
-def evaluate_cached(loaded: LoadedModel, key: dict, records: list[Record], sel: Selection, config: RunConfig,
-                    progress: Progress, cancel: threading.Event | None) -> EvalReport:
-    """The original model's scores depend only on model, samples and settings: compute them once per combination."""
+def cached_report(key: dict, compute: Callable[[], EvalReport]) -> EvalReport:
+    """An evaluation of a model that does not change (the original, the oracle, the original rounded) depends only on
+    `key` (model, samples, settings): computed once per combination and kept in the cache folder."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     file = cache_dir() / "evals" / f"{digest}.json"
     try:
         return EvalReport.from_dict(json.loads(file.read_text(encoding="utf-8")))
     except (OSError, ValueError):  # not cached yet, or a damaged or older cache entry: compute it again
         pass
-    report = evaluate(loaded.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress,
-                      cancel=cancel, mia_source=sel.mia_source, notes=sel.notes)
+    report = compute()
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(file, to_json(report.to_dict()))
@@ -97,7 +96,9 @@ def evaluate_model(source: str, sel: Selection, config: RunConfig, progress: Pro
            "eval": config.eval.__dict__, "mia": sel.mia_source}
     with ticking(progress, 0.0, 0.02, f"loading {source}", expected_seconds=3.0):  # the oracle's first load
         loaded = cached_model(source)
-    return evaluate_cached(loaded, key, records, sel, config, progress, cancel)
+    return cached_report(key, lambda: evaluate(
+        loaded.model, loaded.tokenizer, records, sel.mia_members, sel.mia_nonmembers, config.eval, progress,
+        cancel=cancel, mia_source=sel.mia_source, notes=sel.notes))
 
 
 def evaluate_after(plan: Plan, original: LoadedModel, unlearned: PreTrainedModel, progress: Progress,

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from unlearning.evaluation import EvalReport
+from unlearning.experiment import cached_report, source_stamp
 from unlearning.options import option
 from unlearning.probes.base import (HEADLINE, ProbeOptions, Progress, Subject, bars, compare, means, probe,
                                     verdict)
@@ -83,12 +84,20 @@ def run(subject: Subject, options: Options, progress: Progress, cancel: threadin
     scored: dict[int, dict[str, EvalReport]] = {}
     for i, (bits, name) in enumerate(jobs):
         label = f"{bits}-bit {name}"
-        progress(i / len(jobs), f"rounding the {label} model")
-        model = quantised(models[name], bits, options.group_size)
-        report = subject.rescore(model, records, lambda f, stage: progress((i + f) / len(jobs), f"{label}: {stage}"),
-                                 cancel)
-        del model
-        scored.setdefault(bits, {})[name] = report
+
+        def rescored() -> EvalReport:
+            progress(i / len(jobs), f"rounding the {label} model")
+            model = quantised(models[name], bits, options.group_size)
+            return subject.rescore(model, records, lambda f, stage: progress((i + f) / len(jobs), f"{label}: {stage}"),
+                                   cancel)
+
+        if name == "original":  # the same for every run from this original: rounded and scored once
+            key = {"model": subject.config.model, "stamp": source_stamp(subject.config.model), "rounded": bits,
+                   "group_size": options.group_size, "ids": [r.id for r in records], "data": subject.config.data,
+                   "eval": subject.knowledge_config().__dict__}
+            scored.setdefault(bits, {})[name] = cached_report(key, rescored)
+        else:
+            scored.setdefault(bits, {})[name] = rescored()
     widths, probed, recovered = {}, {}, {}
     for bits, reports in scored.items():
         entry = {}
