@@ -56,7 +56,7 @@ def run(ctx: Context) -> dict:
     steps = 4 if small else 60
     preset = get_method("idk").presets[0]
     forget = [r.id for r in bundled_dataset().split("forget")][: 4 if small else None]
-    evaluation = {"max_new_tokens": 8, "retain_rows": 8} if small else {}
+    evaluation = {"max_new_tokens": 4, "retain_rows": 4, "utility": "none"} if small else {}
     peak = matmul_peak(torch.bfloat16, n=8192 if cuda else 512, device=device)
     results = []
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-gpu-") as tmp:
@@ -88,6 +88,7 @@ def run(ctx: Context) -> dict:
                 "peak_share": flops / per_step / peak, "run_seconds": run_seconds, "probe_seconds": probe_seconds,
                 "before_eval_seconds": before.seconds, "after_eval_seconds": after.seconds,
                 "peak_memory_gib": torch.cuda.max_memory_allocated() / GIB if cuda else None,
+                "probed": sorted(store.probes(run_id)),
                 "verdict": {f.aspect: f.status for f in judge(before, after, store.probes(run_id)).findings},
             })
             del unlearned
