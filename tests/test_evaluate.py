@@ -342,3 +342,20 @@ def official_aggregate_scores(rows, generations):
         else:
             out.append(float(int(str(gt).strip().lower() == str(gen).strip().lower())))
     return out
+
+
+def test_the_fixed_models_answer_the_knowledge_checks_once(tiny, bundled, monkeypatch):
+    """The original and the oracle are never trained: a second run's checks reuse their scores (the same numbers),
+    while the unlearned model, new in every run, is always scored."""
+    from unlearning.evaluation import knowledge
+
+    forget = bundled.split("forget")[:2]
+    other = copy.deepcopy(tiny.model)
+    models = {"original": tiny.model, "unlearned": other}
+    first = knowledge.knowledge_checks(models, tiny.tokenizer, bundled, forget)
+    scored = []
+    real = knowledge.token_scores
+    monkeypatch.setattr(knowledge, "token_scores", lambda model, *a, **k: scored.append(model) or real(model, *a, **k))
+    again = knowledge.knowledge_checks(models, tiny.tokenizer, bundled, forget)
+    assert scored == [other] and again == first
+    assert first["holdout_level"] and first["paraphrase"][0]["exact_memorization"].keys() == {"original", "unlearned"}

@@ -14,6 +14,7 @@ The "asked differently" probe (unlearning.probes.variants) adds a forcing prefix
 from __future__ import annotations
 
 import statistics
+import weakref
 from dataclasses import replace
 from typing import Callable, Mapping
 
@@ -27,6 +28,7 @@ from unlearning.evaluation.memorisation import token_scores
 
 TEMPLATES = ("Question: {input} Answer:", "Please answer briefly. {input}")  # for data the studio cannot paraphrase
 PARAPHRASES = 2  # per forget sample, in the checks every run makes
+FIXED = ("original", "oracle")  # the models of a run that are never trained
 
 
 def question_forms(data: UnlearningData, forget: list[Record]) -> list[tuple[Record, Record]]:
@@ -50,20 +52,32 @@ def paraphrased(forget: list[Record], count: int, templates: tuple[str, ...] | l
     return pairs
 
 
+# The fixed models' scores (the original's, the oracle's: loaded once and never trained) per model and samples: every
+# run from one original asks them the same questions. Weak keys: a model that leaves the model cache takes them along.
+_FIXED: weakref.WeakKeyDictionary[PreTrainedModel, dict[tuple, list]] = weakref.WeakKeyDictionary()
+
+
 def _em(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, records: list[Record],
-        progress: Callable[[int, int], None] | None = None) -> list[float | None]:
+        progress: Callable[[int, int], None] | None = None, fixed: bool = False) -> list[float | None]:
     features = encode_records(tokenizer, records, sample_length(model))
+    key = tuple(tuple(f["input_ids"]) + (-1,) + tuple(f["labels"]) for f in features)
+    if fixed and key in _FIXED.get(model, {}):
+        return list(_FIXED[model][key])
     model.eval()  # dropout off, as in every evaluation
-    return token_scores(model, features, tokenizer.pad_token_id, progress=progress).exact_memorization()
+    em = token_scores(model, features, tokenizer.pad_token_id, progress=progress).exact_memorization()
+    if fixed:
+        _FIXED.setdefault(model, {})[key] = list(em)
+    return em
 
 
 def holdout_levels(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: UnlearningData,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
-    """"Task2/qa" -> the mean exact memorization `model` reaches on the data's holdout samples of that task and kind:
-    what it predicts of text it never saw (templated biographies are predictable)."""
+    """"Task2/qa" -> the mean exact memorization `model` (one that is never trained: computed once) reaches on the
+    data's holdout samples of that task and kind: what it predicts of text it never saw (templated biographies are
+    predictable)."""
     holdout = data.split("holdout")
     levels: dict[str, list[float]] = {}
-    for record, value in zip(holdout, _em(model, tokenizer, holdout, progress) if holdout else []):
+    for record, value in zip(holdout, _em(model, tokenizer, holdout, progress, fixed=True) if holdout else []):
         if value is not None:
             levels.setdefault(f"{record.task}/{record.kind}", []).append(value)
     return {key: statistics.fmean(values) for key, values in levels.items()}
@@ -74,14 +88,15 @@ def knowledge_checks(
     forget: list[Record], progress: Callable[[str], None] = lambda stage: None,
 ) -> dict:
     """Every reworded forget sample's exact memorization under each model ("original", "unlearned", "oracle"), and
-    the original's holdout level per task and kind. JSON-able; saved with the after-evaluation."""
+    the original's holdout level per task and kind. JSON-able; saved with the after-evaluation. The original and the
+    oracle never change: their scores are computed once per model and samples."""
     pairs = {"question_form": question_forms(data, forget), "paraphrase": paraphrased(forget, PARAPHRASES)}
     records = [variant for found in pairs.values() for variant, _ in found]
     scores = {}
     for name, model in models.items():
         asking = lambda done, total, name=name: progress(f"asking the {name} model in other words, {done}/{total} prompts")
         asking(0, len(records))
-        scores[name] = _em(model, tokenizer, records, asking) if records else []
+        scores[name] = _em(model, tokenizer, records, asking, fixed=name in FIXED) if records else []
     progress("the original's level on the holdout samples")
     level = lambda done, total: progress(f"the original's level on the holdout samples, {done}/{total}")  # noqa: E731
     checks: dict = {"holdout_level": holdout_levels(models["original"], tokenizer, data, level) if "original" in models else {}}
