@@ -13,7 +13,7 @@ from unlearning.runs import RunConfig, RunStore
 from unlearning.summary import run_summary
 from unlearning.sweep import parse_grid, points, run_sweep
 
-QUICK = EvalConfig(max_new_tokens=2, utility="none", mia=False)
+QUICK = EvalConfig(max_new_tokens=2, utility="none", mia=False, retain_rows=2)
 
 
 def base(bundled) -> dict:
@@ -59,7 +59,8 @@ def test_a_sweep_runs_every_point_as_a_run_and_cancel_keeps_the_finished_ones(bu
 
 def test_the_cli_sweep_prints_every_point(capsys, tmp_path):
     code = main(["sweep", "--model", "tiny", "--forget-n", "2", "--batch-size", "2", "--steps", "2", "--max-new-tokens", "2",
-                 "--runs", str(tmp_path), "--grid", "lr=1e-3,1e-2", "--grid", "alpha=1,5", "--score-every", "1"])
+                 "--runs", str(tmp_path), "--grid", "lr=1e-3,1e-2", "--grid", "alpha=1,5", "--score-every", "1",
+                 "--retain-rows", "2", "--utility", "none", "--no-mia"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and len(out["points"]) == 4 and out["sweep"].startswith("sweep-")
     assert [p["name"] for p in out["points"]][:2] == ["learning_rate=0.001 alpha=1", "learning_rate=0.001 alpha=5"]
