@@ -33,7 +33,7 @@ if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: CI must run the browser test (make browser installs it)", pytrace=False)
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); the browser test runs in CI", allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 from unlearning.evaluation.verdict import ASPECTS  # noqa: E402
 
@@ -79,26 +79,25 @@ def running_app(runs: Path, log_path: Path, model: str = "tiny") -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    with running_app(runs, tmp_path_factory.mktemp("log") / "app.log") as url:
-        yield url, runs
+def server(tiny_app):
+    return tiny_app
 
 
 @contextmanager
-def browser_page() -> Iterator[Page]:
-    """A chromium page at the screenshots' size, with a 30 s default timeout."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(30_000)
+def browser_page(browser: Browser) -> Iterator[Page]:
+    """A page of its own (a fresh context: its own studio session) at the screenshots' size, 30 s default timeout."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
         yield page
-        browser.close()
+    finally:
+        context.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    with browser_page() as page:
+def page(server, chromium):
+    with browser_page(chromium) as page:
         yield page
 
 

@@ -36,8 +36,8 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    with browser_page() as page:
+def page(server, chromium):
+    with browser_page(chromium) as page:
         yield page
 
 

@@ -9,20 +9,18 @@ from pathlib import Path
 import pytest
 
 # first: it skips the module where chromium is missing, before playwright is imported
-from tests.test_browser import browser_page, open_tab, running_app  # isort: skip
+from tests.test_browser import browser_page, open_tab  # isort: skip
 from playwright.sync_api import Page, expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    with running_app(runs, tmp_path_factory.mktemp("log") / "app.log") as url:
-        yield url, runs
+def server(tiny_app):
+    return tiny_app
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    with browser_page() as page:
+def page(server, chromium):
+    with browser_page(chromium) as page:
         yield page
 
 
@@ -39,6 +37,7 @@ def finished_config(runs: Path, known: set[str]) -> dict:
 
 def test_k_and_rank_show_with_their_mode_and_reach_the_run(server, page: Page):
     url, runs = server
+    earlier = {p.name for p in runs.iterdir()}  # the shared studio's runs of other tests
     page.goto(url)
     expect(page.locator("#model-facts")).to_contain_text("LlamaForCausalLM", timeout=180_000)
     memory = page.locator("#model-info table")
@@ -71,7 +70,7 @@ def test_k_and_rank_show_with_their_mode_and_reach_the_run(server, page: Page):
     open_tab(page, "Run")
     expect(page.locator("#run-plan")).to_contain_text("training the last 1 blocks")
     page.locator("#start-run").click()
-    config = finished_config(runs, set())
+    config = finished_config(runs, earlier)
     assert (config["train"]["params"], config["train"]["last_k"]) == ("last_k", 1)
 
     open_tab(page, "Method")

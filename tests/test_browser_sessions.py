@@ -12,10 +12,10 @@ import re
 import shutil
 import time
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.test_app import GOOD_AFTER, fake_run
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, open_tab, running_app
+from tests.test_browser import open_tab, running_app
 from unlearning.data import bundled_dataset
 from unlearning.runs import RunStore
 
@@ -39,15 +39,14 @@ def open_studio(browser, url: str) -> Page:
     return page
 
 
-def test_damaged_runs_are_listed_and_each_session_keeps_its_own_data(tmp_path):
+def test_damaged_runs_are_listed_and_each_session_keeps_its_own_data(tmp_path, chromium):
     runs = RunStore(tmp_path / "runs")
     seeded = seed_damaged_runs(runs)
     table = tmp_path / "ours.csv"
     table.write_text("id,input,output,split\nours-1,Who wrote the note?,We did,forget\n"
                      "ours-2,Where was it?,Here,forget\nours-3,When was it?,Now,retain\n")
-    with running_app(runs.root, tmp_path / "app.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        a, b = open_studio(browser, url), open_studio(browser, url)
+    with running_app(runs.root, tmp_path / "app.log") as url:
+        a, b = open_studio(chromium, url), open_studio(chromium, url)
 
         # the app started over damaged runs, and lists every one with the reason: the count is honest
         open_tab(a, "Runs")
@@ -95,4 +94,5 @@ def test_damaged_runs_are_listed_and_each_session_keeps_its_own_data(tmp_path):
         expect(b.locator("#model-facts")).to_contain_text("LlamaForCausalLM", timeout=60_000)
         open_tab(b, "Data")
         expect(b.locator("#data-table")).to_contain_text("Who wrote the note?", timeout=30_000)
-        browser.close()
+        a.context.close()
+        b.context.close()
