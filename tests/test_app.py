@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from app import selection as sel
-from app.state import Studio, lora_parameters, model_facts, suggested_training, training_modes
+from app.state import Studio
 from app.views import (compare_html, metric_rows, metrics_table_html, probe_cards_html, robust_marks, runs_frame,
                        score_cards_html, token_view_html, verdict_html)
 from unlearning.data import DataError
@@ -21,6 +21,7 @@ from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport
 from unlearning.evaluation.official import final_score, task_aggregate
 from unlearning.evaluation.report import sample_summary
+from unlearning.models import model_facts
 from unlearning.options import options
 from unlearning.plan import make_plan
 from unlearning.runs import RunConfig, RunStore
@@ -393,34 +394,6 @@ def test_a_bad_upload_is_refused_by_its_own_name_and_not_kept(tmp_path):
     with pytest.raises(DataError, match=r"^answers\.csv: missing column\(s\) 'output'"):
         studio.load_upload(upload)
     assert list((studio.store.root / "uploads").iterdir()) == []
-
-
-# ---------------------------------------------------------------------------------------------------- model facts
-
-
-def test_lora_estimate_matches_peft(tiny):
-    import copy
-
-    from peft import LoraConfig, get_peft_model
-
-    peft_model = get_peft_model(copy.deepcopy(tiny.model), LoraConfig(r=8, target_modules="all-linear"))
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    assert lora_parameters(tiny.model, 8) == trainable
-
-
-def test_model_facts_and_suggested_learning_rate(tiny):
-    facts = model_facts(tiny)
-    modes = training_modes(facts, last_k=1, lora_rank=8)
-    assert facts["parameters"] == tiny.n_params and modes["full"]["trainable"] == tiny.n_params
-    assert modes["full"]["gib"] > modes["lora (rank 8)"]["gib"]
-    assert modes["lora (rank 8)"]["trainable"] == lora_parameters(tiny.model, 8)
-    # the table follows the k and the rank a run would use (the IdK preset's k=8 once read k=4)
-    layer = sum(p.numel() for p in tiny.model.model.layers[-1].parameters())
-    assert modes["last_k (k=1)"]["trainable"] == layer
-    assert training_modes(facts, last_k=2, lora_rank=3)["last_k (k=2)"]["trainable"] == 2 * layer
-    assert training_modes(facts, last_k=2, lora_rank=3)["lora (rank 3)"]["trainable"] == lora_parameters(tiny.model, 3)
-    assert facts["suggested"]["learning_rate"] == 1e-3
-    assert suggested_training(135_000_000)["learning_rate"] == 3e-5
 
 
 # ------------------------------------------------------------------------------------------------ method controls

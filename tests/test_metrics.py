@@ -16,7 +16,7 @@ from unlearning.evaluation.memorisation import TokenScores, token_scores
 from unlearning.methods.idk import REFUSALS
 from unlearning.evaluation.utility import accuracy, choice_picks, load_items
 from unlearning.batching import collate, encode_records
-from unlearning.experiment import selection
+from unlearning.plan import selection
 from unlearning.methods.losses import nll
 from unlearning.models import load_model
 

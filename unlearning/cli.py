@@ -17,19 +17,19 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from unlearning.data import DataError, data_source, load_data
+from unlearning.data import DataError, cached_data, data_source, load_data
 from unlearning.data.lume import PARTS, write_subset
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
 from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.experiment import cached_data, cached_model, evaluate_after, evaluate_model, run_experiment, selection
+from unlearning.experiment import evaluate_after, evaluate_model, run_experiment
 from unlearning.html_report import write_report
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
-from unlearning.models import ModelLoadError
+from unlearning.models import ModelLoadError, cached_model
 from unlearning.probes import PROBES, probe_summary, run_probes
 from unlearning.options import Option, options, parse
-from unlearning.plan import Plan, make_plan
+from unlearning.plan import Plan, make_plan, selection
 from unlearning.runs import Run, RunStore
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.oracle import oracle_folder, prepare_oracle

@@ -11,7 +11,7 @@ from app.tabs.model import header_markdown
 from unlearning.batching import cut_note, sample_length
 from unlearning.data import DataError, data_source
 from unlearning.data.lume import PARTS
-from unlearning.experiment import cached_model
+from unlearning.models import cached_model
 from unlearning.options import coerce
 from unlearning.plan import FORGET_N
 

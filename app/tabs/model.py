@@ -5,12 +5,12 @@ import html
 
 import gradio as gr
 
-from app.state import Studio, training_modes
+from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, number, progress_html
 from app.tabs.method import MethodTab
 from unlearning.engine import TrainConfig
 from unlearning.jobs import Job
-from unlearning.models import DEFAULT_MODEL, TINY_MODEL
+from unlearning.models import DEFAULT_MODEL, TINY_MODEL, training_modes
 from unlearning.target import TargetConfig
 
 SOURCES = [
@@ -59,7 +59,7 @@ def info_html(studio: Studio, source: str, job: Job | None = None, last_k: int |
             "<th>trainable parameters</th><th>GiB (without activations)</th></tr></thead>"
             f"<tbody>{modes}</tbody></table><p class='us-muted'>Trained copy + frozen original (kept for the "
             "before/after comparison) + gradients + two Adam moments per trainable weight.</p>"
-            f"<p>Suggested learning rate: <b>{suggested['learning_rate']:g}</b> ({html.escape(suggested['why'])}).</p>")
+            f"<p>Suggested learning rate: <b>{suggested.get('learning_rate', TrainConfig.learning_rate):g}</b> ({html.escape(suggested['why'])}).</p>")
     t = studio.target_report(source)
     if t:
         how = f' ({html.escape(t["trains"])}, {t["epochs"]} epochs)' if "trains" in t else ""
@@ -148,7 +148,7 @@ class ModelTab:
                 return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
             # a model new to this session, or one whose load just finished: suggest its learning rate
             fresh = facts and (source != model_source or seen.get("known") is False)
-            lr = facts["suggested"]["learning_rate"] if fresh else SKIP()
+            lr = facts["suggested"].get("learning_rate", TrainConfig.learning_rate) if fresh else SKIP()
             return (progress_html(job), info_html(studio, source, job, last_k, lora_rank),
                     header_markdown(studio, source, data_source),
                     lr, offer_button(studio, source, job), {"sig": signature, "known": bool(facts)}, source)
