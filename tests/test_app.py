@@ -165,6 +165,20 @@ def test_metric_rows_follow_the_registry_directions():
     assert 'data-metric="final"' in html and 'class="num good" data-metric="official:forget">0.000<' in html
 
 
+def test_the_metrics_tab_draws_utility_against_the_runs_own_chance_level(tmp_path):
+    """The guessing line is the evaluation's own (its items' 1/choices), not a fixed 0.25."""
+    from app.tabs.metrics import MetricsTab
+
+    after = json.loads(json.dumps(GOOD_AFTER))
+    after["metrics"]["utility"]["chance"] = 0.2
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    run_id = fake_run(studio.store, "own chance", "npo", after)
+    with gr.Blocks():
+        tab = MetricsTab(studio, session_states())
+    utility = tab.draw(run_id)[6]
+    assert [shape.y0 for shape in utility.layout.shapes] == [0.2]
+
+
 def test_a_broken_run_is_loud_and_a_good_run_is_quiet():
     good = verdict_html(read_report(BEFORE), read_report(GOOD_AFTER))
     assert "broke something" not in good and good.count('class="us-finding good"') == 5

@@ -1,7 +1,12 @@
-"""The house's layout rules, checked on the source: no import circle in the library."""
+"""The house's layout rules, checked on the source: no import circle in the library, no metric fact outside the
+registry."""
 import ast
+import subprocess
+import sys
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +52,77 @@ def test_the_circle_check_finds_a_circle():
     except CycleError:
         return
     raise AssertionError("a circle plan <-> experiment went unseen")
+
+
+# ------------------------------------------------------------------------------------------ metric facts, registered
+
+DIRECTIONS = {"higher", "lower", "0.5"}
+DIRECTION_WORDS = ("lower is better", "higher is better", "best at 0.5", "↑ higher", "↓ lower", "→ 0.5")
+
+
+def metric_facts_outside_the_registry(source: str) -> list[str]:
+    """Metric display facts written in code instead of read from unlearning.evaluation.metrics: a direction ("higher"),
+    its words or arrow ("lower is better"), a chance level read with a default of its own (`.get("chance", 0.25)`, a
+    `chance=0.25` parameter), the final score's parts listed again. A metric's own declaration (`@metric(better=...)`)
+    is the registry; docstrings and multi-line prose (the Learn tab's lessons) are not facts a view draws with."""
+    tree = ast.parse(source)
+    declared = {id(kw.value) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "metric" for kw in node.keywords}
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in declared | docstrings:
+            if node.value in DIRECTIONS or ("\n" not in node.value and any(w in node.value for w in DIRECTION_WORDS)):
+                found.append(f"line {node.lineno}: {node.value!r}")
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "get" and node.args \
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value == "chance" \
+                and any(isinstance(a, ast.Constant) for a in node.args[1:]):
+            found.append(f"line {node.lineno}: a chance level with a default of its own")
+        if isinstance(node, ast.arguments):
+            named = [*node.posonlyargs, *node.args][-len(node.defaults):] if node.defaults else []
+            for arg, default in [*zip(named, node.defaults), *zip(node.kwonlyargs, node.kw_defaults)]:
+                if arg.arg == "chance" and isinstance(default, ast.Constant) and default.value is not None:
+                    found.append(f"line {arg.lineno}: chance = {default.value}")
+        if isinstance(node, (ast.Tuple, ast.List)) and id(node) not in declared:
+            names = {e.value for e in ast.walk(node) if isinstance(e, ast.Constant)}
+            if {"task_aggregate", "mia_score"} <= names:
+                found.append(f"line {node.lineno}: the final score's parts")
+    return found
+
+
+def test_no_metric_fact_outside_the_registry():
+    registry = ROOT / "unlearning" / "evaluation" / "metrics.py"
+    found = {str(f.relative_to(ROOT)): facts for f in [*(ROOT / "unlearning").rglob("*.py"), *(ROOT / "app").rglob("*.py")]
+             if f != registry and (facts := metric_facts_outside_the_registry(f.read_text(encoding="utf-8")))}
+    assert found == {}
+
+
+@pytest.mark.parametrize("code", [
+    '_BETTER = {"lower": "↓ lower", "higher": "↑ higher"}',
+    'colours = [moved_colour("higher", x, y) for x, y in pairs]',
+    'hint = "lower is better"',
+    'chance = report.metrics["utility"].get("chance", 0.25)',
+    'def utility_bars(before, after, chance: float = 0.25): pass',
+    'FINAL_PARTS = (("task_aggregate", "task aggregate"), ("mia_score", "MIA score"))',
+    'for key in ("final", "task_aggregate", "mia_score", "utility"): pass',
+])
+def test_the_registry_check_finds_each_kind_of_fact(code):
+    assert metric_facts_outside_the_registry(code)
+
+
+def test_a_metric_declaration_and_prose_are_not_flagged():
+    code = ('@metric(name="x", better="lower", chance=0.25, parts=("task_aggregate", "mia_score"))\n'
+            'def x(ctx):\n    """Which way is better: "lower"."""\n'
+            'LESSON = """On forget sets lower is better,\non retain higher is better."""\n')
+    assert metric_facts_outside_the_registry(code) == []
+
+
+def test_every_evaluation_module_registers_itself_with_the_package():
+    """A new metric module needs no import elsewhere: importing unlearning.evaluation imports every module in it."""
+    modules = {f"unlearning.evaluation.{f.stem}" for f in (ROOT / "unlearning" / "evaluation").glob("*.py")
+               if f.stem != "__init__"}
+    script = "import sys, unlearning.evaluation; print(' '.join(m for m in sys.modules if m.startswith('unlearning.evaluation.')))"
+    loaded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert modules <= set(loaded.split())
