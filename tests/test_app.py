@@ -24,7 +24,8 @@ from unlearning.evaluation.report import sample_summary
 from unlearning.models import model_facts
 from unlearning.options import options
 from unlearning.plan import make_plan
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 from unlearning.summary import oracles, originals, read_report, run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -415,7 +416,7 @@ def test_a_bad_upload_is_refused_by_its_own_name_and_not_kept(tmp_path):
 
 def test_method_controls_are_generated_from_the_options_and_checked_by_the_plan(tmp_path):
     from app.tabs.method import MethodTab
-    from unlearning.runs import parse_run_config
+    from unlearning.run_config import parse_run_config
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():

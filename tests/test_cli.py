@@ -5,7 +5,8 @@ import pytest
 from tests.test_engine import ExplodesAtStep3
 from unlearning.cli import main, parser
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 
 
 def run_cli(capsys, *argv):

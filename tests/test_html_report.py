@@ -12,7 +12,8 @@ from unlearning.evaluation import EvalConfig, judge
 from unlearning.experiment import run_experiment
 from unlearning.html_report import build
 from unlearning.plan import make_plan
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 from unlearning.summary import run_reports
 
 HEADLINE = "came back: 64% recovered after 2 steps"

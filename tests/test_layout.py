@@ -126,3 +126,40 @@ def test_every_evaluation_module_registers_itself_with_the_package():
     script = "import sys, unlearning.evaluation; print(' '.join(m for m in sys.modules if m.startswith('unlearning.evaluation.')))"
     loaded = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert modules <= set(loaded.split())
+
+
+# ------------------------------------------------------------------------------------------------ one home each
+
+HOMES = {
+    # a run's config, whole files, process liveness and the store: four concepts, four modules
+    "RunConfig": "unlearning/run_config.py", "parse_run_config": "unlearning/run_config.py",
+    "atomic_path": "unlearning/atomic.py", "write_atomic": "unlearning/atomic.py", "to_json": "unlearning/atomic.py",
+    "owner_alive": "unlearning/liveness.py", "this_process": "unlearning/liveness.py",
+    "RunStore": "unlearning/runs.py",
+    # what a model is and what it takes to train
+    "decoder_layers": "unlearning/models.py", "lora_parameters": "unlearning/models.py",
+    "model_facts": "unlearning/models.py", "training_modes": "unlearning/models.py",
+    "suggested_training": "unlearning/models.py", "TINY_LEARNING_RATE": "unlearning/models.py",
+    # the records a run trains on are part of its plan
+    "Selection": "unlearning/plan.py", "selection": "unlearning/plan.py",
+}
+
+
+def definitions(file: Path) -> set[str]:
+    """The names a module defines at its top level (functions, classes, constants)."""
+    names = set()
+    for node in ast.parse(file.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_each_concept_is_defined_in_its_one_module():
+    defined = {}
+    for file in [*(ROOT / "unlearning").rglob("*.py"), *(ROOT / "app").rglob("*.py")]:
+        for name in definitions(file) & set(HOMES):
+            defined.setdefault(name, []).append(str(file.relative_to(ROOT)))
+    assert defined == {name: [home] for name, home in HOMES.items()}

@@ -10,6 +10,7 @@ from typing import Callable
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
+from unlearning.atomic import atomic_path, to_json, write_atomic
 from unlearning.data import cached_data
 from unlearning.data.records import Record
 from unlearning.engine import give_back_freed_memory, train
@@ -21,7 +22,8 @@ from unlearning.monitor import Monitor
 from unlearning.oracle import oracle_folder
 from unlearning.plan import Plan, Selection
 from unlearning.prefix import PrefixCache
-from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_atomic
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 
 
 def source_stamp(source: str) -> float:

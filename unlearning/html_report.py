@@ -16,13 +16,14 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from unlearning import plots
+from unlearning.atomic import write_atomic
 from unlearning.engine import trains
 from unlearning.evaluation import METRICS, EvalReport, judge
 from unlearning.evaluation.metrics import better_words
 from unlearning.evaluation.verdict import ASPECTS, group_label
 from unlearning.methods import METHODS
 from unlearning.probes import PROBES
-from unlearning.runs import RunStore, write_atomic
+from unlearning.runs import RunStore
 from unlearning.summary import oracles, originals, read_report, run_summary
 
 SHOWN = 5  # generations per split and run: the first forget samples, and the retain samples whose score fell most

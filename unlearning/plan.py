@@ -20,7 +20,7 @@ from unlearning.evaluation.report import EvalConfig
 from unlearning.methods import METHODS, get_method
 from unlearning.models import ModelLoadError, cached_model, decoder_layers
 from unlearning.options import Option, coerce
-from unlearning.runs import RunConfig, parse_run_config
+from unlearning.run_config import RunConfig, parse_run_config
 
 SHOWN_IDS = 5  # ids quoted in a message; the rest are counted
 # A request may give a count instead of forget ids (the CLI's --forget-n): that many samples of the forget split,

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from unlearning.atomic import write_atomic
 from unlearning.batching import MAX_LENGTH, cut_note, encode_records, sample_length
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
@@ -26,7 +27,6 @@ from unlearning.evaluation.official import rouge_l_recall
 from unlearning.jobs import Progress, ticking
 from unlearning.models import LoadedModel, cache_dir
 from unlearning.options import check, option
-from unlearning.runs import write_atomic
 
 
 # Measured by benchmarks/target.py on the bundled data at the defaults, on a 2-core CPU: epochs until memorised (6 in

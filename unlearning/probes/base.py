@@ -26,7 +26,7 @@ from unlearning.evaluation.verdict import CAME_BACK, HELD  # recovery below HELD
 from unlearning.models import LoadedModel
 from unlearning.plan import Selection
 from unlearning.options import check, parse
-from unlearning.runs import RunConfig
+from unlearning.run_config import RunConfig
 
 Progress = Callable[[float, str], None]
 
