@@ -440,6 +440,23 @@ def test_method_controls_are_generated_from_the_options_and_checked_by_the_plan(
     assert problems == ["npo option: beta must be > 0 and <= 1000 (got -1)", "learning rate must be > 0 and <= 1 (got 0)"]
 
 
+def test_the_model_tab_target_controls_are_target_configs_options(tmp_path):
+    """The controls of 'Prepare a target' are made from TargetConfig's options, as the CLI's flags are: the same
+    labels, help, defaults and bounds, declared once."""
+    from app.tabs.model import ModelTab
+    from unlearning.target import TargetConfig
+
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    with gr.Blocks():
+        tab = ModelTab(studio, session_states())
+    shown = [o for o in options(TargetConfig) if not o.advanced]
+    assert list(tab.target) == [o.name for o in shown] == ["epochs", "memorised", "learning_rate", "batch_size"]
+    for o in shown:
+        control = tab.target[o.name]
+        assert (control.label, control.info, control.value) == (o.label, o.help, o.default)
+        assert control.maximum == o.le and control.minimum == (o.ge if o.ge is not None else o.gt)
+
+
 def test_help_works_without_loading_anything():
     out = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0

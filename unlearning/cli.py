@@ -44,6 +44,7 @@ EXIT_HELP = """exit codes (every command; `run` by how the run ended):
   4  cancelled: stopped by Ctrl-C or SIGTERM; the curve so far is kept
   5  stopped: the guard (--stop-below) ended training early because retain fell; the run was still evaluated"""
 EVAL_FLAGS = [o for o in options(EvalConfig) if not o.advanced]  # mode, max new tokens, retain rows, utility, mia
+TARGET_FLAGS = [o for o in options(TargetConfig) if not o.advanced]  # epochs, memorised, learning rate, batch size
 BAD_INPUT = (ValueError, KeyError, DataError, ModelLoadError)  # ModelLoadError is a RuntimeError: listed first
 
 
@@ -96,8 +97,8 @@ def target_for(args, bar: Bar) -> tuple[str, dict]:
     """The memorised target of --model on --data, and (unless --no-oracle) its oracle: the same base and settings on
     the retain split only, the model every verdict reads the run against. Both cached."""
     data = cached_data(args.data)
-    config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size,
-                          memorised=args.memorised)
+    given = {o.name: getattr(args, f"target_{o.name}") for o in TARGET_FLAGS}
+    config = TargetConfig(**{name: value for name, value in given.items() if value is not None})  # checked there
     share = 0.5 if args.oracle else 1.0
     folder, report = prepare_target(cached_model(args.model), target_records(data), config,
                                     lambda f, stage: bar(share * f, f"target: {stage}"))
@@ -327,9 +328,10 @@ def cmd_methods(args) -> list:
 def add_option(parser: argparse.ArgumentParser, option: Option, prefix: str = "") -> None:
     """A flag generated from a config option: its help, choices, bounds and default are the option's own. Values
     are read as text and checked by the run plan (a probe's by its options), so a flag and the app's control refuse
-    the same things. A `prefix` (a probe's name) makes --prefix-name, stored as prefix_name."""
+    the same things. A `prefix` (a probe's name, "target") makes --prefix-name, stored as prefix_name; an option's
+    own flags replace the made-up one."""
     name = f"{prefix}_{option.name}" if prefix else option.name
-    flags = [f"--{name.replace('_', '-')}", *([] if prefix else option.flags)]
+    flags = list(option.flags) or [f"--{name.replace('_', '-')}"]
     facts = [f"one of {', '.join(option.choices)}" if option.choices else "", option.bounds(), f"default {option.default}"]
     text = f"{option.help} ({'; '.join(f for f in facts if f)})".replace("%", "%%")
     if option.kind is bool:
@@ -361,13 +363,8 @@ def parser() -> argparse.ArgumentParser:
                              "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
-        # read as text and checked by TargetConfig's options, as the app's controls are
-        sp.add_argument("--epochs", default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
-        sp.add_argument("--target-lr", default=TargetConfig.learning_rate)
-        sp.add_argument("--target-batch-size", default=TargetConfig.batch_size)
-        sp.add_argument("--memorised", default=TargetConfig.memorised,
-                        help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
-                             "documents (LUME) need more than the default for their generations to follow")
+        for option in TARGET_FLAGS:
+            add_option(sp, option, "target")
         sp.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True,
                         help="with the target, prepare its oracle: the same base and settings on the retain split only, "
                              "a model that never saw the forget set; every verdict reads the run against it (cached; "

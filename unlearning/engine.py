@@ -46,7 +46,7 @@ class TrainConfig:
     learning_rate: float = option(
         3e-5, "3e-5 for ~60 steps suits the 135M default model (measured, docs/recipes.md); the random tiny model "
         "needs ~1e-3.",
-        gt=0, le=1.0, flags=("--lr",),
+        gt=0, le=1.0, flags=("--learning-rate", "--lr"),
     )
     batch_size: int = option(4, "Forget (and retain) samples per step.", ge=1, le=4096)
     params: str = option("full", "What trains; fewer trainable weights: less memory, gentler edits.", choices=PARAM_MODES,

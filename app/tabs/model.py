@@ -7,10 +7,11 @@ import gradio as gr
 
 from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, number, progress_html
-from app.tabs.method import MethodTab
+from app.tabs.method import MethodTab, knob
 from unlearning.engine import TrainConfig
 from unlearning.jobs import Job
 from unlearning.models import DEFAULT_MODEL, TINY_MODEL, training_modes
+from unlearning.options import options
 from unlearning.target import TargetConfig
 
 SOURCES = [
@@ -98,9 +99,8 @@ class ModelTab:
                     "word for word. Afterwards the target is the loaded model."
                 )
                 with gr.Row():
-                    self.epochs = gr.Number(TargetConfig.epochs, label="at most this many epochs", precision=0, minimum=1)
-                    self.target_lr = gr.Number(TargetConfig.learning_rate, label="learning rate")
-                    self.target_batch = gr.Number(TargetConfig.batch_size, label="batch size", precision=0, minimum=1)
+                    # TargetConfig's options that are not advanced, as the CLI's prepare-target flags are
+                    self.target = {o.name: knob(o) for o in options(TargetConfig) if not o.advanced}
                 with gr.Row():
                     self.prepare = gr.Button("Prepare target", variant="primary", elem_id="prepare-target")
                     self.cancel = gr.Button("Cancel", variant="stop")
@@ -119,13 +119,13 @@ class ModelTab:
         self.load.click(load, [self.source, self.path], shared.model_job, show_progress="hidden")
 
         @friendly
-        def prepare(epochs, lr, batch, model_source: str, data_source: str):
-            config = TargetConfig(epochs=epochs, learning_rate=lr, batch_size=batch)  # checked there, as the CLI's flags
+        def prepare(model_source: str, data_source: str, *values):
+            config = TargetConfig(**dict(zip(self.target, values)))  # checked there, as the CLI's flags are
             job = studio.prepare_target(model_source, data_source, config)
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
             return {"id": job.id, "mine": True}
 
-        inputs = [self.epochs, self.target_lr, self.target_batch, shared.model_source, shared.data_source]
+        inputs = [shared.model_source, shared.data_source, *self.target.values()]
         self.prepare.click(prepare, inputs, shared.model_job, show_progress="hidden")
         self.offer.click(prepare, inputs, shared.model_job, show_progress="hidden")
 
