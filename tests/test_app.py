@@ -84,9 +84,34 @@ def test_ticks_in_the_shown_table_update_only_shown_rows(bundled):
 
 def test_summary_says_which_samples_leave_the_retain_split(bundled):
     forget_id, retain_id = bundled.split("forget")[0].id, bundled.split("retain")[0].id
-    assert retain_id not in {r.id for r in sel.retain_records(bundled, [forget_id, retain_id])}
+    assert retain_id not in {r.id for r in bundled.retain_set([forget_id, retain_id])}
     text = sel.summary(bundled, [forget_id, retain_id])
     assert "2 samples selected to forget" in text and "1 of them taken out of the retain split" in text
+    # the Data tab counts the retain set by the plan's own rule: the run keeps exactly what the tab says it keeps
+    plan = make_plan({"model": "tiny", "data": "bundled", "forget_ids": [forget_id, retain_id]})
+    assert plan.selection.retain == bundled.retain_set([forget_id, retain_id])
+    assert f"**Retain set** {len(plan.selection.retain)} samples" in text
+
+
+def test_the_run_tab_says_the_plans_own_words_when_nothing_is_selected(tmp_path):
+    """No forget samples is one of the plan's rules: the Run tab shows the plan's problem, not a check of its own."""
+    from app.tabs.method import MethodTab
+    from app.tabs.run import RunTab
+    from unlearning.plan import PlanError
+
+    studio = Studio(runs=tmp_path / "runs", model="tiny", preload=False)
+    with gr.Blocks():
+        shared = session_states()
+        method, run = MethodTab(studio, shared), RunTab(studio, shared)
+    values = {c: c.value for c in [*method.inputs, *run.evaluation.values(), run.save, run.name]}
+    values |= {shared.selection: [], shared.model_source: "tiny", shared.data_source: "bundled",
+               shared.model_job: {"id": None, "mine": False}}
+    with pytest.raises(PlanError) as raised:
+        run._checked(values, method)
+    with pytest.raises(PlanError) as planned:
+        make_plan(run._request(values, method))
+    assert raised.value.problems == planned.value.problems
+    assert any(p.startswith("No forget samples selected") for p in raised.value.problems)
 
 
 # --------------------------------------------------------------------------------------------------- fake runs

@@ -122,7 +122,8 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
 
     forget_ids = config.forget_ids
     if not forget_ids:
-        problems.append("No forget samples selected: pick at least one sample to forget.")
+        problems.append("No forget samples selected: pick at least one sample to forget (in the app, tick some in "
+                        "the Data tab or use a shortcut there).")
     for name, ids in (("forget", forget_ids), ("retain", config.retain_ids or [])):
         twice = [i for i, n in Counter(ids).items() if n > 1]
         if twice:
@@ -132,7 +133,7 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
             problems.append(f"{len(unknown)} {name} id(s) are not in {data.name}: {_ids(unknown)}")
     chosen = set(forget_ids)
     if config.retain_ids is None:
-        retain = [r for r in data.split("retain") if r.id not in chosen]
+        retain = data.retain_set(forget_ids)
         moved = len(data.split("retain")) - len(retain)
         if moved:
             notes.append(f"{moved} sample(s) to forget come from the retain split: they are left out of the retain set.")

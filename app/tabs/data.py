@@ -100,7 +100,7 @@ class DataTab:
 
     def _selection_views(self, source: str, selected: list[str]):
         data = self.studio.data(source)
-        retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in sel.retain_records(data, selected)],
+        retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in data.retain_set(selected)],
                               columns=["id", "task", "kind", "input", "output"])
         return sel.summary(data, selected), retain
 
