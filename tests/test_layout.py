@@ -140,15 +140,21 @@ HOMES = {
     "decoder_layers": "unlearning/models.py", "lora_parameters": "unlearning/models.py",
     "model_facts": "unlearning/models.py", "training_modes": "unlearning/models.py",
     "suggested_training": "unlearning/models.py", "TINY_LEARNING_RATE": "unlearning/models.py",
-    # the records a run trains on are part of its plan
-    "Selection": "unlearning/plan.py", "selection": "unlearning/plan.py",
+    # the records a run trains on are part of its plan; the retain set it keeps by default is the data's rule
+    "Selection": "unlearning/plan.py", "selection": "unlearning/plan.py", "UnlearningData.retain_set": "unlearning/data/records.py",
+    # every summary of a run, for the app's tables, the HTML report and the CLI
+    "run_summary": "unlearning/summary.py", "run_details": "unlearning/summary.py",
+    "run_listing": "unlearning/summary.py", "sweep_point": "unlearning/summary.py",
 }
 
 
 def definitions(file: Path) -> set[str]:
-    """The names a module defines at its top level (functions, classes, constants)."""
-    names = set()
-    for node in ast.parse(file.read_text(encoding="utf-8")).body:
+    """The names a module defines at its top level (functions, classes, constants), and its classes' methods as
+    Class.method."""
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    names = {f"{c.name}.{n.name}" for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
+             if isinstance(n, ast.FunctionDef)}
+    for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):

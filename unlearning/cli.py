@@ -20,8 +20,7 @@ from tqdm import tqdm
 from unlearning.data import DataError, cached_data, data_source, load_data
 from unlearning.data.lume import PARTS, write_subset
 from unlearning.engine import TrainConfig
-from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
-from unlearning.evaluation.verdict import tradeoff_point
+from unlearning.evaluation import METRICS, EvalConfig, evaluate, judge
 from unlearning.experiment import evaluate_after, evaluate_model, run_experiment
 from unlearning.html_report import write_report
 from unlearning.jobs import user_message
@@ -30,7 +29,8 @@ from unlearning.models import ModelLoadError, cached_model
 from unlearning.probes import PROBES, probe_summary, run_probes
 from unlearning.options import Option, options, parse
 from unlearning.plan import Plan, make_plan, selection
-from unlearning.runs import Run, RunStore
+from unlearning.runs import RunStore
+from unlearning.summary import run_details, run_listing, sweep_point
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.oracle import oracle_folder, prepare_oracle
 from unlearning.target import TargetConfig, prepare_target, target_records
@@ -166,7 +166,7 @@ def cmd_run(args) -> dict:
         error = user_message(failure)
     finally:
         bar.close()
-    out = summary(store, run_id)
+    out = run_details(store, run_id)
     if error:
         out["error"] = error
     return {**out, "notes": plan.notes}
@@ -187,46 +187,7 @@ def cmd_sweep(args) -> dict:
             run_ids = run_sweep(plans, store, bar, cancel)
         finally:
             bar.close()
-    return {"sweep": plans[0].config.sweep, "points": [point_summary(store, run_id) for run_id in run_ids]}
-
-
-def point_summary(store: RunStore, run_id: str) -> dict:
-    """One sweep point: its settings, where it started and ended on the forget/retain plane, and the verdict."""
-    out = summary(store, run_id)
-    point = {"run_id": run_id, "name": (out["config"] or {}).get("name"), "status": out["status"],
-             "message": out["message"], "verdict": {}, "broken": False}
-    run = store.read(run_id)
-    for name, report in (("before", run.before), ("after", run.after)):
-        if report:
-            point |= {f"{name}_{axis}": value for axis, value in tradeoff_point(EvalReport.from_dict(report)).items()}
-    if "verdict" in out:
-        point["verdict"] = {f["aspect"]: f["status"] for f in out["verdict"]["findings"]}
-        point["broken"] = out["verdict"]["broken"]
-    return point
-
-
-def summary(store: RunStore, run_id: str) -> dict:
-    """A run as the CLI shows it: status, config, both evaluations (every metric, without the per-sample rows), the
-    verdict, and the last training step."""
-    run = store.read(run_id)
-    out = {**listing(run), "config": run.config.to_dict() if run.config else None}
-    reports = {name: EvalReport.from_dict(report) for name, report in (("before", run.before), ("after", run.after)) if report}
-    for name, report in reports.items():
-        out[name] = {k: v for k, v in report.to_dict().items() if k not in ("rows", "reference")}
-    probes = store.probes(run_id)
-    if "after" in reports:
-        out["verdict"] = judge(reports.get("before"), reports["after"], probes).to_dict()
-    trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
-    out["last_step"] = trained[-1] if trained else None
-    out["probes"] = {name: probe_summary(entry) for name, entry in probes.items()}
-    return out
-
-
-def listing(run: Run) -> dict:
-    """One line of `runs`: a damaged run is listed too, with what is wrong and what could still be read."""
-    return {"run_id": run.id, **run.status, "method": run.config.train.method if run.config else None,
-            "name": run.config.name if run.config else None, "sweep": run.config.sweep if run.config else None,
-            "steps": sum("loss" in log for log in run.steps), "problems": run.problems}
+    return {"sweep": plans[0].config.sweep, "points": [sweep_point(store, run_id) for run_id in run_ids]}
 
 
 def cmd_eval(args) -> dict:
@@ -287,8 +248,8 @@ def cmd_probe(args) -> dict:
 def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
-        return summary(store, args.run_id)
-    return [{**listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
+        return run_details(store, args.run_id)
+    return [{**run_listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
 
 
 def cmd_report(args) -> dict:
