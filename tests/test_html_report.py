@@ -74,7 +74,7 @@ def test_the_runs_tab_reports_the_open_run_or_the_shown_sweep(runs, tmp_path):
 
     from app.state import Studio
     from app.tabs.runs import ALL_RUNS, RunsTab
-    from tests.test_app import session_states
+    from tests.fake_runs import session_states
 
     store, ids = runs
     studio = Studio(runs=store.root, preload=False)

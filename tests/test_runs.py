@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_app import report
+from tests.fake_runs import report
 from tests.test_damaged_runs import get, places, put
 from unlearning.atomic import to_json
 from unlearning.engine import TrainConfig
