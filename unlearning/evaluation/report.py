@@ -226,7 +226,8 @@ def _upgrade(old: dict) -> dict:
     utility = old.get("utility")
     if utility:
         metrics["utility"] = {"value": utility["accuracy"], "name": utility.get("name", "probe"), "families": {},
-                              "chance": utility.get("chance", METRICS["utility"].chance), "questions": utility.get("questions"),
+                              "chance": utility.get("chance", METRICS["utility"].chance),
+                              "questions": utility.get("questions"),
                               "note": "the 40-question letter probe of the first sessions (chance level for small models)"}
     if old.get("final") is not None:
         metrics["final"] = {"value": old["final"], "parts": old.get("final_parts", {})}
