@@ -74,11 +74,6 @@ def whole_forget_ids(data: UnlearningData) -> list[str]:
 # ---------------------------------------------------------------------------------------------- forget vs retain
 
 
-def retain_records(data: UnlearningData, selected: list[str]) -> list[Record]:
-    chosen = set(selected)
-    return [r for r in data.split("retain") if r.id not in chosen]
-
-
 def _counts(records: list[Record]) -> str:
     by_task = Counter(r.task for r in records)
     by_kind = Counter(KIND_NAMES.get(r.kind, r.kind) for r in records)
@@ -90,7 +85,7 @@ def summary(data: UnlearningData, selected: list[str]) -> str:
     """Markdown: how many samples will be forgotten, kept, and held out."""
     index = {r.id: r for r in data.records}
     forget = [index[i] for i in selected if i in index]
-    retain = retain_records(data, selected)
+    retain = data.retain_set(selected)
     holdout = data.split("holdout")
     plural = "s" if len(forget) != 1 else ""
     chosen = f"**{len(forget)} sample{plural} selected to forget**" + (f" ({_counts(forget)})" if forget else

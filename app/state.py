@@ -16,16 +16,14 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel
 
-from unlearning.data import DataError, UnlearningData
-from unlearning.engine import TINY_LEARNING_RATE, TrainConfig, decoder_layers
+from unlearning.data import DataError, UnlearningData, cached_data
 from unlearning.evaluation import Cancelled, generate
-from unlearning.experiment import cached_data, cached_model, run_experiment
+from unlearning.experiment import run_experiment
 from unlearning.html_report import write_report
 from unlearning.jobs import Job, JobRunner, ticking
-from unlearning.models import DEFAULT_MODEL, TINY_MODEL, LoadedModel, load_model, memory_estimate
+from unlearning.models import DEFAULT_MODEL, TINY_MODEL, cached_model, load_model, model_facts
 from unlearning.plan import Plan
 from unlearning.probes import problem, run_probes
 from unlearning.probes.runner import saved_model
@@ -36,54 +34,6 @@ from unlearning.sweep import run_sweep
 from unlearning.target import TargetConfig, estimate_seconds, prepare_target, target_records
 
 EXPORT_PREFIX = "unlearning-export-"
-TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
-
-
-def suggested_training(n_params: int | None) -> dict:
-    """Defaults that work for a model of this size: TrainConfig's own (the 135M default model's measured working
-    point) for real models; the random tiny model's gradients are tiny, so its rate is high."""
-    if n_params is not None and n_params < TINY_PARAMS:
-        return {"learning_rate": TINY_LEARNING_RATE, "steps": 20, "batch_size": TrainConfig.batch_size,
-                "why": f"a tiny model: gradients are small, so it takes a large learning rate ({TINY_LEARNING_RATE:g})"}
-    return {"learning_rate": TrainConfig.learning_rate, "steps": TrainConfig.steps, "batch_size": TrainConfig.batch_size,
-            "why": f"a ~100M+ model: {TrainConfig.learning_rate:g} for ~{TrainConfig.steps} steps halves the forget score; "
-                   "raise the retain weight (alpha, ~30) to keep the retain set"}
-
-
-def lora_parameters(model: PreTrainedModel, rank: int) -> int:
-    """Trainable parameters of LoRA on every linear layer but the output head (peft's "all-linear"): r*(in+out) each."""
-    head = model.get_output_embeddings()
-    return sum(
-        rank * (m.in_features + m.out_features)
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear) and m is not head
-    )
-
-
-def model_facts(loaded: LoadedModel) -> dict:
-    """describe() plus what training_modes needs to size each training mode at any k and rank."""
-    facts = loaded.describe()
-    model = loaded.model
-    n = loaded.n_params
-    try:
-        facts["layer_parameters"] = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
-    except ValueError:  # layers not found: last-k training cannot be sized (nor run: the plan says so)
-        facts["layer_parameters"] = None
-    facts["lora_parameters_per_rank"] = lora_parameters(model, 1)  # r * (in + out) per layer: linear in the rank
-    facts["weight_bytes"] = next(model.parameters()).element_size()
-    facts["suggested"] = suggested_training(n)
-    return facts
-
-
-def training_modes(facts: dict, last_k: int, lora_rank: int) -> dict[str, dict]:
-    """What each training mode trains and roughly needs in memory, at the k and the rank the Method tab holds."""
-    n, layers = facts["parameters"], facts["layer_parameters"]
-    modes = {"full": n, f"last_k (k={last_k})": sum(layers[-last_k:]) if layers else None,
-             f"lora (rank {lora_rank})": lora_rank * facts["lora_parameters_per_rank"]}
-    return {mode: {"trainable": t, "gib": memory_estimate(n, t, facts["weight_bytes"])["total (excluding activations)"]}
-            for mode, t in modes.items() if t is not None}
-
-
 class Studio:
     """The job runner, the run store, what is known of each loaded model, and the unlearned models of recent runs.
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from app.diff import word_diff
 from unlearning.evaluation import METRICS, EvalReport, judge
-from unlearning.evaluation.metrics import FAMILIES
+from unlearning.evaluation.metrics import FAMILIES, arrow, better_words
 from unlearning.evaluation.verdict import ASPECTS, group_label, retain_falls, tradeoff_point
 from unlearning.plots import moved
 
@@ -107,11 +107,13 @@ def finish_summary(before: EvalReport | None, after: EvalReport | None, probes: 
     if after is None:
         return ""
     start, end = (tradeoff_point(before) if before else {}), tradeoff_point(after)
-    lines = [("forget score", start.get("forget"), end.get("forget"), "lower is better")]
+    official = METRICS["official"]
+    lines = [("forget score", start.get("forget"), end.get("forget"), better_words(official.better_on("forget")))]
     falls = retain_falls(before, after)
     if falls:  # the group the verdict names, not the lowest one: one story on every view
         group, was, now = falls[0]
-        lines.append((f"retain, the group that fell most ({group_label(group)})", was, now, "higher is better"))
+        lines.append((f"retain, the group that fell most ({group_label(group)})", was, now,
+                      better_words(official.better_on("retain"))))
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td class='num'>{_num(b)}</td><td class='num'>{_num(a)}</td>"
                    f"<td class='us-muted'>{hint}</td></tr>" for label, b, a, hint in lines)
     table = ("<table class='us-table'><thead><tr><th></th><th>before</th><th>after</th><th></th></tr></thead>"
@@ -154,7 +156,7 @@ def metric_rows(before: EvalReport | None, after: EvalReport | None, oracle: Eva
                                   *_pair(before, after, lambda r: r.groups("official").get(g)), sub=True) for g in names]
     families = sorted({f for r in reports for f in r.metrics.get("utility", {}).get("families", {})})
     at = next((i for i, row in enumerate(rows) if row["key"] == "utility"), len(rows))
-    rows[at + 1 : at + 1] = [_row(f, f"utility:{f}", "higher",
+    rows[at + 1 : at + 1] = [_row(f, f"utility:{f}", METRICS["utility"].better,
                                   *_pair(before, after, lambda r: r.metrics.get("utility", {}).get("families", {}).get(f)),
                                   sub=True) for f in families]
     if after is not None and judge(before, after).broken:
@@ -162,9 +164,6 @@ def metric_rows(before: EvalReport | None, after: EvalReport | None, oracle: Eva
             if row["key"] == "final":
                 row["moved"], row["label"] = "bad", row["label"] + " ⚠ broken model"
     return [r for r in rows if r["before"] is not None or r["after"] is not None]
-
-
-_BETTER = {"lower": "↓ lower", "higher": "↑ higher", "0.5": "→ 0.5", None: "–"}
 
 
 def metrics_table_html(rows: list[dict]) -> str:
@@ -176,7 +175,7 @@ def metrics_table_html(rows: list[dict]) -> str:
         oracle = f'<td class="num oracle" data-oracle="{html.escape(r["key"])}">{_num(r.get("oracle"))}</td>' if with_oracle else ""
         body.append(
             f'<tr class="{"sub" if r["sub"] else ""}" title="{html.escape(r["what"])}"><td>{html.escape(r["label"])}</td>'
-            f'<td class="dir">{_BETTER[r["direction"]]}</td><td class="num">{_num(r["before"])}</td>'
+            f'<td class="dir">{arrow(r["direction"])}</td><td class="num">{_num(r["before"])}</td>'
             f'<td class="num {r["moved"]}" data-metric="{html.escape(r["key"])}">{_num(r["after"])}</td>'
             f'<td class="num {r["moved"]}">{change}</td>{oracle}</tr>'
         )
@@ -192,7 +191,8 @@ def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str
     # the utility card wears the verdict's colour: a move within noise is not a loss
     said = {f.aspect: f.status for f in verdict.findings} if verdict else {}
     cards = []
-    for key in ("final", "task_aggregate", "mia_score", "utility"):
+    final = METRICS["final"]
+    for key in ("final", *final.parts):
         value_b, value_a = (before.value(key) if before else None), (after.value(key) if after else None)
         label = METRICS[key].title
         state = ("bad" if broken and key == "final" else _CARD.get(said.get("utility"), "same") if key == "utility"
@@ -203,8 +203,8 @@ def score_cards_html(before: EvalReport | None, after: EvalReport | None) -> str
             f'<div class="us-card {state}"><div class="us-card-label">{label}</div>'
             f'<div class="us-card-value">{_num(value_a)}</div><div class="us-card-was">before {_num(value_b)}</div></div>'
         )
-    note = ('<div class="us-cards-note">final = mean(task aggregate, MIA score, utility): read the parts, '
-            "a broken model can still reach a respectable mean.</div>")
+    note = (f'<div class="us-cards-note">final = mean({", ".join(METRICS[p].short for p in final.parts)}): read the '
+            "parts, a broken model can still reach a respectable mean.</div>")
     return f'<div class="us-cards">{"".join(cards)}</div>{note}'
 
 
@@ -253,8 +253,7 @@ def compare_html(before: EvalReport | None, after: EvalReport | None, split: str
         )
     more = (f'<p class="us-muted" data-page="{page}" data-pages="{pages}">Showing {first + 1}-{first + len(shown)} of '
             f"{len(pairs)} {split} samples (page {page} of {pages}).</p>" if pages > 1 else "")
-    better = {"lower": "lower is better: the model should no longer reproduce these",
-              "higher": "higher is better: the model should still reproduce these"}[direction]
+    better = f"{better_words(direction)}: the model should {'no longer' if split == 'forget' else 'still'} reproduce these"
     return (f'<table class="us-table compare-table" data-split="{split}"><thead><tr><th>sample</th><th>prompt</th>'
             "<th>expected</th><th>generation before</th><th>generation after</th>"
             f'<th title="{better}">score</th></tr></thead><tbody>{"".join(body)}</tbody></table>{more}')

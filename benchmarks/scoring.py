@@ -16,7 +16,7 @@ from benchmarks.common import Context, meets, table, verdict
 from unlearning.data import bundled_dataset
 from unlearning.engine import TrainConfig, train
 from unlearning.evaluation import EvalConfig
-from unlearning.experiment import selection
+from unlearning.plan import selection
 from unlearning.monitor import Monitor
 from unlearning.prefix import PrefixCache, tail
 

@@ -22,8 +22,8 @@ import torch
 from benchmarks.common import LOSS_TOLERANCE, Context, matmul_peak, meets, step_batch, table, verdict
 from unlearning.batching import collate, encode
 from unlearning.data.records import Record
-from unlearning.engine import TrainConfig, autocast_dtype, decoder_layers, keep_freed_memory, train
-from unlearning.models import LoadedModel
+from unlearning.engine import TrainConfig, autocast_dtype, keep_freed_memory, train
+from unlearning.models import LoadedModel, decoder_layers
 
 GOAL = 3.0  # issue 13: reference s/step over engine s/step
 

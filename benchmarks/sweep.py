@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import Context, meets, table, verdict
-from unlearning import experiment
 from unlearning.data import bundled_dataset
-from unlearning.models import cache_dir
+from unlearning.models import cache_dir, cached_model
 from unlearning.runs import RunStore
 from unlearning.sweep import parse_grid, points, run_sweep
 
@@ -71,7 +70,7 @@ def fresh_cache(root: Path) -> Path:
 
 def run(ctx: Context) -> dict:
     grid = parse_grid(["lr=1e-5,3e-5" if ctx.quick else "lr=1e-5,2e-5,3e-5,5e-5", "alpha=1" if ctx.quick else "alpha=1,30"])
-    experiment.cached_model("default")  # the model converted once, before either side starts its clock
+    cached_model("default")  # the model converted once, before either side starts its clock
     previous = os.environ.get("UNLEARNING_CACHE")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-sweep-") as tmp:
         tmp = Path(tmp)
@@ -84,7 +83,7 @@ def run(ctx: Context) -> dict:
         processes = time.perf_counter() - start
 
         os.environ["UNLEARNING_CACHE"] = str(fresh_cache(tmp / "cache-sweep"))
-        experiment.cached_model.cache_clear()  # the sweep loads its model too, as a fresh process would
+        cached_model.cache_clear()  # the sweep loads its model too, as a fresh process would
         start = time.perf_counter()
         run_sweep(points(request(ctx), grid, "bench"), RunStore(tmp / "sweep"))
         swept = time.perf_counter() - start

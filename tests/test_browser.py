@@ -2,7 +2,8 @@
 
 Starts `python -m app --model tiny` on a free port with a fresh runs folder and drives Debian's chromium through
 playwright. Skipped only where chromium is missing and we are not in CI (CI=true): there it fails instead.
-Screenshots of every tab land in assets/screenshots/.
+Every tab is photographed on the way; the pictures replace the tracked ones in assets/screenshots/ only when asked
+(UNLEARNING_SCREENSHOTS=1), so a test run leaves the working tree as it was.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "assets" / "screenshots"
+WRITE_SHOTS = "UNLEARNING_SCREENSHOTS"  # =1: the browser tests write assets/screenshots
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -106,10 +108,36 @@ def open_tab(page: Page, name: str) -> None:
 
 
 def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """Photograph the page from its top: into assets/screenshots/NAME.png with UNLEARNING_SCREENSHOTS=1, else only
+    taken (the page renders the same either way)."""
+    write = os.environ.get(WRITE_SHOTS) == "1"
+    if write:
+        SHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(400)  # let plots finish their transition
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(SHOTS / f"{name}.png") if write else None)
+
+
+def test_screenshots_are_written_only_when_asked(tmp_path, monkeypatch):
+    class Camera:  # what shoot uses of a page
+        def evaluate(self, script: str) -> None:
+            pass
+
+        def wait_for_timeout(self, ms: int) -> None:
+            pass
+
+        def screenshot(self, path: str | None = None) -> bytes:
+            if path:
+                Path(path).write_bytes(b"png")
+            return b"png"
+
+    monkeypatch.setattr(sys.modules[__name__], "SHOTS", tmp_path / "shots")
+    monkeypatch.delenv(WRITE_SHOTS, raising=False)
+    shoot(Camera(), "model")
+    assert not (tmp_path / "shots").exists()
+    monkeypatch.setenv(WRITE_SHOTS, "1")
+    shoot(Camera(), "model")
+    assert [p.name for p in (tmp_path / "shots").iterdir()] == ["model.png"]
 
 
 def curve_points(page: Page) -> int:

@@ -14,7 +14,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from tests.test_app import GOOD_AFTER, fake_run
+from tests.fake_runs import GOOD_AFTER, fake_run
 from tests.test_browser import open_tab, running_app
 from unlearning.data import bundled_dataset
 from unlearning.runs import RunStore

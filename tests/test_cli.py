@@ -5,7 +5,10 @@ import pytest
 from tests.test_engine import ExplodesAtStep3
 from unlearning.cli import main, parser
 from unlearning.methods import METHODS
-from unlearning.runs import RunConfig, RunStore
+from unlearning.options import options
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
+from unlearning.target import TargetConfig
 
 
 def run_cli(capsys, *argv):
@@ -150,3 +153,25 @@ def test_a_runs_folder_that_is_a_file_is_bad_input(capsys, tmp_path, command):
     for runs in (tmp_path / "afile", tmp_path / "afile" / "runs"):
         code, out = run_cli(capsys, *command, "--runs", str(runs))
         assert code == 2 and out["error"] == f"the runs folder {str(runs)!r} is not a folder: a file is in the way"
+
+
+def test_the_target_flags_are_target_configs_options():
+    """TargetConfig's defaults, bounds and help are declared once, in unlearning/target.py: prepare-target (and
+    run --target) make a flag of each option that is not advanced, under the flag names it always had."""
+    for command in ("prepare-target", "run"):
+        sub = parser()._subparsers._group_actions[0].choices[command]
+        actions = {a.dest: a for a in sub._actions}
+        for o in options(TargetConfig):
+            action = actions.get(f"target_{o.name}")
+            assert (action is None) == o.advanced, o.name
+            if action is not None:
+                assert action.help.startswith(o.help) and f"default {o.default})" in action.help and o.bounds() in action.help
+        assert [actions[f"target_{n}"].option_strings for n in ("epochs", "memorised", "learning_rate", "batch_size")] == [
+            ["--epochs"], ["--memorised"], ["--target-lr"], ["--target-batch-size"]]
+    assert actions["learning_rate"].option_strings == ["--learning-rate", "--lr"]  # the run's own rate, beside it
+
+
+def test_a_target_flag_out_of_its_bounds_is_bad_input(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLEARNING_CACHE", str(tmp_path / "cache"))
+    code, out = run_cli(capsys, "prepare-target", "--model", "tiny", "--target-lr", "0")
+    assert code == 2 and out["error"] == "learning rate must be > 0 and <= 1 (got '0')"

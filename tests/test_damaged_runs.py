@@ -24,7 +24,7 @@ from app.tabs.metrics import MetricsTab
 from app.tabs.probe import ProbeTab
 from app.tabs.run import RunTab
 from app.tabs.runs import RunsTab
-from tests.test_app import BEFORE, GOOD_AFTER, fake_run, session_states
+from tests.fake_runs import BEFORE, GOOD_AFTER, fake_run, session_states
 from unlearning import cli
 from unlearning.jobs import Job
 from unlearning.runs import CHECKS, STATUSES, RunStore

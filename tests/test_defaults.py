@@ -25,7 +25,7 @@ def test_idk_defaults_to_the_retain_weight_its_help_recommends_and_its_preset_ke
 
 
 def test_the_run_tab_saves_the_weights_by_default_and_says_what_needs_them(tmp_path):
-    from tests.test_app import session_states
+    from tests.fake_runs import session_states
 
     studio = Studio(runs=tmp_path, preload=False)
     with gr.Blocks():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearning.engine import TrainConfig, decoder_layers, train
+from unlearning.engine import TrainConfig, train
+from unlearning.models import decoder_layers
 from unlearning.methods import METHODS
 from unlearning.methods.base import Method
 from unlearning.methods.losses import forward, sample_nll

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from transformers import PreTrainedModel
 
+import unlearning.atomic as atomic
 import unlearning.experiment as experiment
-import unlearning.runs as runs
 from tests.test_reliability import quick_config
 from unlearning.cli import main
 from unlearning.evaluation import EvalConfig
@@ -24,7 +24,7 @@ from unlearning.plan import make_plan
 from unlearning.runs import RunStore
 
 DISK_FULL = "The disk is full (no space left on device"
-WRITE = runs._write  # the real one, before any test replaces it
+WRITE = atomic._write  # the real one, before any test replaces it
 
 
 class FullDisk:
@@ -40,7 +40,7 @@ class FullDisk:
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
             WRITE(path, text, mode)
 
-        monkeypatch.setattr(runs, "_write", write)
+        monkeypatch.setattr(atomic, "_write", write)
 
 
 def leftovers(root: Path) -> list[str]:

@@ -12,7 +12,8 @@ from unlearning.evaluation import EvalConfig, judge
 from unlearning.experiment import run_experiment
 from unlearning.html_report import build
 from unlearning.plan import make_plan
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 from unlearning.summary import run_reports
 
 HEADLINE = "came back: 64% recovered after 2 steps"
@@ -73,7 +74,7 @@ def test_the_runs_tab_reports_the_open_run_or_the_shown_sweep(runs, tmp_path):
 
     from app.state import Studio
     from app.tabs.runs import ALL_RUNS, RunsTab
-    from tests.test_app import session_states
+    from tests.fake_runs import session_states
 
     store, ids = runs
     studio = Studio(runs=store.root, preload=False)

@@ -266,7 +266,7 @@ def test_every_preset_is_a_valid_run_config(bundled, method, preset):
     """A preset's settings pass the run config's checks as they are: no option the method lacks, every value within
     bounds (the model-dependent checks, e.g. last_k against the layers, are the plan's at run time)."""
     from unlearning.methods import get_preset
-    from unlearning.runs import parse_run_config
+    from unlearning.run_config import parse_run_config
 
     chosen = get_preset(method, preset)
     config, problems = parse_run_config({"model": "default", "forget_ids": [r.id for r in bundled.split("forget")],

@@ -13,10 +13,11 @@ from unlearning.evaluation import METRICS, EvalConfig, EvalReport
 from unlearning.evaluation.answers import is_empty, is_refusal
 from unlearning.evaluation.fluency import REPETITION_LIMIT, is_gibberish, judge_texts, repetition
 from unlearning.evaluation.memorisation import TokenScores, token_scores
+from unlearning.evaluation.metrics import STAGES, Context
 from unlearning.methods.idk import REFUSALS
 from unlearning.evaluation.utility import accuracy, choice_picks, load_items
 from unlearning.batching import collate, encode_records
-from unlearning.experiment import selection
+from unlearning.plan import selection
 from unlearning.methods.losses import nll
 from unlearning.models import load_model
 
@@ -259,3 +260,25 @@ def test_a_lume_subset_keeps_the_layout_and_its_own_mia_documents(tmp_path):
     assert set(small.mia_members) == {r.text for r in small.split("forget") if r.text in set(full.mia_members)}
     assert len(small.mia_members) == 2 and len(small.mia_nonmembers) == 2  # the member completions were picked first
     assert set(small.mia_nonmembers) <= set(full.mia_nonmembers)
+
+
+# ------------------------------------------------------------------------------------------ registry: stages, chance
+
+
+def test_an_undeclared_evaluation_stage_fails_where_it_is_written():
+    """Each pass declares its share of the progress bar beside its code (metrics.stage); one that did not would move
+    no bar, so it fails loudly instead. The shares lay out the whole bar."""
+    ctx = Context(None, None, [], None)
+    ctx.progress("generate", 1, 2)  # declared by generation.py
+    with pytest.raises(KeyError, match="not declared"):
+        ctx.progress("a new pass", 1, 2)
+    assert set(STAGES) == {"generate", "teacher-forced", "fluency", "mia", "utility"}
+    assert sum(STAGES.values()) == pytest.approx(1.0)
+
+
+def test_a_reports_own_chance_level_comes_before_the_registrys():
+    report = EvalReport(rows=[], metrics={"utility": {"value": 0.5, "chance": 0.2}, "mia_auc": {"value": 0.6}},
+                        skipped={}, unofficial={}, mode="fast", seconds=0.0, config={})
+    assert report.chance("utility") == 0.2  # the items asked (3 choices here, 4 there) set the guessing level
+    assert report.chance("mia_auc") == METRICS["mia_auc"].chance == 0.5
+    assert report.chance("final") is None  # no guessing level declared

@@ -6,7 +6,8 @@ import torch
 from transformers import AutoModelForMaskedLM, BertConfig, ElectraConfig, RobertaConfig, ViTConfig, ViTModel
 
 from unlearning.evaluation import generate
-from unlearning.models import ModelLoadError, load_model, memory_estimate
+from unlearning.models import (ModelLoadError, load_model, lora_parameters, memory_estimate, model_facts, suggested_training,
+                               training_modes)
 
 
 def test_default_model_is_the_real_smollm2_and_knows_things():
@@ -101,3 +102,28 @@ def test_an_encoder_is_refused_though_transformers_gives_it_a_causal_head(tiny, 
     tiny.tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="not a causal decoder: each position also sees the tokens after it"):
         load_model(str(tmp_path))
+
+
+def test_lora_estimate_matches_peft(tiny):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(tiny.model), LoraConfig(r=8, target_modules="all-linear"))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert lora_parameters(tiny.model, 8) == trainable
+
+
+def test_model_facts_and_suggested_learning_rate(tiny):
+    facts = model_facts(tiny)
+    modes = training_modes(facts, last_k=1, lora_rank=8)
+    assert facts["parameters"] == tiny.n_params and modes["full"]["trainable"] == tiny.n_params
+    assert modes["full"]["gib"] > modes["lora (rank 8)"]["gib"]
+    assert modes["lora (rank 8)"]["trainable"] == lora_parameters(tiny.model, 8)
+    # the table follows the k and the rank a run would use (the IdK preset's k=8 once read k=4)
+    layer = sum(p.numel() for p in tiny.model.model.layers[-1].parameters())
+    assert modes["last_k (k=1)"]["trainable"] == layer
+    assert training_modes(facts, last_k=2, lora_rank=3)["last_k (k=2)"]["trainable"] == 2 * layer
+    assert training_modes(facts, last_k=2, lora_rank=3)["lora (rank 3)"]["trainable"] == lora_parameters(tiny.model, 3)
+    assert facts["suggested"]["learning_rate"] == 1e-3
+    assert "learning_rate" not in suggested_training(135_000_000)  # a real model keeps TrainConfig's default

@@ -7,12 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unlearning.plan as plan_module
+from unlearning.atomic import to_json
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig
 from unlearning.methods import METHODS
 from unlearning.options import coerce, options
 from unlearning.plan import PlanError, make_plan
-from unlearning.runs import RunConfig, parse_run_config, to_json
+from unlearning.run_config import RunConfig, parse_run_config
 
 
 def request(bundled, **changes) -> dict:

@@ -5,7 +5,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Olmo2Config, OlmoCon
 
 from unlearning import prefix as prefix_module
 from unlearning.batching import collate, encode
-from unlearning.engine import TrainConfig, decoder_layers, train
+from unlearning.engine import TrainConfig, train
+from unlearning.models import decoder_layers
 from unlearning.methods import METHODS, get_method
 from unlearning.methods.losses import forward
 from unlearning.monitor import Monitor

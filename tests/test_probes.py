@@ -16,7 +16,8 @@ from unlearning.evaluation.distance import forget_quality, privleak
 from unlearning.probes.quantize import quantised, round_to_nearest
 from unlearning.probes.relearn import halves
 from unlearning.probes.variants import asked_recovery
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 
 FORGET = ["bio-001sc1", "bio-003sc1", "story-001sc1", "bio-001qa1"]
 

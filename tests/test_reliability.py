@@ -15,7 +15,8 @@ from unlearning.evaluation import EvalConfig
 from unlearning.experiment import run_experiment
 from unlearning.methods import METHODS
 from unlearning.plan import make_plan
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 from tests.test_engine import ExplodesAtStep3
 
 QUICK_EVAL = EvalConfig(max_new_tokens=2, utility="none")

@@ -7,11 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_app import report
+from tests.fake_runs import report
 from tests.test_damaged_runs import get, places, put
+from unlearning.atomic import to_json
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport, evaluate
-from unlearning.runs import RunConfig, RunStore, check_run_id, to_json
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore, check_run_id
 
 
 def test_config_round_trips_through_json(tmp_path):

@@ -9,7 +9,8 @@ from unlearning import plots
 from unlearning.cli import main
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig
-from unlearning.runs import RunConfig, RunStore
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 from unlearning.summary import run_summary
 from unlearning.sweep import parse_grid, points, run_sweep
 

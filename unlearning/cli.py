@@ -17,20 +17,20 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from unlearning.data import DataError, data_source, load_data
+from unlearning.data import DataError, cached_data, data_source, load_data
 from unlearning.data.lume import PARTS, write_subset
 from unlearning.engine import TrainConfig
-from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate, judge
-from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.experiment import cached_data, cached_model, evaluate_after, evaluate_model, run_experiment, selection
+from unlearning.evaluation import METRICS, EvalConfig, evaluate, judge
+from unlearning.experiment import evaluate_after, evaluate_model, run_experiment
 from unlearning.html_report import write_report
 from unlearning.jobs import user_message
 from unlearning.methods import METHODS, get_preset
-from unlearning.models import ModelLoadError
+from unlearning.models import ModelLoadError, cached_model
 from unlearning.probes import PROBES, probe_summary, run_probes
 from unlearning.options import Option, options, parse
-from unlearning.plan import Plan, make_plan
-from unlearning.runs import Run, RunStore
+from unlearning.plan import Plan, make_plan, selection
+from unlearning.runs import RunStore
+from unlearning.summary import run_details, run_listing, sweep_point
 from unlearning.sweep import ALIASES, new_sweep_id, parse_grid, points, run_sweep
 from unlearning.oracle import oracle_folder, prepare_oracle
 from unlearning.target import TargetConfig, prepare_target, target_records
@@ -44,6 +44,7 @@ EXIT_HELP = """exit codes (every command; `run` by how the run ended):
   4  cancelled: stopped by Ctrl-C or SIGTERM; the curve so far is kept
   5  stopped: the guard (--stop-below) ended training early because retain fell; the run was still evaluated"""
 EVAL_FLAGS = [o for o in options(EvalConfig) if not o.advanced]  # mode, max new tokens, retain rows, utility, mia
+TARGET_FLAGS = [o for o in options(TargetConfig) if not o.advanced]  # epochs, memorised, learning rate, batch size
 BAD_INPUT = (ValueError, KeyError, DataError, ModelLoadError)  # ModelLoadError is a RuntimeError: listed first
 
 
@@ -96,8 +97,8 @@ def target_for(args, bar: Bar) -> tuple[str, dict]:
     """The memorised target of --model on --data, and (unless --no-oracle) its oracle: the same base and settings on
     the retain split only, the model every verdict reads the run against. Both cached."""
     data = cached_data(args.data)
-    config = TargetConfig(epochs=args.epochs, learning_rate=args.target_lr, batch_size=args.target_batch_size,
-                          memorised=args.memorised)
+    given = {o.name: getattr(args, f"target_{o.name}") for o in TARGET_FLAGS}
+    config = TargetConfig(**{name: value for name, value in given.items() if value is not None})  # checked there
     share = 0.5 if args.oracle else 1.0
     folder, report = prepare_target(cached_model(args.model), target_records(data), config,
                                     lambda f, stage: bar(share * f, f"target: {stage}"))
@@ -165,7 +166,7 @@ def cmd_run(args) -> dict:
         error = user_message(failure)
     finally:
         bar.close()
-    out = summary(store, run_id)
+    out = run_details(store, run_id)
     if error:
         out["error"] = error
     return {**out, "notes": plan.notes}
@@ -186,46 +187,7 @@ def cmd_sweep(args) -> dict:
             run_ids = run_sweep(plans, store, bar, cancel)
         finally:
             bar.close()
-    return {"sweep": plans[0].config.sweep, "points": [point_summary(store, run_id) for run_id in run_ids]}
-
-
-def point_summary(store: RunStore, run_id: str) -> dict:
-    """One sweep point: its settings, where it started and ended on the forget/retain plane, and the verdict."""
-    out = summary(store, run_id)
-    point = {"run_id": run_id, "name": (out["config"] or {}).get("name"), "status": out["status"],
-             "message": out["message"], "verdict": {}, "broken": False}
-    run = store.read(run_id)
-    for name, report in (("before", run.before), ("after", run.after)):
-        if report:
-            point |= {f"{name}_{axis}": value for axis, value in tradeoff_point(EvalReport.from_dict(report)).items()}
-    if "verdict" in out:
-        point["verdict"] = {f["aspect"]: f["status"] for f in out["verdict"]["findings"]}
-        point["broken"] = out["verdict"]["broken"]
-    return point
-
-
-def summary(store: RunStore, run_id: str) -> dict:
-    """A run as the CLI shows it: status, config, both evaluations (every metric, without the per-sample rows), the
-    verdict, and the last training step."""
-    run = store.read(run_id)
-    out = {**listing(run), "config": run.config.to_dict() if run.config else None}
-    reports = {name: EvalReport.from_dict(report) for name, report in (("before", run.before), ("after", run.after)) if report}
-    for name, report in reports.items():
-        out[name] = {k: v for k, v in report.to_dict().items() if k not in ("rows", "reference")}
-    probes = store.probes(run_id)
-    if "after" in reports:
-        out["verdict"] = judge(reports.get("before"), reports["after"], probes).to_dict()
-    trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
-    out["last_step"] = trained[-1] if trained else None
-    out["probes"] = {name: probe_summary(entry) for name, entry in probes.items()}
-    return out
-
-
-def listing(run: Run) -> dict:
-    """One line of `runs`: a damaged run is listed too, with what is wrong and what could still be read."""
-    return {"run_id": run.id, **run.status, "method": run.config.train.method if run.config else None,
-            "name": run.config.name if run.config else None, "sweep": run.config.sweep if run.config else None,
-            "steps": sum("loss" in log for log in run.steps), "problems": run.problems}
+    return {"sweep": plans[0].config.sweep, "points": [sweep_point(store, run_id) for run_id in run_ids]}
 
 
 def cmd_eval(args) -> dict:
@@ -286,8 +248,8 @@ def cmd_probe(args) -> dict:
 def cmd_runs(args) -> dict | list:
     store = RunStore(args.runs)
     if args.run_id:
-        return summary(store, args.run_id)
-    return [{**listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
+        return run_details(store, args.run_id)
+    return [{**run_listing(store.read(r)), "probes": list(store.probes(r))} for r in store.ids()]
 
 
 def cmd_report(args) -> dict:
@@ -327,9 +289,10 @@ def cmd_methods(args) -> list:
 def add_option(parser: argparse.ArgumentParser, option: Option, prefix: str = "") -> None:
     """A flag generated from a config option: its help, choices, bounds and default are the option's own. Values
     are read as text and checked by the run plan (a probe's by its options), so a flag and the app's control refuse
-    the same things. A `prefix` (a probe's name) makes --prefix-name, stored as prefix_name."""
+    the same things. A `prefix` (a probe's name, "target") makes --prefix-name, stored as prefix_name; an option's
+    own flags replace the made-up one."""
     name = f"{prefix}_{option.name}" if prefix else option.name
-    flags = [f"--{name.replace('_', '-')}", *([] if prefix else option.flags)]
+    flags = list(option.flags) or [f"--{name.replace('_', '-')}"]
     facts = [f"one of {', '.join(option.choices)}" if option.choices else "", option.bounds(), f"default {option.default}"]
     text = f"{option.help} ({'; '.join(f for f in facts if f)})".replace("%", "%%")
     if option.kind is bool:
@@ -361,13 +324,8 @@ def parser() -> argparse.ArgumentParser:
                              "tokens, every retain row, the data's own MIA files, MMLU when reachable); slow on a CPU")
 
     def target_opts(sp):
-        # read as text and checked by TargetConfig's options, as the app's controls are
-        sp.add_argument("--epochs", default=TargetConfig.epochs, help="the most epochs: training stops once the data is memorised")
-        sp.add_argument("--target-lr", default=TargetConfig.learning_rate)
-        sp.add_argument("--target-batch-size", default=TargetConfig.batch_size)
-        sp.add_argument("--memorised", default=TargetConfig.memorised,
-                        help="share of answer tokens predicted exactly (teacher forced) at which training stops; long "
-                             "documents (LUME) need more than the default for their generations to follow")
+        for option in TARGET_FLAGS:
+            add_option(sp, option, "target")
         sp.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True,
                         help="with the target, prepare its oracle: the same base and settings on the retain split only, "
                              "a model that never saw the forget set; every verdict reads the run against it (cached; "

@@ -25,12 +25,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import MAX_LENGTH, answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
+from unlearning.models import decoder_layers
 from unlearning.monitor import Monitor
 from unlearning.options import check, option
 from unlearning.prefix import PrefixCache, supports, tail, tail_layers
 
 PARAM_MODES = {"full": "all weights (full)", "last_k": "only the last k layers", "lora": "LoRA adapters"}
-TINY_LEARNING_RATE = 1e-3  # the random tiny model: gradients are tiny, so it takes a large rate
 DURING = "during the run"  # the option group of in-run scores, per-sample balance, best checkpoint and guard
 
 
@@ -38,7 +38,7 @@ DURING = "during the run"  # the option group of in-run scores, per-sample balan
 class TrainConfig:
     """The engine's settings. Defaults are the measured working point of the default model (SmolLM2-135M,
     docs/recipes.md): 3e-5 for ~60 steps; the random tiny model's gradients are tiny and it needs ~1e-3
-    (TINY_LEARNING_RATE)."""
+    (models.TINY_LEARNING_RATE)."""
 
     method: str = "grad_diff"
     method_options: dict = field(default_factory=dict)
@@ -46,7 +46,7 @@ class TrainConfig:
     learning_rate: float = option(
         3e-5, "3e-5 for ~60 steps suits the 135M default model (measured, docs/recipes.md); the random tiny model "
         "needs ~1e-3.",
-        gt=0, le=1.0, flags=("--lr",),
+        gt=0, le=1.0, flags=("--learning-rate", "--lr"),
     )
     batch_size: int = option(4, "Forget (and retain) samples per step.", ge=1, le=4096)
     params: str = option("full", "What trains; fewer trainable weights: less memory, gentler edits.", choices=PARAM_MODES,
@@ -189,15 +189,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "bf16" or device.type == "cuda" or cpu_has_bf16():
         return torch.bfloat16
     return None
-
-
-def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
-    """The stack of transformer blocks, found by shape so it works across Llama, OLMo, GPT-2, ..."""
-    n = model.config.num_hidden_layers
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return module
-    raise ValueError(f"could not find the {n} decoder layers of {type(model).__name__}")
 
 
 def make_trainable(model: PreTrainedModel, config: TrainConfig) -> PreTrainedModel:

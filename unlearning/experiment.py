@@ -3,64 +3,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from unlearning.data import UnlearningData, cached_data
+from unlearning.atomic import atomic_path, to_json, write_atomic
+from unlearning.data import cached_data
 from unlearning.data.records import Record
 from unlearning.engine import give_back_freed_memory, train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.evaluation.knowledge import knowledge_checks
-from unlearning.evaluation.report import EvalConfig
 from unlearning.jobs import Progress, ticking, user_message
 from unlearning.models import LoadedModel, cache_dir, cached_model
 from unlearning.monitor import Monitor
 from unlearning.oracle import oracle_folder
+from unlearning.plan import Plan, Selection
 from unlearning.prefix import PrefixCache
-from unlearning.runs import RunConfig, RunStore, atomic_path, to_json, write_atomic
-
-if TYPE_CHECKING:
-    from unlearning.plan import Plan
-
-
-
-@dataclass
-class Selection:
-    forget: list[Record]
-    retain: list[Record]  # trained on (the retain term)
-    retain_eval: list[Record]  # evaluated before and after: a fixed sample (fast) or all of them (official)
-    mia_members: list[str]
-    mia_nonmembers: list[str]
-    mia_source: str  # what the members are, shown next to every MIA number
-    notes: dict[str, str]  # how this selection departs from the official protocol
-    holdout: list[Record]  # never trained on: the level a forgotten sample should fall to
-
-
-def selection(data: UnlearningData, forget: list[Record], retain: list[Record], evaluation: EvalConfig) -> Selection:
-    """The records of a run: what it trains on, the retain rows it is scored on, and the MIA documents.
-
-    MIA members: in official mode the data's own member documents (LUME's files; for other data, its forget split's
-    documents built as the official files are); in fast mode the selected forget samples' documents, since those are
-    what this run unlearns. Non-members are always the data's (LUME's files, else its holdout documents).
-    """
-    retain_eval = sorted(retain, key=lambda r: r.id)
-    if evaluation.retain_rows:
-        retain_eval = random.Random(0).sample(retain_eval, min(evaluation.retain_rows, len(retain_eval)))
-    notes = {}
-    if evaluation.mode == "official":
-        members, source = data.mia_members, data.mia_source
-        if not data.mia_official:
-            notes["mia"] = f"the data has no member/non-member files: MIA documents {data.mia_source}"
-    else:
-        members = [r.text for r in forget]
-        source = f"the {len(forget)} selected forget samples, each as input + ' ' + output"
-    return Selection(forget, retain, retain_eval, members, data.mia_nonmembers, source, notes, data.split("holdout"))
+from unlearning.run_config import RunConfig
+from unlearning.runs import RunStore
 
 
 def source_stamp(source: str) -> float:

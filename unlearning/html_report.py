@@ -16,12 +16,14 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from unlearning import plots
+from unlearning.atomic import write_atomic
 from unlearning.engine import trains
 from unlearning.evaluation import METRICS, EvalReport, judge
+from unlearning.evaluation.metrics import better_words
 from unlearning.evaluation.verdict import ASPECTS, group_label
 from unlearning.methods import METHODS
 from unlearning.probes import PROBES
-from unlearning.runs import RunStore, write_atomic
+from unlearning.runs import RunStore
 from unlearning.summary import oracles, originals, read_report, run_summary
 
 SHOWN = 5  # generations per split and run: the first forget samples, and the retain samples whose score fell most
@@ -74,7 +76,7 @@ def _scores(before: EvalReport | None, after: EvalReport | None) -> str:
     rows = []
     for split in ("forget", "retain"):
         groups = sorted({g for r in reports for g in r.groups("official", split)})
-        rows.append((f"{official.title} · {split} ({official.better_on(split)} is better)",
+        rows.append((f"{official.title} · {split} ({better_words(official.better_on(split))})",
                      *(r.split("official", split) if r else None for r in (before, after))))
         rows += [(f"&nbsp;&nbsp;{html.escape(group_label(g))}", *(r.groups("official").get(g) if r else None
                                                                     for r in (before, after))) for g in groups]

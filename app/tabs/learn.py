@@ -5,7 +5,7 @@ import gradio as gr
 
 from app.tabs.common import LATEX
 from unlearning.evaluation import METRICS
-from unlearning.evaluation.metrics import FAMILIES
+from unlearning.evaluation.metrics import FAMILIES, arrow
 from unlearning.evaluation.verdict import ASPECTS, RULES
 
 BASICS = r"""
@@ -194,11 +194,10 @@ def cell(text: str) -> str:
 
 def glossary() -> str:
     """Every metric the studio reports, straight from the library's registry."""
-    better = {"higher": "↑ higher", "lower": "↓ lower", "0.5": "→ 0.5"}
     rows = []
     for family in FAMILIES:
         for m in (m for m in METRICS.values() if m.family == family):
-            direction = f"{better[m.better]} on retain, {better[m.better_on('forget')]} on forget" if m.knowledge else better[m.better]
+            direction = f"{arrow(m.better)} on retain, {arrow(m.better_on('forget'))} on forget" if m.knowledge else arrow(m.better)
             chance = "" if m.chance is None else f"{m.chance:g}"
             rows.append(f"| **{cell(m.title)}** `{m.name}` | {family} | {direction} | {chance} | {cell(m.what)} |")
     return ("## Every metric\n\n| metric | family | better | chance | what it measures |\n|---|---|---|---|---|\n"

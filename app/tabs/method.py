@@ -11,10 +11,11 @@ import html
 
 import gradio as gr
 
-from app.state import Studio, suggested_training
+from app.state import Studio
 from app.tabs.common import LATEX, Shared
 from unlearning.engine import TrainConfig
 from unlearning.methods import METHODS, get_preset
+from unlearning.models import suggested_training
 from unlearning.options import Option, options
 
 DEFAULT_METHOD = TrainConfig.method
@@ -162,4 +163,4 @@ class MethodTab:
         if not facts:
             return gr.skip(), gr.skip()
         suggested = facts["suggested"]
-        return suggested["learning_rate"], suggested["steps"]
+        return suggested.get("learning_rate", TrainConfig.learning_rate), suggested.get("steps", TrainConfig.steps)

@@ -7,7 +7,7 @@ from app.state import Studio
 from app.tabs.common import Shared, run_choices, run_header
 from app.views import metric_rows, metrics_table_html, score_cards_html, verdict_html
 from unlearning import plots
-from unlearning.evaluation import METRICS, EvalReport, judge
+from unlearning.evaluation import EvalReport, judge
 from unlearning.summary import read_report, run_reports
 
 
@@ -44,7 +44,7 @@ class MetricsTab:
             score_cards_html(before, after),
             metrics_table_html(metric_rows(before, after, after.oracle() or _oracle(studio, run_id))),
             plots.final_parts_bars(_final_parts(before), _final_parts(after), broken=judge(before, after).broken),
-            plots.utility_bars(_families(before), _families(after), METRICS["utility"].chance,
+            plots.utility_bars(_families(before), _families(after), after.chance("utility"),
                                after.metrics.get("utility", {}).get("name", "utility")),
             plots.before_after_bars(groups, title="Official score per task, kind and split", y_title="mean score"),
             plots.mia_histograms(_mia(before), _mia(after)),

@@ -5,12 +5,13 @@ import html
 
 import gradio as gr
 
-from app.state import Studio, training_modes
+from app.state import Studio
 from app.tabs.common import SKIP, Shared, friendly, number, progress_html
-from app.tabs.method import MethodTab
+from app.tabs.method import MethodTab, knob
 from unlearning.engine import TrainConfig
 from unlearning.jobs import Job
-from unlearning.models import DEFAULT_MODEL, TINY_MODEL
+from unlearning.models import DEFAULT_MODEL, TINY_MODEL, training_modes
+from unlearning.options import options
 from unlearning.target import TargetConfig
 
 SOURCES = [
@@ -59,7 +60,7 @@ def info_html(studio: Studio, source: str, job: Job | None = None, last_k: int |
             "<th>trainable parameters</th><th>GiB (without activations)</th></tr></thead>"
             f"<tbody>{modes}</tbody></table><p class='us-muted'>Trained copy + frozen original (kept for the "
             "before/after comparison) + gradients + two Adam moments per trainable weight.</p>"
-            f"<p>Suggested learning rate: <b>{suggested['learning_rate']:g}</b> ({html.escape(suggested['why'])}).</p>")
+            f"<p>Suggested learning rate: <b>{suggested.get('learning_rate', TrainConfig.learning_rate):g}</b> ({html.escape(suggested['why'])}).</p>")
     t = studio.target_report(source)
     if t:
         how = f' ({html.escape(t["trains"])}, {t["epochs"]} epochs)' if "trains" in t else ""
@@ -98,9 +99,8 @@ class ModelTab:
                     "word for word. Afterwards the target is the loaded model."
                 )
                 with gr.Row():
-                    self.epochs = gr.Number(TargetConfig.epochs, label="at most this many epochs", precision=0, minimum=1)
-                    self.target_lr = gr.Number(TargetConfig.learning_rate, label="learning rate")
-                    self.target_batch = gr.Number(TargetConfig.batch_size, label="batch size", precision=0, minimum=1)
+                    # TargetConfig's options that are not advanced, as the CLI's prepare-target flags are
+                    self.target = {o.name: knob(o) for o in options(TargetConfig) if not o.advanced}
                 with gr.Row():
                     self.prepare = gr.Button("Prepare target", variant="primary", elem_id="prepare-target")
                     self.cancel = gr.Button("Cancel", variant="stop")
@@ -119,13 +119,13 @@ class ModelTab:
         self.load.click(load, [self.source, self.path], shared.model_job, show_progress="hidden")
 
         @friendly
-        def prepare(epochs, lr, batch, model_source: str, data_source: str):
-            config = TargetConfig(epochs=epochs, learning_rate=lr, batch_size=batch)  # checked there, as the CLI's flags
+        def prepare(model_source: str, data_source: str, *values):
+            config = TargetConfig(**dict(zip(self.target, values)))  # checked there, as the CLI's flags are
             job = studio.prepare_target(model_source, data_source, config)
             gr.Info(f"Preparing the target in the background (job #{job.id}).")
             return {"id": job.id, "mine": True}
 
-        inputs = [self.epochs, self.target_lr, self.target_batch, shared.model_source, shared.data_source]
+        inputs = [shared.model_source, shared.data_source, *self.target.values()]
         self.prepare.click(prepare, inputs, shared.model_job, show_progress="hidden")
         self.offer.click(prepare, inputs, shared.model_job, show_progress="hidden")
 
@@ -148,7 +148,7 @@ class ModelTab:
                 return SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP(), SKIP()
             # a model new to this session, or one whose load just finished: suggest its learning rate
             fresh = facts and (source != model_source or seen.get("known") is False)
-            lr = facts["suggested"]["learning_rate"] if fresh else SKIP()
+            lr = facts["suggested"].get("learning_rate", TrainConfig.learning_rate) if fresh else SKIP()
             return (progress_html(job), info_html(studio, source, job, last_k, lora_rank),
                     header_markdown(studio, source, data_source),
                     lr, offer_button(studio, source, job), {"sig": signature, "known": bool(facts)}, source)

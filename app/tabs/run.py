@@ -87,8 +87,6 @@ class RunTab:
         if watched is not None and watched.state in ("queued", "running"):
             raise PlanError([f"wait until '{watched.title}' (job #{watched.id}) finishes: the run needs to know "
                              "which model it unlearns"])
-        if not values[self.shared.selection]:
-            raise PlanError(["No forget samples selected: tick some in the Data tab first (or use a shortcut there)."])
         return make_plan(self._request(values, method_tab))
 
     def _plan(self, values: dict, method_tab: MethodTab) -> str:

@@ -67,6 +67,12 @@ class UnlearningData:
     def split(self, name: str) -> list[Record]:
         return [r for r in self.records if r.split == name]
 
+    def retain_set(self, forget_ids: list[str]) -> list[Record]:
+        """The retain split less any sample chosen to forget: what a run keeps when it names no retain samples, so the
+        forget and retain sets never overlap."""
+        chosen = set(forget_ids)
+        return [r for r in self.split("retain") if r.id not in chosen]
+
     def sample_forget(self, n: int, seed: int | None = None, kind: str | None = None) -> list[str]:
         """Ids of n forget-split samples (of one kind, if given) drawn at random, in dataset order; all when n exceeds them."""
         pool = [r.id for r in self.split("forget") if kind in (None, r.kind)]

@@ -10,12 +10,18 @@ utility       log-likelihood multiple choice: bundled item families, MMLU
 metrics       the registry every number is declared in (name, direction, chance, ideal, what it measures)
 report        EvalConfig, EvalReport and evaluate(): every registered metric on one model
 verdict       the rules that call a run forgotten, kept, fluent, useful and private, or broken
+
+Importing the package imports every module in it, so a new metric module registers itself (like methods and probes).
 """
-from unlearning.evaluation import fluency, memorisation, mia, official, utility  # noqa: F401  (registers the metrics)
-from unlearning.evaluation import answers  # noqa: F401,I001  (after fluency: the registry's order is the tables' order)
+import importlib
+import pkgutil
+
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.metrics import METRICS, Cancelled, Metric, Skip
 from unlearning.evaluation.report import EvalConfig, EvalReport, evaluate
 from unlearning.evaluation.verdict import Verdict, judge
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["METRICS", "Cancelled", "EvalConfig", "EvalReport", "Metric", "Skip", "Verdict", "evaluate", "generate", "judge"]

@@ -23,8 +23,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import IGNORE, MAX_LENGTH
 from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import token_scores
-from unlearning.evaluation.metrics import Context, metric
+from unlearning.evaluation.metrics import Context, metric, stage
 
+FLUENCY = stage("fluency", 0.08)  # the original model reads every generation once
 WINDOW = 16  # tokens looked back at for a repeat
 REPETITION_LIMIT = 0.4  # at or above, on a long generation: a loop (prose stays under 0.37, see above)
 LONG = 24  # tokens from which the repetition limit applies (LUME's longest number-heavy answer, an address, has 18)
@@ -75,7 +76,7 @@ def judge_texts(
 def fluency(ctx: Context) -> dict[str, list]:
     """Every generation of this evaluation judged by the reference (original) model: the metrics below read it."""
     return judge_texts(ctx.reference, ctx.tokenizer, [r.input for r in ctx.records], ctx.shared(generations),
-                       ctx.config.batch_size, lambda done, total: ctx.progress("fluency", done, total))
+                       ctx.config.batch_size, lambda done, total: ctx.progress(FLUENCY, done, total))
 
 
 @metric(

@@ -13,7 +13,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
-from unlearning.evaluation.metrics import Cancelled, Context
+from unlearning.evaluation.metrics import Cancelled, Context, stage
+
+GENERATE = stage("generate", 0.6)  # the greedy generation pass: most of an evaluation's time
 
 
 def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -81,5 +83,5 @@ def generations(ctx: Context) -> list[str]:
     config = ctx.config
     return generate(
         ctx.model, ctx.tokenizer, [r.input for r in ctx.records], config.max_new_tokens, config.generation_batch_size,
-        lambda done, total: ctx.progress("generate", done, total), ctx.cancel,
+        lambda done, total: ctx.progress(GENERATE, done, total), ctx.cancel,
     )

@@ -24,10 +24,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.batching import Features, answer_logits_only, collate, encode_records, sample_length, supports_logits_to_keep
 from unlearning.evaluation.generation import batches_by_length
-from unlearning.evaluation.metrics import Context, metric
+from unlearning.evaluation.metrics import Context, metric, stage
 from unlearning.methods.losses import forward, token_logprobs
 from unlearning.prefix import PrefixCache
 
+TEACHER_FORCED = stage("teacher-forced", 0.08)  # one forward pass over the answers: quick next to generation
 FIRST = 2  # answer tokens left out by "past the first tokens": where a learnt refusal diverges from the answer
 
 
@@ -97,7 +98,7 @@ def teacher_forced(ctx: Context) -> TokenScores:
     """The evaluated model's teacher-forced pass over every record's answer (shared by the metrics below)."""
     features = encode_records(ctx.tokenizer, ctx.records, sample_length(ctx.model))
     return token_scores(ctx.model, features, ctx.tokenizer.pad_token_id, ctx.config.batch_size,
-                        lambda done, total: ctx.progress("teacher-forced", done, total))
+                        lambda done, total: ctx.progress(TEACHER_FORCED, done, total))
 
 
 def token_view(tokenizer: PreTrainedTokenizerBase, scores: TokenScores) -> list[dict]:

@@ -1,8 +1,10 @@
 """The metric registry: every number the studio reports is declared once, beside the code that computes it.
 
 A metric module decorates its compute function with `@metric(...)`: name, what it measures, which way is better,
-chance and ideal values. The report (EvalReport), the verdict, the CLI's `metrics` command and the app's tables,
-plots and Learn tab all read METRICS, so adding a metric touches its module and its test, nothing else.
+chance and ideal values, how views label it. The report (EvalReport), the verdict, the CLI's `metrics` command and
+the app's tables, plots and Learn tab all read METRICS, so adding a metric touches its module and its test, nothing
+else: importing unlearning.evaluation imports every module in it. The direction words every view shows live here
+too, and so do the evaluation's stages: a pass over the records declares its share of the progress bar with stage().
 
 Per-sample metrics return one value per record (aggregated per split and per task/kind/split group); model metrics
 return a dict with a "value" and any details. Shared work (one generation pass, one teacher-forced pass) is computed
@@ -18,7 +20,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.data.records import Record
 
-BETTER = ("higher", "lower", "0.5")  # "0.5": best at 0.5 (an MIA AUC of 0.5 means members look like non-members)
+# Which way is better, as a table's arrow and in words (plot axes, hints). "0.5": best at 0.5 (an MIA AUC of 0.5 means
+# members look like non-members).
+BETTER = {"higher": ("↑ higher", "higher is better"), "lower": ("↓ lower", "lower is better"),
+          "0.5": ("→ 0.5", "best at 0.5")}
+STAGES: dict[str, float] = {}  # a pass over the records -> its share of an evaluation's time, roughly: the bar's layout
 FAMILIES = ("official", "memorisation", "fluency", "privacy", "utility")
 
 
@@ -42,6 +48,8 @@ class Metric:
     chance: float | None = None  # what a model that knows nothing (or guesses) gets
     ideal: float | None = None  # the best value (a knowledge metric's: on retain)
     unit: str = ""
+    label: str = ""  # a short name for plot axes and notes; the title when empty
+    parts: tuple[str, ...] = ()  # the metrics this one is the mean of (the SemEval final score's)
     compute: Callable[["Context"], Any] = field(default=None, repr=False, compare=False)
 
     def better_on(self, split: str | None = None) -> str:
@@ -49,6 +57,10 @@ class Metric:
         if self.knowledge and split == "forget":
             return {"higher": "lower", "lower": "higher"}[self.better]
         return self.better
+
+    @property
+    def short(self) -> str:
+        return self.label or self.title
 
     def describe(self) -> dict:
         """The declaration as JSON (no compute function)."""
@@ -58,13 +70,37 @@ class Metric:
 METRICS: dict[str, Metric] = {}
 
 
+def arrow(direction: str | None) -> str:
+    """A direction as a table shows it: "↓ lower"; "–" for a number with no direction."""
+    return BETTER[direction][0] if direction else "–"
+
+
+def better_words(direction: str | None) -> str:
+    """A direction in words: "lower is better"."""
+    return BETTER[direction][1] if direction else "no direction"
+
+
+def gain(direction: str, before: float, after: float) -> float:
+    """How much better `after` is than `before`, going `direction`'s way; negative when it is worse."""
+    if direction == "0.5":
+        return abs(before - 0.5) - abs(after - 0.5)
+    return after - before if direction == "higher" else before - after
+
+
+def stage(name: str, share: float) -> str:
+    """Declare a stage of the evaluation (a pass over the records that reports progress) with its rough share of an
+    evaluation's time; returns its name, for Context.progress."""
+    STAGES[name] = share
+    return name
+
+
 def metric(**declaration) -> Callable:
     """Decorator: declare the metric computed by the decorated function and register it."""
 
     def register(compute: Callable[["Context"], Any]) -> Callable:
         entry = Metric(compute=compute, **declaration)
         if entry.family not in FAMILIES or entry.better not in BETTER:
-            raise ValueError(f"metric {entry.name!r}: family must be one of {FAMILIES}, better one of {BETTER}")
+            raise ValueError(f"metric {entry.name!r}: family must be one of {FAMILIES}, better one of {tuple(BETTER)}")
         METRICS[entry.name] = entry
         return compute
 
@@ -116,6 +152,8 @@ class Context:
         return result
 
     def progress(self, stage: str, done: int, total: int) -> None:
+        if stage not in STAGES:  # an undeclared stage would move no bar: fail where it is written, not silently
+            raise KeyError(f"evaluation stage {stage!r} is not declared: declare it with metrics.stage()")
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("evaluation cancelled by the user")
         if self._progress is not None:

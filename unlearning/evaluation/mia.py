@@ -18,9 +18,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.batching import collate
 from unlearning.evaluation.generation import batches_by_length
-from unlearning.evaluation.metrics import Context, Skip, metric
+from unlearning.evaluation.metrics import Context, Skip, metric, stage
 from unlearning.methods.losses import forward, token_logprobs
 
+MIA = stage("mia", 0.12)  # two passes over the member and non-member documents
 MIN_K = 0.2  # Min-K% Prob with k = 20%, the setting Shi et al. (2024) recommend
 
 
@@ -92,7 +93,7 @@ def mia_result(ctx: Context) -> dict:
         raise Skip("the data has no member or no non-member documents")
     members, nonmembers = (
         document_losses(ctx.model, ctx.tokenizer, texts, ctx.config.batch_size,
-                        progress=lambda done, total: ctx.progress("mia", done, total))
+                        progress=lambda done, total: ctx.progress(MIA, done, total))
         for texts in (ctx.mia_members, ctx.mia_nonmembers)
     )
     return {**mia(members, nonmembers), "members": ctx.mia_source, "n_members": len(ctx.mia_members),
@@ -112,6 +113,7 @@ def mia_auc(ctx: Context) -> dict:
 
 @metric(
     name="mia_score", title="MIA score", family="privacy", better="higher", per_sample=False, ideal=1.0,
+    label="MIA score",
     what="The official 1 - 2|AUC - 0.5|: 1 when the attacker is at chance, 0 when members are perfectly told apart "
          "either way (under- or over-unlearning).",
 )

@@ -21,7 +21,7 @@ from rouge_score import rouge_scorer
 
 from unlearning.data.records import Record
 from unlearning.evaluation.generation import generations
-from unlearning.evaluation.metrics import Context, Skip, metric
+from unlearning.evaluation.metrics import METRICS, Context, Skip, metric
 
 # Built once: constructing a RougeScorer loads the Porter stemmer (official: RougeScorer(..., use_stemmer=True)).
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
@@ -112,6 +112,7 @@ def official_scores(ctx: Context) -> list[float]:
 
 @metric(
     name="task_aggregate", title="Task aggregate", family="official", better="higher", per_sample=False, ideal=1.0,
+    label="task aggregate",
     what="Harmonic mean of the official score's per task x kind x split means, forget ones inverted (1 - x): one "
          "group that forgot nothing or kept nothing drags it to 0.",
 )
@@ -133,9 +134,10 @@ def _part(ctx: Context, name: str) -> float | None:
 
 @metric(
     name="final", title="SemEval final score", family="official", better="higher", per_sample=False, ideal=1.0,
+    label="final (mean)", parts=("task_aggregate", "mia_score", "utility"),
     what="Mean of the task aggregate, the MIA score and utility (MMLU in the official setting). A collapsed model can "
          "still reach ~0.4: never read it without its parts.",
 )
 def final(ctx: Context) -> dict:
-    value, parts = final_score({name: _part(ctx, name) for name in ("task_aggregate", "mia_score", "utility")})
+    value, parts = final_score({name: _part(ctx, name) for name in METRICS["final"].parts})
     return {"value": value, "parts": parts}

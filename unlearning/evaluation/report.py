@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.data.records import Record
 from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import teacher_forced, token_view
-from unlearning.evaluation.metrics import METRICS, Context, Skip
+from unlearning.evaluation.metrics import METRICS, STAGES, Context, Skip
 from unlearning.evaluation.official import group_means
 from unlearning.options import check, finite_number, option
 
@@ -29,8 +29,6 @@ MAX_NEW_TOKENS = 1024  # beyond this a CPU evaluation takes hours; the official 
 # The organisers' protocol (shared/data/lume-validation/README.md): what official mode sets, whatever was asked.
 OFFICIAL = {"max_new_tokens": 256, "generation_batch_size": 1, "dtype": "bf16", "retain_rows": 0, "utility": "mmlu",
             "mia": True}
-# Share of an evaluation's time each stage takes, roughly: the progress bar's layout.
-STAGES = {"generate": 0.6, "teacher-forced": 0.08, "fluency": 0.08, "mia": 0.12, "utility": 0.12}
 
 
 @dataclass
@@ -91,6 +89,11 @@ class EvalReport:
     def split(self, name: str, split: str) -> float | None:
         """A per-sample metric's mean over one split, None when not measured."""
         return self.metrics.get(name, {}).get("splits", {}).get(split)
+
+    def chance(self, name: str) -> float | None:
+        """The guessing level of a metric in this evaluation: its own where it measured one (utility's depends on
+        the items asked), else the registry's."""
+        return self.metrics.get(name, {}).get("chance", METRICS[name].chance)
 
     def groups(self, name: str, split: str | None = None) -> dict[str, float]:
         """A per-sample metric's "Task1/sc/forget" -> mean, optionally of one split only."""
@@ -223,7 +226,8 @@ def _upgrade(old: dict) -> dict:
     utility = old.get("utility")
     if utility:
         metrics["utility"] = {"value": utility["accuracy"], "name": utility.get("name", "probe"), "families": {},
-                              "chance": utility.get("chance", 0.25), "questions": utility.get("questions"),
+                              "chance": utility.get("chance", METRICS["utility"].chance),
+                              "questions": utility.get("questions"),
                               "note": "the 40-question letter probe of the first sessions (chance level for small models)"}
     if old.get("final") is not None:
         metrics["final"] = {"value": old["final"], "parts": old.get("final_parts", {})}
@@ -239,7 +243,7 @@ def _progress(report: Callable[[float, str], None] | None) -> Callable[[str, int
     shares: dict[str, float] = {}
 
     def update(stage: str, done: int, total_items: int) -> None:
-        if report is None or stage not in STAGES:
+        if report is None:
             return
         shares[stage] = max(shares.get(stage, 0.0), STAGES[stage] * done / max(total_items, 1))
         report(sum(shares.values()), f"{stage} {done}/{total_items}")

@@ -18,8 +18,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from unlearning.batching import IGNORE
 from unlearning.evaluation.memorisation import token_scores
-from unlearning.evaluation.metrics import Context, Skip, metric
+from unlearning.evaluation.metrics import Context, Skip, metric, stage
 
+UTILITY = stage("utility", 0.12)  # every choice of every item scored
 ITEMS_PATH = Path(__file__).with_name("utility_items.json")
 LETTERS = "ABCD"
 
@@ -101,6 +102,7 @@ def accuracy(items: list[dict], picks: list[int]) -> dict:
 
 @metric(
     name="utility", title="Utility", family="utility", better="higher", per_sample=False, chance=0.25, ideal=1.0,
+    label="utility",
     what="Accuracy on general multiple-choice questions, each choice scored by its log-likelihood after the prompt "
          "(MMLU when the hub is reachable, else the bundled families: capitals, number sequences, opposites, facts, "
          "words, colours). Chance is 0.25: a model near it has lost general knowledge.",
@@ -119,6 +121,6 @@ def utility(ctx: Context) -> dict:
         items = load_items()
     # per batch of (question, choice) pairs: 124 items are ~500 pairs, a minute and more on a CPU
     picks = choice_picks(ctx.model, ctx.tokenizer, items, config.batch_size,
-                         lambda done, total: ctx.progress("utility", done, total))
+                         lambda done, total: ctx.progress(UTILITY, done, total))
     result = accuracy(items, picks)
     return {**result, "name": name, "note": note}

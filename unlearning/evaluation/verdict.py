@@ -382,7 +382,7 @@ def utility(before: EvalReport | None, after: EvalReport) -> Finding:
     ub = before.value("utility") if before else None
     if ua is None:
         return Finding("utility", "unknown", "Utility was not measured.")
-    chance = after.metrics["utility"].get("chance", 0.25)
+    chance = after.chance("utility")
     if ub is None:
         return Finding("utility", "unknown", f"Utility is {ua:.2f} (chance {chance:.2f}); no before-evaluation to compare.")
     if ub <= chance + AT_CHANCE:

@@ -23,10 +23,10 @@ from unlearning.data import UnlearningData
 from unlearning.data.records import Record
 from unlearning.evaluation import METRICS, EvalConfig, EvalReport, evaluate
 from unlearning.evaluation.verdict import CAME_BACK, HELD  # recovery below HELD: held; from CAME_BACK on: came back
-from unlearning.experiment import Selection
 from unlearning.models import LoadedModel
+from unlearning.plan import Selection
 from unlearning.options import check, parse
-from unlearning.runs import RunConfig
+from unlearning.run_config import RunConfig
 
 Progress = Callable[[float, str], None]
 

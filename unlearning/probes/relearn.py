@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.data.records import Record
 from unlearning.engine import TrainConfig, train
 from unlearning.evaluation import Cancelled
-from unlearning.experiment import cached_model
+from unlearning.models import cached_model
 from unlearning.monitor import Monitor
 from unlearning.options import option
 from unlearning.probes.base import (HEADLINE, KNOWLEDGE, ProbeOptions, Progress, Subject, bars, compare, means,

@@ -14,8 +14,8 @@ from pathlib import Path
 from transformers import PreTrainedModel
 
 from unlearning.evaluation import Cancelled, EvalReport
-from unlearning.experiment import cached_data, cached_model
-from unlearning.models import load_model
+from unlearning.data import cached_data
+from unlearning.models import cached_model, load_model
 from unlearning.plan import make_plan
 from unlearning.probes.base import Progress, Subject, get_probes
 from unlearning.runs import RunStore
