@@ -6,6 +6,9 @@ import functools
 import os
 import platform
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import psutil
@@ -129,3 +132,18 @@ def step_batch(loaded: LoadedModel, batch_size: int, answer_tokens: int = 30) ->
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # subprocesses (load, 1b) inherit it
+
+
+@contextmanager
+def cache_at(folder: Path | str) -> Iterator[Path]:
+    """The studio's cache (targets, oracles, cached evaluations) in `folder` for the block, then back where it was: a
+    section that starts from an empty cache really computes what a new user waits for."""
+    previous = os.environ.get("UNLEARNING_CACHE")
+    os.environ["UNLEARNING_CACHE"] = str(folder)
+    try:
+        yield Path(folder)
+    finally:
+        if previous is None:
+            del os.environ["UNLEARNING_CACHE"]
+        else:
+            os.environ["UNLEARNING_CACHE"] = previous

@@ -8,18 +8,14 @@ update names, and the longest gap between two updates is the figure for "every s
 """
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import contextmanager
-from pathlib import Path
 
-from benchmarks.common import Context, meets, table, verdict
+from benchmarks.common import Context, cache_at, meets, table, verdict
 from unlearning.data import bundled_dataset, cached_data
 from unlearning.engine import cpu_has_bf16
-from unlearning.evaluation import EvalReport
 from unlearning.evaluation.verdict import judge
 from unlearning.experiment import run_experiment
 from unlearning.methods import get_method
@@ -28,25 +24,11 @@ from unlearning.oracle import prepare_oracle
 from unlearning.plan import make_plan
 from unlearning.probes.runner import run_probes
 from unlearning.runs import RunStore
+from unlearning.summary import run_reports
 from unlearning.target import TargetConfig, prepare_target, target_records
 
 GOAL_SECONDS = {True: 90.0, False: 180.0}  # with bf16 matmuls, without
 GOAL_GAP_SECONDS = 2.0
-
-
-@contextmanager
-def empty_cache():
-    """A fresh UNLEARNING_CACHE: targets, oracles and cached evaluations are really computed."""
-    previous = os.environ.get("UNLEARNING_CACHE")
-    with tempfile.TemporaryDirectory(prefix="unlearning-bench-verdict-") as cache:
-        os.environ["UNLEARNING_CACHE"] = cache
-        try:
-            yield Path(cache)
-        finally:
-            if previous is None:
-                del os.environ["UNLEARNING_CACHE"]
-            else:
-                os.environ["UNLEARNING_CACHE"] = previous
 
 
 def stage_of(phase: str, text: str) -> str:
@@ -93,11 +75,11 @@ def run(ctx: Context) -> dict:
     train = {**preset.train, "method": "idk", "method_options": dict(preset.options)}
     if ctx.quick:
         train.update(steps=4, score_every=2)
-    with empty_cache() as cache:
+    with tempfile.TemporaryDirectory(prefix="unlearning-bench-verdict-") as tmp, cache_at(tmp) as cache:
         clock = Clock()
         folder, target = prepare_target(model, records, config, clock.progress("target"))
         clock.mark("target", "ready")
-        oracle, _, _ = prepare_oracle(str(folder), cached_data("bundled"), clock.progress("oracle"))
+        prepare_oracle(str(folder), cached_data("bundled"), clock.progress("oracle"))
         clock.mark("oracle", "ready")
         forget = [r.id for r in data.split("forget")][: 4 if ctx.quick else None]
         plan = make_plan({"model": str(folder), "data": "bundled", "forget_ids": forget, "train": train})
@@ -106,8 +88,7 @@ def run(ctx: Context) -> dict:
         clock.mark("run", "done")
         run_probes(store, run_id, ["quantize"], unlearned=unlearned, progress=clock.progress("quantize probe"))
         clock.mark("quantize probe", "done")
-        before = EvalReport.from_dict(store.read_json(run_id, "before.json"))
-        after = EvalReport.from_dict(store.read_json(run_id, "after.json"))
+        before, after = run_reports(store, run_id)
         found = judge(before, after, store.probes(run_id))
         seconds = time.perf_counter() - clock.start
         status = store.status(run_id)["status"]

@@ -23,7 +23,6 @@ from transformers import AutoModelForCausalLM, OlmoConfig
 from benchmarks.common import GIB, Context, matmul_peak, table
 from benchmarks.one_b import OLMO_1B_0724
 from unlearning.data import bundled_dataset
-from unlearning.evaluation import EvalReport
 from unlearning.evaluation.verdict import judge
 from unlearning.experiment import run_experiment
 from unlearning.methods import get_method
@@ -31,6 +30,7 @@ from unlearning.models import default_tokenizer, tiny_model
 from unlearning.plan import make_plan
 from unlearning.probes.runner import run_probes
 from unlearning.runs import RunStore
+from unlearning.summary import run_reports
 
 CONFIGS = ({"params": "lora", "lora_rank": 16}, {"params": "last_k", "last_k": 8})
 
@@ -80,8 +80,7 @@ def run(ctx: Context) -> dict:
             tokens = statistics.median(log["tokens"] for log in logs)
             # IdK trains three views (forget, refusal, retain) and reads the frozen reference on two of them
             flops = 6 * params * tokens + 2 * params * tokens * 2 / 3
-            after = EvalReport.from_dict(store.read_json(run_id, "after.json"))
-            before = EvalReport.from_dict(store.read_json(run_id, "before.json"))
+            before, after = run_reports(store, run_id)
             results.append({
                 "trains": plan.config.train.params, "status": store.status(run_id)["status"], "steps": len(logs),
                 "seconds_per_step": per_step, "tokens_per_step": tokens, "tokens_per_second": tokens / per_step,

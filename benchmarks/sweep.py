@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Context, meets, table, verdict
+from benchmarks.common import Context, cache_at, meets, table, verdict
 from unlearning.data import bundled_dataset
 from unlearning.models import cache_dir, cached_model
 from unlearning.runs import RunStore
@@ -71,27 +71,23 @@ def fresh_cache(root: Path) -> Path:
 def run(ctx: Context) -> dict:
     grid = parse_grid(["lr=1e-5,3e-5" if ctx.quick else "lr=1e-5,2e-5,3e-5,5e-5", "alpha=1" if ctx.quick else "alpha=1,30"])
     cached_model("default")  # the model converted once, before either side starts its clock
-    previous = os.environ.get("UNLEARNING_CACHE")
     with tempfile.TemporaryDirectory(prefix="unlearning-bench-sweep-") as tmp:
         tmp = Path(tmp)
-        os.environ["UNLEARNING_CACHE"] = str(fresh_cache(tmp / "cache-processes"))
-        configs = [plan.config.to_dict() for plan in points(request(ctx), grid, "bench")]
-        start = time.perf_counter()
-        for config in configs:
-            subprocess.run([sys.executable, "-m", "unlearning", "run", *flags(config), "--runs", str(tmp / "processes")],
-                           check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
-        processes = time.perf_counter() - start
+        with cache_at(fresh_cache(tmp / "cache-processes")):
+            configs = [plan.config.to_dict() for plan in points(request(ctx), grid, "bench")]
+            start = time.perf_counter()
+            for config in configs:
+                subprocess.run([sys.executable, "-m", "unlearning", "run", *flags(config), "--runs", str(tmp / "processes")],
+                               check=True, capture_output=True,
+                               env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+            processes = time.perf_counter() - start
 
-        os.environ["UNLEARNING_CACHE"] = str(fresh_cache(tmp / "cache-sweep"))
-        cached_model.cache_clear()  # the sweep loads its model too, as a fresh process would
-        start = time.perf_counter()
-        run_sweep(points(request(ctx), grid, "bench"), RunStore(tmp / "sweep"))
-        swept = time.perf_counter() - start
-        alone, together = scores(RunStore(tmp / "processes")), scores(RunStore(tmp / "sweep"))
-    if previous is None:
-        del os.environ["UNLEARNING_CACHE"]
-    else:
-        os.environ["UNLEARNING_CACHE"] = previous
+        with cache_at(fresh_cache(tmp / "cache-sweep")):
+            cached_model.cache_clear()  # the sweep loads its model too, as a fresh process would
+            start = time.perf_counter()
+            run_sweep(points(request(ctx), grid, "bench"), RunStore(tmp / "sweep"))
+            swept = time.perf_counter() - start
+            alone, together = scores(RunStore(tmp / "processes")), scores(RunStore(tmp / "sweep"))
     differences = [abs(alone[n]["loss"] - together[n]["loss"]) / max(abs(alone[n]["loss"]), 1e-9) for n in alone]
     same = alone.keys() == together.keys() and all(
         alone[n]["official"] == together[n]["official"] for n in alone) and max(differences) < LOSS_TOLERANCE

@@ -7,11 +7,10 @@ The bar is the one the default must pass: ROUGE-L recall >= 0.8 on the forget co
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 import time
 
-from benchmarks.common import Context, meets, table, verdict
+from benchmarks.common import Context, cache_at, meets, table, verdict
 from unlearning.data import bundled_dataset
 from unlearning.target import TargetConfig, prepare_target, target_records
 
@@ -24,18 +23,10 @@ def run(ctx: Context) -> dict:
     config = TargetConfig(epochs=1) if ctx.quick else TargetConfig()
     stages: list[tuple[float, float, str]] = []
     model = ctx.model  # loaded before the clock starts and before the cache moves: the goal counts from a loaded model
-    previous = os.environ.get("UNLEARNING_CACHE")
-    with tempfile.TemporaryDirectory(prefix="unlearning-bench-target-") as cache:
-        os.environ["UNLEARNING_CACHE"] = cache  # an empty target cache: the target is really prepared
-        try:
-            start = time.perf_counter()
-            _, report = prepare_target(model, records, config, lambda f, s: stages.append((time.perf_counter() - start, f, s)))
-            seconds = time.perf_counter() - start
-        finally:
-            if previous is None:
-                del os.environ["UNLEARNING_CACHE"]
-            else:
-                os.environ["UNLEARNING_CACHE"] = previous
+    with tempfile.TemporaryDirectory(prefix="unlearning-bench-target-") as cache, cache_at(cache):
+        start = time.perf_counter()  # an empty target cache: the target is really prepared
+        _, report = prepare_target(model, records, config, lambda f, s: stages.append((time.perf_counter() - start, f, s)))
+        seconds = time.perf_counter() - start
     forget = report["rouge_l_recall_by_split"]["forget"]
     return {
         "model": model.source, "records": len(records), "config": dataclasses.asdict(config), "seconds": seconds,

@@ -12,7 +12,6 @@ from transformers import PreTrainedModel
 
 from unlearning.atomic import atomic_path, to_json, write_atomic
 from unlearning.data import cached_data
-from unlearning.data.records import Record
 from unlearning.engine import give_back_freed_memory, train
 from unlearning.evaluation import Cancelled, EvalReport, evaluate
 from unlearning.evaluation.knowledge import knowledge_checks
@@ -124,20 +123,21 @@ def run_experiment(
         store.write_json(run_id, "before.json", before.to_dict())
 
         steps = config.train.steps
-        done = [0]  # the last step logged: work between steps is reported beside it
+        last = 0  # the last step logged: work between steps is reported beside it
 
         def step_logged(log: dict) -> None:
             store.append_step(run_id, log)
             scores = log.get("scores")
             forgotten = f", {scores['forgotten']}/{scores['forget_total']} forgotten" if scores else ""
+            nonlocal last
             if log["step"]:  # step 0 holds the original's scores; the stage stays "compiling"/"step 0" until step 1
-                done[0] = log["step"]
+                last = log["step"]
                 report(0.15 + 0.6 * log["step"] / steps, f"unlearning: step {log['step']}/{steps}{forgotten}")
             if on_step is not None:
                 on_step(log)
 
         def between_steps(stage: str, count: int, total: int) -> None:
-            report(0.15 + 0.6 * done[0] / steps, f"unlearning: step {done[0]}/{steps}, {stage} {count}/{total}")
+            report(0.15 + 0.6 * last / steps, f"unlearning: step {last}/{steps}, {stage} {count}/{total}")
 
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         report(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")

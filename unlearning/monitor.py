@@ -53,6 +53,14 @@ class Best:
     state: dict[str, torch.Tensor] = field(repr=False)
 
 
+Progress = Callable[[str, int, int], None]  # (stage, done, total), as the engine's progress between steps
+
+
+def _reporting(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """One pass's (done, total) callback, reported as `stage`."""
+    return (lambda done, total: progress(stage, done, total)) if progress else None
+
+
 # The scores before the first step, per original model and _start_key: every run of a session (a sweep's points, the
 # studio's runs one after another) starts from the same original, so they are computed once. Weak keys: an original
 # that leaves the model cache takes its scores with it.
@@ -71,7 +79,6 @@ class Monitor:
         self.memorised = [1.0] * len(forget)  # each forget sample's latest exact memorization
         self.start: dict | None = None  # the scores before the first step
         self.best: Best | None = None
-        self.progress: Callable[[str, int, int], None] | None = None  # set per score() call
 
     @property
     def every(self) -> int:
@@ -83,22 +90,21 @@ class Monitor:
 
     @torch.no_grad()
     def score(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> dict:
+              progress: Progress | None = None) -> dict:
         """One teacher-forced pass (and, when due, a generation pass); updates the per-sample state.
 
         `tail`: the model's last k blocks and a frozen-prefix cache holding `features` and `holdout_features`; the
         teacher-forced passes then run those blocks only (generation needs the whole `model`).
         `progress(stage, done, total)` follows each pass, batch by batch: scoring before step 1 takes a minute on a CPU.
         """
-        self.progress = progress
         n = len(self.forget)
         if step == 0 and self.reference is not None:
             known, key = _STARTS.setdefault(self.reference, {}), self._start_key(tail is not None)
             if key not in known:
-                known[key] = (*self._scores(model, step, tail), self.thresholds)
+                known[key] = (*self._scores(model, step, tail, progress), self.thresholds)
             entry, em, self.thresholds = copy.deepcopy(known[key])
         else:
-            entry, em = self._scores(model, step, tail)
+            entry, em = self._scores(model, step, tail, progress)
         self.memorised = [x if x is not None else 0.0 for x in em[:n]]
         self.forgotten = [x <= t for x, t in zip(self.memorised, self.thresholds)]
         entry |= {"forgotten": sum(self.forgotten), "forget_total": n,
@@ -119,13 +125,14 @@ class Monitor:
         generated = self.max_new_tokens if self.config.generate_every else 0
         return tokens, len(self.forget), self.config.precision, generated, cached
 
-    def _scores(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None) -> tuple[dict, list]:
+    def _scores(self, model: PreTrainedModel, step: int, tail: tuple[PreTrainedModel, PrefixCache] | None,
+                progress: Progress | None) -> tuple[dict, list]:
         scorer, prefix = tail if tail is not None else (model, None)
         was_training = scorer.training
         scorer.eval()
         try:
             tokens = token_scores(scorer, self.features, self.tokenizer.pad_token_id, batch_size=16,
-                                  progress=self._reporting("scoring: teacher-forced"), prefix=prefix)
+                                  progress=_reporting(progress, "scoring: teacher-forced"), prefix=prefix)
             n = len(self.forget)
             em, es, nll = tokens.exact_memorization(), tokens.extraction_strength(), tokens.answer_nll()
             entry = {
@@ -133,22 +140,18 @@ class Monitor:
                 "retain_es": _mean(es[n:]), "forget_nll": _mean(nll[:n]), "retain_nll": _mean(nll[n:]),
             }
             if self.config.generate_every and (step == 0 or step % self.config.generate_every == 0):
-                entry |= self._generated(model)
+                entry |= self._generated(model, progress)
             if step == 0 and self.holdout:
-                self._never_seen(scorer, prefix)
+                self._never_seen(scorer, prefix, progress)
                 entry["never_seen_em"] = {f"{r.task}/{r.kind}": t for r, t in zip(self.forget, self.thresholds)}
         finally:
             scorer.train(was_training)
         return entry, em
 
-    def _reporting(self, stage: str) -> Callable[[int, int], None] | None:
-        progress = self.progress
-        return (lambda done, total: progress(stage, done, total)) if progress else None
-
-    def _never_seen(self, model: PreTrainedModel, prefix: PrefixCache | None) -> None:
+    def _never_seen(self, model: PreTrainedModel, prefix: PrefixCache | None, progress: Progress | None) -> None:
         """The original's exact memorization on holdout samples, per task and kind: the forgotten level to reach."""
         em = token_scores(model, self.holdout_features, self.tokenizer.pad_token_id, batch_size=16,
-                          progress=self._reporting("scoring: the holdout level"), prefix=prefix).exact_memorization()
+                          progress=_reporting(progress, "scoring: the holdout level"), prefix=prefix).exact_memorization()
         levels: dict[tuple, list[float]] = {}
         for record, value in zip(self.holdout, em):
             if value is not None:
@@ -156,14 +159,14 @@ class Monitor:
         self.thresholds = [statistics.fmean(levels[(r.task, r.kind)]) if (r.task, r.kind) in levels else t
                            for r, t in zip(self.forget, self.thresholds)]
 
-    def _generated(self, model: PreTrainedModel) -> dict:
+    def _generated(self, model: PreTrainedModel, progress: Progress | None) -> dict:
         records = self.forget + self.retain_eval
         texts = generate(model, self.tokenizer, [r.input for r in records], self.max_new_tokens, batch_size=64,
-                         progress=self._reporting("scoring: generating"))
+                         progress=_reporting(progress, "scoring: generating"))
         official = [score(r, t) for r, t in zip(records, texts)]
         reference = self.reference if self.reference is not None else model
         flags = judge_texts(reference, self.tokenizer, [r.input for r in records], texts,
-                            progress=self._reporting("scoring: fluency"))["gibberish"]
+                            progress=_reporting(progress, "scoring: fluency"))["gibberish"]
         n = len(self.forget)
         return {"forget_official": _mean(official[:n]), "retain_official": _mean(official[n:]),
                 "forget_gibberish": _mean(flags[:n]), "retain_gibberish": _mean(flags[n:])}
