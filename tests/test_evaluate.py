@@ -171,6 +171,22 @@ def test_generate_left_padding_matches_one_by_one(tiny):
     assert tiny.tokenizer.padding_side == "right"  # shared tokenizer left untouched
 
 
+def test_generation_moves_layer_by_layer_through_the_prefill_and_says_the_same(tiny):
+    """A 64-prompt batch's prefill is seconds on a CPU: its progress moves after every decoder layer, then every token."""
+    seen = []
+    texts = generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=len(PROMPTS),
+                     progress=lambda done, total: seen.append((done, total)))
+    assert texts == generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=len(PROMPTS))
+    layers, n = tiny.model.config.num_hidden_layers, len(PROMPTS)
+    prompt = max(len(ids) for ids in tiny.tokenizer(PROMPTS)["input_ids"])
+    share = prompt / (prompt + MAX_NEW)  # the prefill's part of the batch, by tokens
+    prefill = [done for done, _ in seen[:layers]]
+    assert prefill == pytest.approx([n * share * (i + 1) / layers for i in range(layers)])
+    assert [done for done, _ in seen[layers:]] == pytest.approx(
+        [n * (share + (1 - share) * t / MAX_NEW) for t in range(1, MAX_NEW + 1)] + [n])
+    assert {total for _, total in seen} == {n}
+
+
 def _records_from(generations):
     """Two tasks x two kinds x two splits whose references are built from the model's own output: non-zero scores."""
     records = []

@@ -233,7 +233,7 @@ def train(
     on_step: Callable[[dict], None] | None = None,
     cancel: threading.Event | None = None,
     monitor: Monitor | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Callable[[str, float, int], None] | None = None,
     prefix: PrefixCache | None = None,
 ) -> UnlearnResult:
     """Train a copy of `original` with `config.method`; `on_step` sees each step's log, `cancel` stops between steps.

@@ -136,8 +136,8 @@ def run_experiment(
             if on_step is not None:
                 on_step(log)
 
-        def between_steps(stage: str, count: int, total: int) -> None:
-            report(0.15 + 0.6 * last / steps, f"unlearning: step {last}/{steps}, {stage} {count}/{total}")
+        def between_steps(stage: str, count: float, total: int) -> None:
+            report(0.15 + 0.6 * last / steps, f"unlearning: step {last}/{steps}, {stage} {int(count)}/{total}")
 
         # a compiled run's first step includes torch.compile: say so, or the bar looks stuck for half a minute
         report(0.15, f"unlearning: compiling, then step 1/{steps} (~30 s the first time)" if config.train.compile else f"unlearning: step 0/{steps}")

@@ -53,10 +53,10 @@ class Best:
     state: dict[str, torch.Tensor] = field(repr=False)
 
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total), as the engine's progress between steps
+Progress = Callable[[str, float, int], None]  # (stage, done, total), as the engine's progress between steps
 
 
-def _reporting(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+def _reporting(progress: Progress | None, stage: str) -> Callable[[float, int], None] | None:
     """One pass's (done, total) callback, reported as `stage`."""
     return (lambda done, total: progress(stage, done, total)) if progress else None
 

@@ -94,7 +94,7 @@ class PrefixCache:
         k: int,
         dtype: torch.dtype | None,
         features: list[Features],
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: Callable[[str, float, int], None] | None = None,
         batch_size: int = 16,
     ) -> None:
         """Compute the states of the samples not cached yet with `model`'s first n - k blocks.

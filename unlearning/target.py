@@ -112,7 +112,7 @@ def target_dir(base: str, records: list[Record], config: TargetConfig) -> Path:
 
 
 def memorisation(
-    loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64, progress: Callable[[int, int], None] | None = None
+    loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64, progress: Callable[[float, int], None] | None = None
 ) -> dict[str, float]:
     """Mean ROUGE-L recall of the model's completions, over all and per split: how much of the data it regurgitates."""
     completions = [r for r in records if r.kind == "sc"] or records
@@ -179,7 +179,7 @@ def prepare_target(
     if result.status == "diverged" or (cancel is not None and cancel.is_set()):
         raise RuntimeError(f"target preparation stopped: {result.message or 'cancelled by the user'}")
     completions = sum(r.kind == "sc" for r in records) or len(records)
-    measuring = lambda done, total: progress(0.85 + 0.1 * done / total, f"measuring memorisation: generating {done}/{total}")
+    measuring = lambda done, total: progress(0.85 + 0.1 * done / total, f"measuring memorisation: generating {int(done)}/{total}")
     recall = memorisation(LoadedModel(result.model, base.tokenizer, base.source), records, progress=measuring)
     report = {
         "base": base.source, "config": asdict(config), "records": len(records), "trains": trains(settings),

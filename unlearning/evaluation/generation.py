@@ -7,13 +7,15 @@ arithmetic enough to change some long generations, and one at a time is what the
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from unlearning.evaluation.metrics import Cancelled, Context, stage
+from unlearning.models import decoder_layers
 
 GENERATE = stage("generate", 0.6)  # the greedy generation pass: most of an evaluation's time
 
@@ -22,6 +24,27 @@ def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped so each batch holds similar lengths (less padding); longest first, so OOM shows up at once."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+@contextmanager
+def _each_prefill_layer(model: PreTrainedModel, tick: Callable[[float], None]) -> Iterator[None]:
+    """Calls `tick(share of the layers done)` after each decoder layer of the next forward pass: the prefill, one
+    pass over every prompt's tokens, which on a CPU takes seconds for a batch of long prompts before any token is out."""
+    layers = decoder_layers(model)
+    calls = 0
+
+    def after_layer(*_) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= len(layers):
+            tick(calls / len(layers))
+
+    hooks = [layer.register_forward_hook(after_layer) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 class _EachToken(BaseStreamer):
@@ -46,7 +69,7 @@ def generate(
     prompts: list[str],
     max_new_tokens: int = 256,
     batch_size: int = 16,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> list[str]:
     """Greedy continuations of raw-text prompts, in order; batch_size=1 is the official one-at-a-time loop.
@@ -63,12 +86,17 @@ def generate(
         # object is shared with training code that right-pads.
         enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, padding_side="left")
         enc = enc.to(model.device)
-        # a batch of 64 prompts takes tens of seconds on a CPU: report its tokens as they come, in prompts' worth
-        ticks = _EachToken(lambda t, done=done, n=len(batch): progress(done + n * t // max_new_tokens, len(prompts))) if progress else None
-        out = model.generate(
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
-            streamer=ticks,
-        )
+        # A batch of 64 prompts takes tens of seconds on a CPU: its progress moves layer by layer through the
+        # prefill, then token by token, in fractions of its prompts weighted by tokens (prompt against new ones).
+        prompt = enc["input_ids"].shape[1]
+        share = prompt / (prompt + max_new_tokens)
+        moved = (lambda f, done=done, n=len(batch): progress(done + n * f, len(prompts))) if progress else None
+        with _each_prefill_layer(model, lambda f: moved(share * f)) if moved else nullcontext():
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                pad_token_id=tokenizer.pad_token_id,
+                streamer=_EachToken(lambda t: moved(share + (1 - share) * t / max_new_tokens)) if moved else None,
+            )
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         for i, text in zip(batch, texts):
             outputs[i] = text

@@ -123,7 +123,7 @@ class Context:
         mia_members: list[str] = (),
         mia_nonmembers: list[str] = (),
         mia_source: str = "",
-        progress: Callable[[str, int, int], None] | None = None,
+        progress: Callable[[str, float, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
         self.model, self.tokenizer, self.records, self.config = model, tokenizer, records, config
@@ -151,7 +151,7 @@ class Context:
             raise result
         return result
 
-    def progress(self, stage: str, done: int, total: int) -> None:
+    def progress(self, stage: str, done: float, total: int) -> None:
         if stage not in STAGES:  # an undeclared stage would move no bar: fail where it is written, not silently
             raise KeyError(f"evaluation stage {stage!r} is not declared: declare it with metrics.stage()")
         if self.cancel is not None and self.cancel.is_set():

@@ -236,17 +236,17 @@ def _upgrade(old: dict) -> dict:
             "unofficial": {"protocol": "saved before official mode existed: batched generation, a retain sample"}}
 
 
-def _progress(report: Callable[[float, str], None] | None) -> Callable[[str, int, int], None]:
+def _progress(report: Callable[[float, str], None] | None) -> Callable[[str, float, int], None]:
     """Stage-level progress (stage, done, total) as one fraction of the whole evaluation that only moves forward.
 
     Each stage fills its own share of the bar, whatever order the metrics ask for them in."""
     shares: dict[str, float] = {}
 
-    def update(stage: str, done: int, total_items: int) -> None:
+    def update(stage: str, done: float, total_items: int) -> None:
         if report is None:
             return
         shares[stage] = max(shares.get(stage, 0.0), STAGES[stage] * done / max(total_items, 1))
-        report(sum(shares.values()), f"{stage} {done}/{total_items}")
+        report(sum(shares.values()), f"{stage} {int(done)}/{total_items}")  # generation reports parts of a batch
 
     return update
 
