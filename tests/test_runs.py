@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.fake_runs import report
 from tests.test_damaged_runs import get, places, put
-from unlearning.atomic import to_json
+from unlearning.atomic import atomic_path, to_json
 from unlearning.engine import TrainConfig
 from unlearning.evaluation import EvalConfig, EvalReport, evaluate
 from unlearning.run_config import RunConfig
@@ -135,3 +135,19 @@ def test_a_finished_run_without_an_evaluation_is_damaged(tmp_path, status, missi
     cancelled = store.create(RunConfig())
     store.set_status(cancelled, "cancelled", "cancelled before it started")
     assert store.read(cancelled).problems == []  # a run that never got so far lacks them rightly
+
+
+def test_a_cache_folder_made_by_two_processes_at_once_keeps_the_first(tmp_path):
+    """Two sessions (or test workers) preparing the same target: each saves under its own name; the second to finish
+    keeps the first's folder and leaves nothing behind, where a plain atomic path refuses to replace it."""
+    target = tmp_path / "entry"
+    with atomic_path(target, shared=True) as first, atomic_path(target, shared=True) as second:
+        for folder, who in ((first, "first"), (second, "second")):
+            folder.mkdir()
+            (folder / "weights").write_text(who)
+    assert (target / "weights").read_text() == "second"  # the inner block ends, and is renamed, first
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+    with pytest.raises(OSError), atomic_path(target) as again:
+        again.mkdir()
+        (again / "weights").write_text("third")
+    assert (target / "weights").read_text() == "second" and [p.name for p in tmp_path.iterdir()] == ["entry"]

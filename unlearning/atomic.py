@@ -41,15 +41,24 @@ def _write(path: Path, text: str, mode: str) -> None:
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, shared: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `target` for the caller to make a file or folder at; once the block ends
     without error it is renamed to `target`, else removed. So a file, a run folder or saved weights appear whole or
     not at all (a model folder with a config and no weights would load as a broken model), and a failure (a full
-    disk) leaves no leftovers."""
+    disk) leaves no leftovers.
+
+    `shared`: a cache folder that other processes may be making at the same time (two studio sessions, parallel test
+    workers), each under its own temporary name: the first one renamed wins, and a later one, the same content, is
+    dropped (a folder cannot replace a folder that has files)."""
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
         yield tmp
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (shared and target.is_dir()):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

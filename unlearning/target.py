@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from unlearning.atomic import write_atomic
+from unlearning.atomic import atomic_path, write_atomic
 from unlearning.batching import MAX_LENGTH, cut_note, encode_records, sample_length
 from unlearning.data import UnlearningData
 from unlearning.data.records import Record
@@ -191,13 +191,12 @@ def prepare_target(
         "seconds": sum(log["seconds"] for log in result.history),
     }
     with ticking(progress, 0.95, 0.99, "saving the target", expected_seconds=3.0):
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        result.model.save_pretrained(partial)
-        base.tokenizer.save_pretrained(partial)
         report["wall_seconds"] = time.perf_counter() - start
-        write_atomic(partial / "target.json", json.dumps(report, indent=1))
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)  # the cache entry appears whole or not at all
+        if not (folder / "target.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # an unfinished folder left by an older version
+        with atomic_path(folder, shared=True) as partial:  # the cache entry appears whole or not at all
+            result.model.save_pretrained(partial)
+            base.tokenizer.save_pretrained(partial)
+            write_atomic(partial / "target.json", json.dumps(report, indent=1))
     progress(1.0, f"target ready: ROUGE-L recall {report['rouge_l_recall']:.2f} (stopped, {report['stopped']})")
     return folder, report
