@@ -28,8 +28,10 @@ browser:
 run: $(STAMP)
 	$(PY) -m app $(ARGS)
 
+# One pytest-xdist worker per core (at most 4), each running whole work units (tests/conftest.py: a module, or all
+# the browser tests), in the order collected.
 test: $(STAMP) browser
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(ARGS)

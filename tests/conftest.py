@@ -1,9 +1,46 @@
+import os
+from pathlib import Path
+
 import pytest
+import torch
 
 from tests.fake_runs import COLLAPSED, GOOD_AFTER, fake_run
 from unlearning.data import bundled_dataset
 from unlearning.models import tiny_model
 from unlearning.runs import RunStore
+
+
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # `make test` runs pytest-xdist's workers
+if WORKERS > 1:
+    # Each worker takes its share of the cores, or two workers with two threads each fight over two cores; the apps
+    # and CLIs the tests start inherit it.
+    THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+    torch.set_num_threads(THREADS)
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+
+def _work_unit(nodeid: str) -> str:
+    """What one xdist worker runs whole (`make test`): a test module, so its module fixtures are made once and its
+    tests run in order; or every browser test (tests/test_browser*.py), which share one chromium and one app and miss
+    their timeouts when two of them share the cores."""
+    module = nodeid.split("::")[0]
+    return "browser" if Path(module).name.startswith("test_browser") else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ByWorkUnit(config, log)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests first (with --no-loadscope-reorder xdist deals work units in this order): the longest unit
+    starts at once on one worker while the others take the rest."""
+    items.sort(key=lambda item: _work_unit(item.nodeid) != "browser")  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 # first: it skips the module where chromium is missing, before playwright is imported
-from tests.test_browser import browser_page, open_tab, running_app, shoot  # isort: skip
+from tests.test_browser import browser_page, open_tab, running_app, shoot, tick_forget_rows  # isort: skip
 from playwright.sync_api import Page, expect  # noqa: E402
 from unlearning.data import bundled_dataset
 from unlearning.engine import TrainConfig, train
@@ -55,11 +55,7 @@ def test_the_forgotten_count_moves_and_the_run_ends_when_all_are_forgotten(serve
     expect(page.locator("#model-facts")).to_contain_text("LlamaForCausalLM", timeout=180_000)
 
     open_tab(page, "Data")
-    rows = page.locator("#data-table").get_by_role("row")
-    expect(rows.nth(TICKED)).to_contain_text("forget", timeout=30_000)  # the table is drawn: a tick before is lost
-    for i in range(TICKED):
-        rows.nth(i + 1).get_by_role("checkbox").click()
-        expect(page.locator("#selection-summary")).to_contain_text(f"{i + 1} sample", timeout=30_000)
+    tick_forget_rows(page, TICKED)
 
     # gradient ascent with per-sample balance: each sample stops being pushed once forgotten, the run ends with all
     open_tab(page, "Method")

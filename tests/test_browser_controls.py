@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 # first: it skips the module where chromium is missing, before playwright is imported
-from tests.test_browser import browser_page, open_tab  # isort: skip
+from tests.test_browser import browser_page, open_tab, tick_forget_rows  # isort: skip
 from playwright.sync_api import Page, expect  # noqa: E402
 
 
@@ -44,8 +44,7 @@ def test_k_and_rank_show_with_their_mode_and_reach_the_run(server, page: Page):
     expect(memory).to_contain_text("last_k (k=4)")
 
     open_tab(page, "Data")
-    page.locator("#data-table").get_by_role("row").nth(1).get_by_role("checkbox").click()
-    expect(page.locator("#selection-summary")).to_contain_text("1 sample")
+    tick_forget_rows(page, 1)
 
     open_tab(page, "Run")  # quick runs: one step, two new tokens, no utility or MIA
     page.get_by_text("Run settings").click()

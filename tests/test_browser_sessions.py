@@ -15,7 +15,7 @@ import time
 from playwright.sync_api import Page, expect
 
 from tests.fake_runs import GOOD_AFTER, fake_run
-from tests.test_browser import open_tab, running_app
+from tests.test_browser import open_tab, running_app, tick_forget_rows
 from unlearning.data import bundled_dataset
 from unlearning.runs import RunStore
 
@@ -58,11 +58,7 @@ def test_damaged_runs_are_listed_and_each_session_keeps_its_own_data(tmp_path, c
 
         # A ticks two bundled samples; then B loads its own table
         open_tab(a, "Data")
-        rows = a.locator("#data-table").get_by_role("row")
-        expect(rows.nth(1)).to_contain_text("forget")  # the table is drawn (row 0 is the header) before a tick
-        for i in range(2):
-            rows.nth(i + 1).get_by_role("checkbox").click()
-            expect(a.locator("#selection-summary")).to_contain_text(f"{i + 1} sample", timeout=10_000)
+        tick_forget_rows(a, 2)
         ticked = [r.id for r in bundled_dataset().split("forget")[:2]]  # the table lists the forget split first
         open_tab(b, "Data")
         b.get_by_text("Change dataset").click()

@@ -257,7 +257,7 @@ def survives(readers: Readers, name: str, path: tuple, value, status: str | None
     """The victim's file `name` with `value` at `path` (and its status set to `status`): every reader survives it, and
     the run is listed as damaged when the file is; a copy of the run can be deleted unless it reads as active."""
     document = put(readers.document(name), path, value)
-    if status:
+    if status and isinstance(document, dict):  # a status.json that is not an object has no status to set
         document["status"] = status
     lines = document if name == "metrics.jsonl" else [document]
     content = ("\n".join(map(json.dumps, lines)) + "\n").replace(json.dumps(GIANT), "9" * 5000)
