@@ -92,6 +92,8 @@ def test_a_target_with_its_oracle_and_a_run_judged_against_it(server, page: Page
     open_tab(page, "Model")
     offer = page.locator("#prepare-target-now")
     expect(offer).to_contain_text("Prepare a target and its oracle", timeout=60_000)
+    page.get_by_text("Prepare a target: make the model memorise the dataset first").click()
+    page.locator("#target-epochs input").fill("2")  # the tiny model never memorises: at most 2 epochs, each
     offer.click()
     expect(page.locator("#model-progress")).to_contain_text("its oracle too", timeout=300_000)
 

@@ -100,7 +100,7 @@ class ModelTab:
                 )
                 with gr.Row():
                     # TargetConfig's options that are not advanced, as the CLI's prepare-target flags are
-                    self.target = {o.name: knob(o) for o in options(TargetConfig) if not o.advanced}
+                    self.target = {o.name: knob(o, elem_id=f"target-{o.name}") for o in options(TargetConfig) if not o.advanced}
                 with gr.Row():
                     self.prepare = gr.Button("Prepare target", variant="primary", elem_id="prepare-target")
                     self.cancel = gr.Button("Cancel", variant="stop")
