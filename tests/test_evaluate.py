@@ -16,6 +16,8 @@ from unlearning.data.records import Record, kind_from_id
 from unlearning.evaluation import EvalConfig, EvalReport, evaluate, generate
 from unlearning.evaluation import mia as mia_module
 from unlearning.evaluation import official as ev
+from unlearning.batching import encode_records
+from unlearning.evaluation.memorisation import token_scores
 from unlearning.evaluation.utility import UtilityUnavailable, choice_picks, load_items, load_mmlu
 from unlearning.models import tiny_model
 
@@ -187,6 +189,17 @@ def test_generation_moves_layer_by_layer_through_the_prefill_and_says_the_same(t
     assert {total for _, total in seen} == {n}
 
 
+def test_a_teacher_forced_batch_moves_layer_by_layer(tiny):
+    features = encode_records(tiny.tokenizer, _records_from(PROMPTS))
+    seen = []
+    plain = token_scores(tiny.model, features, tiny.tokenizer.pad_token_id, batch_size=len(features))
+    ticked = token_scores(tiny.model, features, tiny.tokenizer.pad_token_id, batch_size=len(features),
+                          progress=lambda done, total: seen.append((done, total)))
+    layers, n = tiny.model.config.num_hidden_layers, len(features)
+    assert seen == [(n * (i + 1) / layers, n) for i in range(layers)] + [(n, n)]
+    assert ticked.logprobs == plain.logprobs
+
+
 def _records_from(generations):
     """Two tasks x two kinds x two splits whose references are built from the model's own output: non-zero scores."""
     records = []
@@ -231,7 +244,7 @@ def test_evaluate_end_to_end_matches_official(tiny):
     assert all(math.isfinite(row["answer_nll"]) and row["answer_nll"] > 0 for row in report.rows)
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 5  # it moves, only forward
     # utility moves per batch of (question, choice) pairs, not 0/1 for a minute: 124 items x 4 choices in batches of 4
-    assert len([s for s in stages if s.startswith("utility ")]) == 124 and "utility 496/496" in stages
+    assert {f"utility {4 * k}/496" for k in range(1, 125)} <= set(stages)  # every batch of 4 items, and within
     assert report.mode == "fast" and "batched generation of 8 new tokens" in report.unofficial["protocol"]
     assert EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
 

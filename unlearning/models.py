@@ -4,8 +4,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -198,6 +200,28 @@ def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList) and len(module) == n:
             return module
     raise ValueError(f"could not find the {n} decoder layers of {type(model).__name__}")
+
+
+@contextmanager
+def each_layer(model: PreTrainedModel, tick: Callable[[float], None]) -> Iterator[None]:
+    """Calls `tick(share of the layers done)` after each decoder layer of the block's first forward pass: on a CPU one
+    pass over a batch of long samples (a generation's prefill, a teacher-forced batch) takes seconds, and this is how
+    its progress moves within it."""
+    layers = decoder_layers(model)
+    calls = 0
+
+    def after_layer(*_) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= len(layers):
+            tick(calls / len(layers))
+
+    hooks = [layer.register_forward_hook(after_layer) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def lora_parameters(model: PreTrainedModel, rank: int) -> int:

@@ -7,15 +7,15 @@ arithmetic enough to change some long generations, and one at a time is what the
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager, nullcontext
-from typing import Callable, Iterator
+from contextlib import nullcontext
+from typing import Callable
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.generation.streamers import BaseStreamer
 
 from unlearning.evaluation.metrics import Cancelled, Context, stage
-from unlearning.models import decoder_layers
+from unlearning.models import each_layer
 
 GENERATE = stage("generate", 0.6)  # the greedy generation pass: most of an evaluation's time
 
@@ -24,27 +24,6 @@ def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Indices grouped so each batch holds similar lengths (less padding); longest first, so OOM shows up at once."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-@contextmanager
-def _each_prefill_layer(model: PreTrainedModel, tick: Callable[[float], None]) -> Iterator[None]:
-    """Calls `tick(share of the layers done)` after each decoder layer of the next forward pass: the prefill, one
-    pass over every prompt's tokens, which on a CPU takes seconds for a batch of long prompts before any token is out."""
-    layers = decoder_layers(model)
-    calls = 0
-
-    def after_layer(*_) -> None:
-        nonlocal calls
-        calls += 1
-        if calls <= len(layers):
-            tick(calls / len(layers))
-
-    hooks = [layer.register_forward_hook(after_layer) for layer in layers]
-    try:
-        yield
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 class _EachToken(BaseStreamer):
@@ -91,7 +70,7 @@ def generate(
         prompt = enc["input_ids"].shape[1]
         share = prompt / (prompt + max_new_tokens)
         moved = (lambda f, done=done, n=len(batch): progress(done + n * f, len(prompts))) if progress else None
-        with _each_prefill_layer(model, lambda f: moved(share * f)) if moved else nullcontext():
+        with each_layer(model, lambda f: moved(share * f)) if moved else nullcontext():  # the prefill
             out = model.generate(
                 **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                 pad_token_id=tokenizer.pad_token_id,

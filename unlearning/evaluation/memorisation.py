@@ -16,6 +16,7 @@ No generation is needed, so the engine can score samples this way during trainin
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,6 +27,7 @@ from unlearning.batching import Features, answer_logits_only, collate, encode_re
 from unlearning.evaluation.generation import batches_by_length
 from unlearning.evaluation.metrics import Context, metric, stage
 from unlearning.methods.losses import forward, token_logprobs
+from unlearning.models import each_layer
 from unlearning.prefix import PrefixCache
 
 TEACHER_FORCED = stage("teacher-forced", 0.08)  # one forward pass over the answers: quick next to generation
@@ -64,12 +66,13 @@ class TokenScores:
 @torch.inference_mode()
 def token_scores(
     model: PreTrainedModel, features: list[Features], pad_id: int, batch_size: int = 16,
-    progress: Callable[[int, int], None] | None = None, prefix: PrefixCache | None = None,
+    progress: Callable[[float, int], None] | None = None, prefix: PrefixCache | None = None,
 ) -> TokenScores:
     """One no-grad forward pass over `features` (batching.encode output), batched by length.
 
     With a filled frozen-prefix cache (unlearning.prefix), `model` is the trained tail and reads the samples' cached
-    hidden states: what a last-k run's scores during training cost.
+    hidden states: what a last-k run's scores during training cost. Progress moves layer by layer through each
+    batch of the whole model (a batch of long samples takes seconds on a CPU).
     """
     n = len(features)
     scores = TokenScores([[]] * n, [[]] * n, [[]] * n)
@@ -79,7 +82,9 @@ def token_scores(
         tensors = trim(collate([features[i] for i in batch], pad_id, model.device))
         if prefix is not None:
             tensors |= prefix.inputs([features[i] for i in batch])
-        logits = forward(model, tensors).logits
+        moved = (lambda f, done=done, size=len(batch): progress(done + size * f, n)) if progress and prefix is None else None
+        with each_layer(model, moved) if moved else nullcontext():
+            logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         labels = tensors["labels"][:, 1:]
         argmax_ok = logits[:, :-1].argmax(-1) == labels
