@@ -60,9 +60,9 @@ class Clock:
             previous = at
         return [{"stage": s, "seconds": seconds[s], "updates": updates[s]} for s in seconds]
 
-    def longest_gap(self) -> tuple[float, str, str]:
-        gaps = [(b[0] - a[0], a[2], b[2]) for a, b in zip(self.events, self.events[1:])]
-        return max(gaps, default=(0.0, "", ""))
+    def gaps(self) -> list[tuple[float, str, str]]:
+        """Every gap between two updates, (seconds, the update before, the update after), longest first."""
+        return sorted(((b[0] - a[0], a[2], b[2]) for a, b in zip(self.events, self.events[1:])), reverse=True)
 
 
 def run(ctx: Context) -> dict:
@@ -92,7 +92,8 @@ def run(ctx: Context) -> dict:
         found = judge(before, after, store.probes(run_id))
         seconds = time.perf_counter() - clock.start
         status = store.status(run_id)["status"]
-    gap, gap_from, gap_to = clock.longest_gap()
+    gaps = clock.gaps() or [(0.0, "", "")]
+    gap, gap_from, gap_to = gaps[0]
     return {
         "model": model.source, "records": len(records), "forget": len(forget), "steps": train["steps"],
         "seconds": seconds, "goal_seconds": GOAL_SECONDS[cpu_has_bf16()], "status": status,
@@ -100,6 +101,7 @@ def run(ctx: Context) -> dict:
         "findings": {f.aspect: f.status for f in found.findings},
         "stages": clock.stages(), "longest_gap_seconds": gap, "longest_gap_between": [gap_from, gap_to],
         "goal_gap_seconds": GOAL_GAP_SECONDS, "progress_updates": len(clock.events),
+        "gaps_over_goal": [list(g) for g in gaps if g[0] > GOAL_GAP_SECONDS][:10],
     }
 
 
@@ -115,6 +117,8 @@ def show(result: dict) -> None:
     a, b = result["longest_gap_between"]
     print(f"  {result['progress_updates']} progress updates, the longest gap {result['longest_gap_seconds']:.1f} s "
           f"(goal <= {result['goal_gap_seconds']:g} s), between {a!r} and {b!r}")
+    for seconds, a, b in result.get("gaps_over_goal", [])[1:]:
+        print(f"    also over the goal: {seconds:.1f} s between {a!r} and {b!r}")
 
 
 def headline(result: dict) -> list[dict]:

@@ -113,3 +113,10 @@ def test_gpu_section_runs_a_whole_studio_run_on_cpu():
         assert 0 < r["peak_share"] < 1
         assert r["before_eval_seconds"] > 0 and r["after_eval_seconds"] > 0
         assert r["probed"] == ["quantize"] and set(r["verdict"]) == set(ASPECTS)
+
+
+def test_the_first_verdict_clock_lists_the_gaps_between_updates_longest_first():
+    from benchmarks.first_verdict import Clock
+    clock = Clock()
+    clock.events = [(0.0, "a", "A"), (1.0, "b", "B"), (4.0, "c", "C"), (4.5, "d", "D")]
+    assert clock.gaps() == [(3.0, "B", "C"), (1.0, "A", "B"), (0.5, "C", "D")]

@@ -388,3 +388,13 @@ def test_the_fixed_models_answer_the_knowledge_checks_once(tiny, bundled, monkey
     again = knowledge.knowledge_checks(models, tiny.tokenizer, bundled, forget)
     assert scored == [other] and again == first
     assert first["holdout_level"] and first["paraphrase"][0]["exact_memorization"].keys() == {"original", "unlearned"}
+
+
+def test_a_batch_of_documents_for_membership_moves_layer_by_layer(tiny):
+    seen = []
+    ticked = mia_module.document_losses(tiny.model, tiny.tokenizer, PROMPTS, batch_size=len(PROMPTS),
+                                        progress=lambda done, total: seen.append((done, total)))
+    layers, n = tiny.model.config.num_hidden_layers, len(PROMPTS)
+    assert seen == [(n * (i + 1) / layers, n) for i in range(layers)] + [(n, n)]
+    plain = mia_module.document_losses(tiny.model, tiny.tokenizer, PROMPTS, batch_size=len(PROMPTS))
+    assert ticked.loss == pytest.approx(plain.loss, nan_ok=True)  # "Hi" is one token: no loss to take

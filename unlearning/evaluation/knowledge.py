@@ -94,11 +94,11 @@ def knowledge_checks(
     records = [variant for found in pairs.values() for variant, _ in found]
     scores = {}
     for name, model in models.items():
-        asking = lambda done, total, name=name: progress(f"asking the {name} model in other words, {done}/{total} prompts")
+        asking = lambda done, total, name=name: progress(f"asking the {name} model in other words, {int(done)}/{total} prompts")
         asking(0, len(records))
         scores[name] = _em(model, tokenizer, records, asking, fixed=name in FIXED) if records else []
     progress("the original's level on the holdout samples")
-    level = lambda done, total: progress(f"the original's level on the holdout samples, {done}/{total}")  # noqa: E731
+    level = lambda done, total: progress(f"the original's level on the holdout samples, {int(done)}/{total}")  # noqa: E731
     checks: dict = {"holdout_level": holdout_levels(models["original"], tokenizer, data, level) if "original" in models else {}}
     position = 0
     for check, found in pairs.items():

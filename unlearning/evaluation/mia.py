@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,7 @@ from unlearning.batching import collate
 from unlearning.evaluation.generation import batches_by_length
 from unlearning.evaluation.metrics import Context, Skip, metric, stage
 from unlearning.methods.losses import forward, token_logprobs
+from unlearning.models import each_layer
 
 MIA = stage("mia", 0.12)  # two passes over the member and non-member documents
 MIN_K = 0.2  # Min-K% Prob with k = 20%, the setting Shi et al. (2024) recommend
@@ -37,7 +39,7 @@ class DocumentScores:
 @torch.inference_mode()
 def document_losses(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch_size: int = 16,
-    max_length: int = 1024, progress: Callable[[int, int], None] | None = None,
+    max_length: int = 1024, progress: Callable[[float, int], None] | None = None,
 ) -> DocumentScores:
     """Token losses of whole documents, as the official MIA does (tokenizer(document), labels = input_ids)."""
     # The official script never truncates; the cap only guards memory (LUME documents are under 400 tokens).
@@ -46,7 +48,9 @@ def document_losses(
     done = 0
     for batch in batches_by_length([len(x) for x in ids], batch_size):
         tensors = collate([{"input_ids": ids[i], "labels": ids[i]} for i in batch], tokenizer.pad_token_id, model.device)
-        logits = forward(model, tensors).logits
+        moved = (lambda f, done=done, size=len(batch): progress(done + size * f, len(texts))) if progress else None
+        with each_layer(model, moved) if moved else nullcontext():  # a batch of long documents: seconds on a CPU
+            logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         for row, i in enumerate(batch):
             token_logp = logp[row][mask[row]]
