@@ -196,7 +196,7 @@ def test_a_teacher_forced_batch_moves_layer_by_layer(tiny):
     ticked = token_scores(tiny.model, features, tiny.tokenizer.pad_token_id, batch_size=len(features),
                           progress=lambda done, total: seen.append((done, total)))
     layers, n = tiny.model.config.num_hidden_layers, len(features)
-    assert seen == [(n * (i + 1) / layers, n) for i in range(layers)] + [(n, n)]
+    assert seen == [(0, n)] + [(n * (i + 1) / layers, n) for i in range(layers)] + [(n, n)]
     assert ticked.logprobs == plain.logprobs
 
 

@@ -78,6 +78,8 @@ def token_scores(
     scores = TokenScores([[]] * n, [[]] * n, [[]] * n)
     trim = answer_logits_only if supports_logits_to_keep(model) else (lambda batch: batch)
     done = 0
+    if progress:  # the pass shows as started at once: after a training step, its first batch would look like the step's
+        progress(0, n)
     for batch in batches_by_length([len(f["input_ids"]) for f in features], batch_size):
         tensors = trim(collate([features[i] for i in batch], pad_id, model.device))
         if prefix is not None:
