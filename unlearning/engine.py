@@ -242,8 +242,8 @@ def train(
     scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
     keep the best state, or end the run. `progress(stage, done, total)` follows the work between steps, batch by batch:
     filling the frozen-prefix cache and the monitor's scoring passes. `prefix` is a cache to fill and reuse across
-    runs (a sweep's); without one a last-k run that can use it makes its own. The data and settings come from a checked plan (unlearning.plan.make_plan): nothing is
-    checked again here.
+    runs (a sweep's); without one a last-k run that can use it makes its own. The data and settings come from a
+    checked plan (unlearning.plan.make_plan): nothing is checked again here.
     """
     method = get_method(config.method, **config.method_options)
     acc = accelerator()

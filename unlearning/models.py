@@ -203,10 +203,13 @@ def decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
 
 
 @contextmanager
-def each_layer(model: PreTrainedModel, tick: Callable[[float], None]) -> Iterator[None]:
+def each_layer(model: PreTrainedModel, tick: Callable[[float], None] | None) -> Iterator[None]:
     """Calls `tick(share of the layers done)` after each decoder layer of the block's first forward pass: on a CPU one
     pass over a batch of long samples (a generation's prefill, a teacher-forced batch) takes seconds, and this is how
-    its progress moves within it."""
+    its progress moves within it. Without a `tick`, nothing is hooked."""
+    if tick is None:
+        yield
+        return
     layers = decoder_layers(model)
     calls = 0
 

@@ -7,7 +7,6 @@ arithmetic enough to change some long generations, and one at a time is what the
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -70,7 +69,7 @@ def generate(
         prompt = enc["input_ids"].shape[1]
         share = prompt / (prompt + max_new_tokens)
         moved = (lambda f, done=done, n=len(batch): progress(done + n * f, len(prompts))) if progress else None
-        with each_layer(model, lambda f: moved(share * f)) if moved else nullcontext():  # the prefill
+        with each_layer(model, (lambda f: moved(share * f)) if moved else None):  # the prefill
             out = model.generate(
                 **enc, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
                 pad_token_id=tokenizer.pad_token_id,

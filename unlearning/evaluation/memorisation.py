@@ -16,7 +16,6 @@ No generation is needed, so the engine can score samples this way during trainin
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -85,7 +84,7 @@ def token_scores(
         if prefix is not None:
             tensors |= prefix.inputs([features[i] for i in batch])
         moved = (lambda f, done=done, size=len(batch): progress(done + size * f, n)) if progress and prefix is None else None
-        with each_layer(model, moved) if moved else nullcontext():
+        with each_layer(model, moved):
             logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         labels = tensors["labels"][:, 1:]

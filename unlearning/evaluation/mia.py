@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import zlib
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,7 +48,7 @@ def document_losses(
     for batch in batches_by_length([len(x) for x in ids], batch_size):
         tensors = collate([{"input_ids": ids[i], "labels": ids[i]} for i in batch], tokenizer.pad_token_id, model.device)
         moved = (lambda f, done=done, size=len(batch): progress(done + size * f, len(texts))) if progress else None
-        with each_layer(model, moved) if moved else nullcontext():  # a batch of long documents: seconds on a CPU
+        with each_layer(model, moved):  # a batch of long documents: seconds on a CPU
             logits = forward(model, tensors).logits
         logp, mask = token_logprobs(logits, tensors["labels"])
         for row, i in enumerate(batch):
