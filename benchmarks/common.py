@@ -16,7 +16,7 @@ import torch
 
 from unlearning.data import bundled_dataset
 from unlearning.data.records import Record
-from unlearning.engine import cpu_has_bf16
+from unlearning.models import cpu_has_bf16
 from unlearning.models import LoadedModel, load_model
 
 GIB = 1024**3

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from benchmarks.common import Context, cache_at, meets, table, verdict
 from unlearning.data import bundled_dataset, cached_data
-from unlearning.engine import cpu_has_bf16
+from unlearning.models import cpu_has_bf16
 from unlearning.evaluation.verdict import judge
 from unlearning.experiment import run_experiment
 from unlearning.methods import get_method

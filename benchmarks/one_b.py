@@ -14,8 +14,8 @@ import torch
 
 from benchmarks.common import GIB, Context, available_memory, table
 from unlearning.data import bundled_dataset
-from unlearning.engine import TrainConfig, cpu_has_bf16, train
-from unlearning.models import memory_estimate
+from unlearning.engine import TrainConfig, train
+from unlearning.models import cpu_has_bf16, memory_estimate
 
 # allenai/OLMo-1B-0724-hf's config.json as fine-tunes of it carry it (its own hub page cannot be reached from here):
 # untied embeddings and clip_qkv=8, unlike the first OLMo-1B (tied, no clipping).

@@ -225,7 +225,7 @@ def test_evaluate_end_to_end_matches_official(tiny):
     model, tokenizer = tiny.model, tiny.tokenizer
     records = _records_from(official_generate(model, tokenizer, PROMPTS, MAX_NEW))
     members, nonmembers = PROMPTS[:4], PROMPTS[5:]  # not "Hi": one token leaves nothing to predict
-    config = EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="items")
+    config = EvalConfig(max_new_tokens=MAX_NEW, batch_size=4, utility="items", dtype="model")  # the script's dtype
     fractions, stages = [], []
     report = evaluate(model, tokenizer, records, members, nonmembers, config,
                       lambda f, stage: (fractions.append(f), stages.append(stage)))
@@ -259,6 +259,26 @@ def test_official_mode_generates_one_at_a_time_in_bf16(tiny):
     assert [row["generation"] for row in report.rows] == official_generate(bf16, tiny.tokenizer, PROMPTS[:5], MAX_NEW)
     assert tiny.model.dtype == torch.float32  # evaluated on a copy: the caller's model is untouched
     assert report.mode == "official" and "utility" in report.unofficial  # MMLU was not measured, and it says so
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_auto_evaluates_in_bf16_where_the_hardware_does_bf16_fast(tiny, monkeypatch, fast):
+    from unlearning.evaluation import report as report_module
+
+    monkeypatch.setattr(report_module, "cpu_has_bf16", lambda: fast)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = EvalConfig(max_new_tokens=MAX_NEW, utility="none", mia=False)
+    assert config.dtype == ("bf16" if fast else "model")  # resolved: the saved run and cache keys say which was used
+    records = [Record(f"{i}sc1", p, "x y", "Task1", "forget", "sc") for i, p in enumerate(PROMPTS[:5])]
+    report = evaluate(tiny.model, tiny.tokenizer, records, [], [], config)
+    in_fp32 = evaluate(tiny.model, tiny.tokenizer, records, [], [], EvalConfig(**{**config.__dict__, "dtype": "model"}))
+    expected = copy.deepcopy(tiny.model).to(torch.bfloat16) if fast else tiny.model
+    assert [row["generation"] for row in report.rows] == generate(expected, tiny.tokenizer, PROMPTS[:5], MAX_NEW)
+    nll, nll_fp32 = ([row["answer_nll"] for row in r.rows] for r in (report, in_fp32))
+    assert (nll != nll_fp32) == fast  # bf16 rounding moves every score a little; "model" is the fp32 evaluation itself
+    assert report.config["dtype"] == config.dtype
+    assert ("bfloat16" if fast else "float32") in report.unofficial["protocol"]
+    assert tiny.model.dtype == torch.float32  # evaluated on a copy: the caller's model is untouched
 
 
 # --- Utility --------------------------------------------------------------------------------------------------

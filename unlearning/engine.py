@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -25,7 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import MAX_LENGTH, answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
-from unlearning.models import decoder_layers
+from unlearning.models import cpu_has_bf16, decoder_layers
 from unlearning.monitor import Monitor
 from unlearning.options import check, option
 from unlearning.prefix import PrefixCache, supports, tail, tail_layers
@@ -131,13 +130,6 @@ def accelerator() -> Accelerator:
     Mixed precision stays off here because the engine autocasts itself, per run, with the run's own precision.
     """
     return Accelerator(cpu=not torch.cuda.is_available())
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX makes a bf16 matmul several times faster than fp32; without them bf16 is slower."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 @functools.cache

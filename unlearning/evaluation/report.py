@@ -1,7 +1,7 @@
 """One evaluation end to end: run every registered metric on a model and keep the results as an EvalReport.
 
-Two modes. "fast" (interactive default): batched generation, 64 new tokens, a fixed sample of 40 retain rows, the
-model's own dtype. "official": the SemEval-2025 Task 4 protocol wherever it is defined: one prompt at a time in bf16,
+Two modes. "fast" (interactive default): batched generation, 64 new tokens, a fixed sample of 40 retain rows, bf16
+where the hardware does it fast (else the model's own dtype). "official": the SemEval-2025 Task 4 protocol wherever it is defined: one prompt at a time in bf16,
 256 new tokens, every retain row, the data's own member and non-member documents for MIA, MMLU when reachable. A
 report lists the parts that did not follow the protocol (`unofficial`), so a number never hides which mode made it.
 """
@@ -22,6 +22,7 @@ from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import teacher_forced, token_view
 from unlearning.evaluation.metrics import METRICS, STAGES, Context, Skip
 from unlearning.evaluation.official import group_means
+from unlearning.models import cpu_has_bf16
 from unlearning.options import check, finite_number, option
 
 MODES = ("fast", "official")
@@ -42,8 +43,9 @@ class EvalConfig:
                              advanced=True)
     # Decoding reads every weight once per token whatever the batch, so larger batches are nearly free (benchmarks).
     generation_batch_size: int = option(64, "Prompts generated together (official: 1).", ge=1, le=4096, advanced=True)
-    dtype: str = option("auto", "auto: the model's own dtype; bf16: evaluate a bf16 copy (the organisers load the "
-                        "model in bf16).", choices=("auto", "bf16"), advanced=True)
+    dtype: str = option("auto", "auto: bf16 where it is fast (GPUs, CPUs with bf16 matmuls), else the model's own; "
+                        "model: the model's own dtype; bf16: evaluate a bf16 copy (the organisers load the model in "
+                        "bf16).", choices=("auto", "model", "bf16"), advanced=True)
     retain_rows: int = option(40, "Retain rows scored, a fixed sample; 0 = all (official).", ge=0, le=1_000_000)
     utility: str = option("items", "items: the bundled multiple-choice families; mmlu: an MMLU subset (needs the hub, "
                           "falls back to the items); none.", choices={"items": "bundled multiple choice (offline)",
@@ -56,6 +58,9 @@ class EvalConfig:
         if self.mode == "official":
             for name, value in OFFICIAL.items():
                 setattr(self, name, value)
+        if self.dtype == "auto":  # resolved here, so a saved run (and a cached evaluation's key) says which was used:
+            # bf16 halves a CPU evaluation where matmuls do bf16, and it is the organisers' dtype and a GPU model's own
+            self.dtype = "bf16" if torch.cuda.is_available() or cpu_has_bf16() else "model"
         check(self)
 
 
@@ -300,12 +305,13 @@ def evaluate(
     """
     config = config or EvalConfig()
     start = time.perf_counter()
-    evaluated = model
-    if config.dtype == "bf16" and model.dtype != torch.bfloat16:
-        evaluated = bf16_copy(model)  # the organisers load in bf16; the caller's model stays as is
+    def in_dtype(m: PreTrainedModel) -> PreTrainedModel:  # the caller's models stay as they are
+        return bf16_copy(m) if config.dtype == "bf16" and m.dtype != torch.bfloat16 else m
+
+    evaluated = in_dtype(model)
     was_training = model.training
     evaluated.eval()  # dropout off: scores must not depend on whether training left the model in train mode
-    ctx = Context(evaluated, tokenizer, records, config, reference if reference is not None else model,
+    ctx = Context(evaluated, tokenizer, records, config, in_dtype(reference) if reference is not None else evaluated,
                   mia_members, mia_nonmembers, mia_source, _progress(progress), cancel)
     rows = [r.to_dict() for r in records]
     metrics, skipped = {}, {}
