@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from unlearning import engine
 from unlearning.engine import TrainConfig, train
 from unlearning.models import decoder_layers
 from unlearning.methods import METHODS
@@ -59,6 +60,17 @@ def test_cancel_keeps_the_steps_done(tiny, bundled):
     result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [], config, on_step, cancel)
     assert result.status == "cancelled" and [log["step"] for log in result.history] == [1, 2]
     assert "after 2 of 50 steps" in result.message
+
+
+def test_a_slow_step_says_when_its_backward_pass_starts(tiny, bundled, monkeypatch):
+    monkeypatch.setattr(engine, "SLOW_STEP_SECONDS", 0.0)  # every step of the tiny model counts as slow
+    events = []
+    config = TrainConfig(method="grad_diff", steps=3, learning_rate=1e-3, batch_size=2)
+    train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], bundled.split("retain")[:2], config,
+          lambda log: events.append(f"logged {log['step']}"),
+          progress=lambda stage, done, total: events.append(f"{stage} {done}/{total}"))
+    # the first step has no step before it to say it is slow
+    assert events == ["logged 1"] + [e for s in (2, 3) for e in (f"step {s}'s gradients 0/1", f"logged {s}")]
 
 
 class ExplodesAtStep3(Method):

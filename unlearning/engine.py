@@ -175,6 +175,9 @@ def give_back_freed_memory() -> None:
         libc.malloc_trim(0)
 
 
+SLOW_STEP_SECONDS = 1.0  # a step slower than this also reports as its backward pass starts
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32":
         return None
@@ -232,9 +235,10 @@ def train(
 
     With a `monitor` (unlearning.monitor) the run is scored before the first step and every `score_every` steps, the
     scores ride on the step logs (a step-0 log carries the original's), and the monitor may change the forget batches,
-    keep the best state, or end the run. `progress(stage, done, total)` follows the work between steps, batch by batch:
-    filling the frozen-prefix cache and the monitor's scoring passes. `prefix` is a cache to fill and reuse across
-    runs (a sweep's); without one a last-k run that can use it makes its own. The data and settings come from a
+    keep the best state, or end the run. `progress(stage, done, total)` follows the work between steps, batch by batch
+    (filling the frozen-prefix cache, the monitor's scoring passes), and says when a slow step's backward pass starts.
+    `prefix` is a cache to fill and reuse across runs (a sweep's); without one a last-k run that can use it makes its
+    own. The data and settings come from a
     checked plan (unlearning.plan.make_plan): nothing is checked again here.
     """
     method = get_method(config.method, **config.method_options)
@@ -318,6 +322,9 @@ def train(
             status, message = "diverged", f"the loss became {loss.item()} at step {step}; stopped (try a lower learning rate)"
             step -= 1
             break
+        if progress is not None and history and history[-1]["seconds"] > SLOW_STEP_SECONDS:  # several views and
+            # a reference model take seconds; a first step keeps what its caller said of it (e.g. compiling)
+            progress(f"step {step}'s gradients", 0, 1)
         optimizer.zero_grad(set_to_none=True)
         acc.backward(loss)
         grad_norm = acc.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else float("inf"))

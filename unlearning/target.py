@@ -174,7 +174,7 @@ def prepare_target(
         ended = f"; stopped, {reason[0]}" if reason else ""
         progress(0.85 * log["step"] / steps, f"memorising: {epoch}, step {log['step']}, loss {log['loss']:.3f}{memorised}{ended}")
 
-    caching = lambda stage, done, total: progress(0.0, f"{stage}, {done}/{total} samples")
+    caching = lambda stage, done, total: progress(0.85 * len(logs) / steps, f"memorising: {stage} {done}/{total}")
     result = train(base.model, base.tokenizer, records, [], settings, on_step, stop, progress=caching)
     if result.status == "diverged" or (cancel is not None and cancel.is_set()):
         raise RuntimeError(f"target preparation stopped: {result.message or 'cancelled by the user'}")
