@@ -73,6 +73,24 @@ def test_a_slow_step_says_when_its_backward_pass_starts(tiny, bundled, monkeypat
     assert events == ["logged 1"] + [e for s in (2, 3) for e in (f"step {s}'s gradients 0/1", f"logged {s}")]
 
 
+def test_the_unlearned_model_runs_the_same_kernels_as_the_original(tiny, bundled):
+    from torch.profiler import profile
+
+    from unlearning.evaluation.report import bf16_copy
+
+    result = train(tiny.model, tiny.tokenizer, bundled.split("forget")[:2], [],
+                   TrainConfig(method="grad_ascent", steps=1, learning_rate=1e-3))
+    enc = tiny.tokenizer(["Hello there my friend", "Hi"], return_tensors="pt", padding=True, padding_side="left")
+
+    def products(model) -> list[str]:  # the matrix products of a prefill, as generation runs it
+        with torch.inference_mode(), profile() as prof:
+            model(**enc, logits_to_keep=1)
+        return sorted(e.key for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+
+    # a batched product (bmm) here is the output head copied once per prompt: twice as slow a bf16 prefill
+    assert products(bf16_copy(result.model)) == products(bf16_copy(tiny.model)) == ["aten::mm"]
+
+
 class ExplodesAtStep3(Method):
     name, title, formula, intuition, paper = "explodes", "test", "", "", ""
     views = ("forget",)
