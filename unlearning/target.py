@@ -24,6 +24,7 @@ from unlearning.data.records import Record
 from unlearning.engine import PARAM_MODES, TrainConfig, train, trains
 from unlearning.evaluation.generation import generate
 from unlearning.evaluation.official import rouge_l_recall
+from unlearning.evaluation.report import EvalConfig, in_dtype
 from unlearning.jobs import Progress, ticking
 from unlearning.models import LoadedModel, cache_dir
 from unlearning.options import check, option
@@ -114,9 +115,10 @@ def target_dir(base: str, records: list[Record], config: TargetConfig) -> Path:
 def memorisation(
     loaded: LoadedModel, records: list[Record], max_new_tokens: int = 64, progress: Callable[[float, int], None] | None = None
 ) -> dict[str, float]:
-    """Mean ROUGE-L recall of the model's completions, over all and per split: how much of the data it regurgitates."""
+    """Mean ROUGE-L recall of the model's completions, over all and per split: how much of the data it regurgitates.
+    Generated in the dtype of a default evaluation (bf16 where it is fast), as the runs will read the model."""
     completions = [r for r in records if r.kind == "sc"] or records
-    generations = generate(loaded.model, loaded.tokenizer, [r.input for r in completions], max_new_tokens=max_new_tokens, progress=progress)
+    generations = generate(in_dtype(loaded.model, EvalConfig().dtype), loaded.tokenizer, [r.input for r in completions], max_new_tokens=max_new_tokens, progress=progress)
     scores: dict[str, list[float]] = {"all": []}
     for record, generation in zip(completions, generations):
         value = rouge_l_recall(generation, record.output)

@@ -284,6 +284,12 @@ def bf16_copy(model: PreTrainedModel) -> PreTrainedModel:
     return copied
 
 
+def in_dtype(model: PreTrainedModel, dtype: str) -> PreTrainedModel:
+    """`model` as an evaluation in `dtype` (an EvalConfig's: "model" or "bf16") runs it: a bf16 copy where it is not
+    bf16 already, else `model` itself; the caller's model is never changed."""
+    return bf16_copy(model) if dtype == "bf16" and model.dtype != torch.bfloat16 else model
+
+
 def evaluate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -305,13 +311,10 @@ def evaluate(
     """
     config = config or EvalConfig()
     start = time.perf_counter()
-    def in_dtype(m: PreTrainedModel) -> PreTrainedModel:  # the caller's models stay as they are
-        return bf16_copy(m) if config.dtype == "bf16" and m.dtype != torch.bfloat16 else m
-
-    evaluated = in_dtype(model)
+    evaluated = in_dtype(model, config.dtype)
     was_training = model.training
     evaluated.eval()  # dropout off: scores must not depend on whether training left the model in train mode
-    ctx = Context(evaluated, tokenizer, records, config, in_dtype(reference) if reference is not None else evaluated,
+    ctx = Context(evaluated, tokenizer, records, config, in_dtype(reference, config.dtype) if reference is not None else evaluated,
                   mia_members, mia_nonmembers, mia_source, _progress(progress), cancel)
     rows = [r.to_dict() for r in records]
     metrics, skipped = {}, {}
