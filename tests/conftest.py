@@ -1,3 +1,4 @@
+import gc
 import os
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The browser tests first (with --no-loadscope-reorder xdist deals work units in this order): the longest unit
     starts at once on one worker while the others take the rest."""
     items.sort(key=lambda item: _work_unit(item.nodeid) != "browser")  # stable: the rest keep their order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every object alive once the tests are collected (torch, transformers, gradio, the test modules) is moved out
+    of the garbage collector's sight: each training run's full collection (Accelerate's free_memory) then scans only
+    what the tests made since, not half a million objects (test_prefix.py: 44 s -> 23 s)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,7 @@ line_values = st.recursive(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=st.lists(st.just(GOOD_LINE) | line_values | st.text(st.characters(exclude_characters="\r\n"), max_size=8),
+@given(lines=st.lists(st.just(GOOD_LINE) | line_values | st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=8),
                       min_size=1, max_size=5))
 def test_any_jsonl_line_is_refused_by_its_line_number(tmp_path, lines):
     """Issue 21.7: whatever a line holds (not JSON, JSON that is not an object, an object with any values), the error
