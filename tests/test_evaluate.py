@@ -175,11 +175,20 @@ def test_generate_left_padding_matches_one_by_one(tiny):
 
 def test_generation_moves_layer_by_layer_through_the_prefill_and_says_the_same(tiny):
     """A 64-prompt batch's prefill is seconds on a CPU: its progress moves after every decoder layer, then every token."""
-    seen = []
+    from unlearning.models import decoder_layers
+
+    seen, hooked = [], []
+
+    def progress(done, total):
+        seen.append((done, total))
+        hooked.append(sum(len(layer._forward_hooks) for layer in decoder_layers(tiny.model)))
+
     texts = generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=len(PROMPTS),
-                     progress=lambda done, total: seen.append((done, total)))
+                     progress=progress)
     assert texts == generate(tiny.model, tiny.tokenizer, PROMPTS, max_new_tokens=MAX_NEW, batch_size=len(PROMPTS))
     layers, n = tiny.model.config.num_hidden_layers, len(PROMPTS)
+    # the hooks go once the prefill's last layer has reported: every decoding step runs unhooked, at full speed
+    assert hooked[layers:] == [0] * (len(seen) - layers)
     prompt = max(len(ids) for ids in tiny.tokenizer(PROMPTS)["input_ids"])
     share = prompt / (prompt + MAX_NEW)  # the prefill's part of the batch, by tokens
     prefill = [done for done, _ in seen[:layers]]

@@ -223,8 +223,10 @@ def each_layer(model: PreTrainedModel, tick: Callable[[float], None] | None) -> 
     def after_layer(*_) -> None:
         nonlocal calls
         calls += 1
-        if calls <= len(layers):
-            tick(calls / len(layers))
+        tick(calls / len(layers))
+        if calls == len(layers):  # done: a generation's decoding steps run unhooked (30 hooks a token cost 4%)
+            for hook in hooks:
+                hook.remove()
 
     hooks = [layer.register_forward_hook(after_layer) for layer in layers]
     try:
