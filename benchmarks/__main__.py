@@ -9,7 +9,8 @@ the frozen-prefix cache vs a Trainer with the same blocks frozen), scoring (what
 sweep (an 8-point sweep vs 8 separate `run` processes), eval (batched generation vs the official
 one-at-a-time loop), target (wall time to a memorised target), load (default model, first and second launch),
 1b (memory and speed of a 1B model). Asked for by name: first_verdict (target, oracle, a preset run and the
-quantisation probe from an empty cache, per stage; several minutes) and gpu (a whole run of a 1B model on CUDA; the
+quantisation probe from an empty cache, per stage; several minutes), official (official mode against the organisers'
+one-at-a-time loop on 36 LUME rows; several minutes) and gpu (a whole run of a 1B model on CUDA; the
 tiny model elsewhere). The machine may be shared, so absolute times are noisy: the sides of each
 ratio run interleaved in one process so they share the noise. Results print as tables and go to --out as JSON.
 """
@@ -25,14 +26,14 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks import evaluation, first_verdict, gpu, last_k, load, one_b, scoring, step, sweep, target
+from benchmarks import evaluation, first_verdict, gpu, last_k, load, official, one_b, scoring, step, sweep, target
 from benchmarks.common import Context, machine, pick_threads, set_threads, table
 
 SECTIONS = {"step": step, "last_k": last_k, "scoring": scoring, "sweep": sweep, "eval": evaluation, "target": target,
-            "load": load, "1b": one_b, "first_verdict": first_verdict,
-            "gpu": gpu}
-# asked for by name: the first verdict alone takes longer than the 10 minutes the rest may, the GPU run needs CUDA
-DEFAULT = [name for name in SECTIONS if name not in ("first_verdict", "gpu")]
+            "load": load, "1b": one_b, "first_verdict": first_verdict, "official": official, "gpu": gpu}
+# asked for by name: the first verdict alone takes longer than the 10 minutes the rest may, official mode's 256 tokens
+# one prompt at a time several minutes, the GPU run needs CUDA
+DEFAULT = [name for name in SECTIONS if name not in ("first_verdict", "official", "gpu")]
 
 
 def write(out: Path, results: dict) -> None:
@@ -43,7 +44,7 @@ def write(out: Path, results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--sections", default=",".join(DEFAULT),
-                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but first_verdict and gpu)")
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but first_verdict, official and gpu)")
     parser.add_argument("--quick", action="store_true", help="fewer steps, prompts and tokens: a smoke run, not a measurement")
     parser.add_argument("--out", default="runs/bench_results.json", help="where the JSON results go")
     parser.add_argument("--batch-size", type=int, default=4, help="forget (and retain) examples per step (the studio's default is 4)")

@@ -120,3 +120,15 @@ def test_the_first_verdict_clock_lists_the_gaps_between_updates_longest_first():
     clock = Clock()
     clock.events = [(0.0, "a", "A"), (1.0, "b", "B"), (4.0, "c", "C"), (4.5, "d", "D")]
     assert clock.gaps() == [(3.0, "B", "C"), (1.0, "A", "B"), (0.5, "C", "D")]
+
+
+def test_the_official_section_compares_official_mode_with_the_organisers_loop(tiny):
+    """On the tiny model: official mode's generations are the organisers' loop's, and every stage is timed."""
+    from benchmarks import official
+
+    records, members, nonmembers = official.lume_rows(4)
+    result = official.compare(tiny, records, members, nonmembers, max_new_tokens=4)
+    assert result["prompts"] == 4 and result["differing_generations"] == 0
+    assert {"generate", "teacher-forced", "fluency"} <= set(result["official_stages"])
+    assert result["generation_ratio"] == pytest.approx(result["official_stages"]["generate"] / result["organisers_seconds"])
+    assert 0 <= result["equal_length_batches_differing"] <= result["equal_length_prompts"] <= 4
