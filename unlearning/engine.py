@@ -238,8 +238,7 @@ def train(
     keep the best state, or end the run. `progress(stage, done, total)` follows the work between steps, batch by batch
     (filling the frozen-prefix cache, the monitor's scoring passes), and says when a slow step's backward pass starts.
     `prefix` is a cache to fill and reuse across runs (a sweep's); without one a last-k run that can use it makes its
-    own. The data and settings come from a
-    checked plan (unlearning.plan.make_plan): nothing is checked again here.
+    own. The data and settings come from a checked plan (unlearning.plan.make_plan): nothing is checked again here.
     """
     method = get_method(config.method, **config.method_options)
     acc = accelerator()

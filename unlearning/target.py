@@ -118,7 +118,9 @@ def memorisation(
     """Mean ROUGE-L recall of the model's completions, over all and per split: how much of the data it regurgitates.
     Generated in the dtype of a default evaluation (bf16 where it is fast), as the runs will read the model."""
     completions = [r for r in records if r.kind == "sc"] or records
-    generations = generate(in_dtype(loaded.model, EvalConfig().dtype), loaded.tokenizer, [r.input for r in completions], max_new_tokens=max_new_tokens, progress=progress)
+    model = in_dtype(loaded.model, EvalConfig().dtype)
+    generations = generate(model, loaded.tokenizer, [r.input for r in completions], max_new_tokens=max_new_tokens,
+                           progress=progress)
     scores: dict[str, list[float]] = {"all": []}
     for record, generation in zip(completions, generations):
         value = rouge_l_recall(generation, record.output)

@@ -1,9 +1,10 @@
 """One evaluation end to end: run every registered metric on a model and keep the results as an EvalReport.
 
 Two modes. "fast" (interactive default): batched generation, 64 new tokens, a fixed sample of 40 retain rows, bf16
-where the hardware does it fast (else the model's own dtype). "official": the SemEval-2025 Task 4 protocol wherever it is defined: one prompt at a time in bf16,
-256 new tokens, every retain row, the data's own member and non-member documents for MIA, MMLU when reachable. A
-report lists the parts that did not follow the protocol (`unofficial`), so a number never hides which mode made it.
+where the hardware does it fast (else the model's own dtype). "official": the SemEval-2025 Task 4 protocol wherever
+it is defined: one prompt at a time in bf16, 256 new tokens, every retain row, the data's own member and non-member
+documents for MIA, MMLU when reachable. A report lists the parts that did not follow the protocol (`unofficial`), so a
+number never hides which mode made it.
 """
 from __future__ import annotations
 
@@ -314,8 +315,9 @@ def evaluate(
     evaluated = in_dtype(model, config.dtype)
     was_training = model.training
     evaluated.eval()  # dropout off: scores must not depend on whether training left the model in train mode
-    ctx = Context(evaluated, tokenizer, records, config, in_dtype(reference, config.dtype) if reference is not None else evaluated,
-                  mia_members, mia_nonmembers, mia_source, _progress(progress), cancel)
+    judge = in_dtype(reference, config.dtype) if reference is not None else evaluated  # fluency's, in the same dtype
+    ctx = Context(evaluated, tokenizer, records, config, judge, mia_members, mia_nonmembers, mia_source,
+                  _progress(progress), cancel)
     rows = [r.to_dict() for r in records]
     metrics, skipped = {}, {}
     try:
