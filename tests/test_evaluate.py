@@ -272,9 +272,9 @@ def test_official_mode_generates_one_at_a_time_in_bf16(tiny):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_auto_evaluates_in_bf16_where_the_hardware_does_bf16_fast(tiny, monkeypatch, fast):
-    from unlearning.evaluation import report as report_module
+    from unlearning import models
 
-    monkeypatch.setattr(report_module, "cpu_has_bf16", lambda: fast)
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: fast)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     config = EvalConfig(max_new_tokens=MAX_NEW, utility="none", mia=False)
     assert config.dtype == ("bf16" if fast else "model")  # resolved: the saved run and cache keys say which was used

@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from unlearning.batching import MAX_LENGTH, answer_logits_only, collate, encode, supports_logits_to_keep
 from unlearning.data.records import Record
 from unlearning.methods import Method, get_method
-from unlearning.models import cpu_has_bf16, decoder_layers
+from unlearning.models import bf16_is_fast, decoder_layers
 from unlearning.monitor import Monitor
 from unlearning.options import check, option
 from unlearning.prefix import PrefixCache, supports, tail, tail_layers
@@ -181,7 +181,7 @@ SLOW_STEP_SECONDS = 1.0  # a step slower than this also reports as its backward 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32":
         return None
-    if precision == "bf16" or device.type == "cuda" or cpu_has_bf16():
+    if precision == "bf16" or bf16_is_fast(device):
         return torch.bfloat16
     return None
 

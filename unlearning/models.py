@@ -45,6 +45,11 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 arithmetic is the quick path on `device`: training autocasts to it, evaluations run a bf16 copy."""
+    return device.type == "cuda" or cpu_has_bf16()
+
+
 def pick_dtype(device: torch.device, dtype: str | None = None) -> torch.dtype:
     """bf16 weights on GPUs; fp32 master weights on CPU, where the engine uses bf16 autocast for speed."""
     if dtype:

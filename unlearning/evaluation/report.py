@@ -23,7 +23,7 @@ from unlearning.evaluation.generation import generations
 from unlearning.evaluation.memorisation import teacher_forced, token_view
 from unlearning.evaluation.metrics import METRICS, STAGES, Context, Skip
 from unlearning.evaluation.official import group_means
-from unlearning.models import cpu_has_bf16
+from unlearning.models import bf16_is_fast, pick_device
 from unlearning.options import check, finite_number, option
 
 MODES = ("fast", "official")
@@ -61,7 +61,7 @@ class EvalConfig:
                 setattr(self, name, value)
         if self.dtype == "auto":  # resolved here, so a saved run (and a cached evaluation's key) says which was used:
             # bf16 halves a CPU evaluation where matmuls do bf16, and it is the organisers' dtype and a GPU model's own
-            self.dtype = "bf16" if torch.cuda.is_available() or cpu_has_bf16() else "model"
+            self.dtype = "bf16" if bf16_is_fast(pick_device()) else "model"
         check(self)
 
 
